@@ -1,0 +1,30 @@
+import type { NodeMessage } from "node-red";
+import type { Bitrix24Error } from "../core/errors";
+import type { OfflineEvent } from "../core/types";
+
+export type Bitrix24ErrorJson = ReturnType<Bitrix24Error["toJSON"]>;
+
+/**
+ * `msg.bitrix24` (DESIGN.md, the msg contract): everything a downstream clear/error node needs.
+ * `error` is the record's error flag (0|1) as fetched; when a node fails on the msg it is replaced by the
+ * failure's detail {code, status, method, description}, as DESIGN.md specifies.
+ */
+export interface Bitrix24Meta {
+  portal: string;
+  processId: string | null;
+  authConnector: string;
+  id: number;
+  messageId: string;
+  error: 0 | 1 | Bitrix24ErrorJson;
+  deliveryCount: number;
+  redelivered: boolean;
+  batch: { index: number; size: number };
+  /** Set by clear/error nodes once the portal confirmed the ack. */
+  acked?: boolean;
+}
+
+export interface EventMessage extends NodeMessage {
+  payload: OfflineEvent | OfflineEvent[];
+  topic?: string;
+  bitrix24: Bitrix24Meta;
+}
