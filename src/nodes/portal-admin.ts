@@ -1,0 +1,186 @@
+import type { Request, Response } from "express";
+import type { NodeAPI } from "node-red";
+import { authorizeUrl, exchangeAuthorizationCode, newOAuthState } from "../core/authorization-code";
+import { Bitrix24Client, validatePortalUrl } from "../core/client";
+import { Bitrix24Error } from "../core/errors";
+import { OfflineEventsApi } from "../core/offline-api";
+import { asBitrix24Error } from "./error-report";
+import {
+  clientOptionsFor,
+  DEFAULT_OAUTH_SERVER,
+  type PortalConfig,
+  type PortalCredentials,
+  stateDirFor,
+} from "./bitrix24-portal";
+
+/** The editor sends this in place of a password it has not changed (Node-RED's convention). */
+const UNCHANGED = "__PWRD__";
+const STATE_TTL_MS = 10 * 60 * 1000;
+
+type DialogConfig = Pick<PortalConfig, "portalUrl" | "oauthServer" | "rateLimit" | "rateBurst" | "instances" | "timeout">;
+
+interface DialogRequest extends Partial<DialogConfig> {
+  id?: string;
+  credentials?: PortalCredentials;
+}
+
+/** What "Test connection" found, step by step, so the dialog can say which step failed. */
+export interface ConnectionReport {
+  ok: boolean;
+  reachable: boolean;
+  auth: boolean;
+  offline: boolean;
+  extended: boolean | null;
+  queued: number | null;
+  error?: { code: string; description: string };
+}
+
+interface PendingAuthorization {
+  nodeId: string;
+  portalUrl: string;
+  oauthServer: string;
+  credentials: PortalCredentials;
+  redirectUri: string;
+  expires: number;
+}
+
+/** Dialog values merged with the stored credentials wherever the editor sent the unchanged placeholder. */
+function dialogCredentials(RED: NodeAPI, body: DialogRequest): PortalCredentials {
+  const stored = (body.id ? (RED.nodes.getCredentials(body.id) as PortalCredentials | undefined) : undefined) ?? {};
+  const sent = body.credentials ?? {};
+  const merged: PortalCredentials = { ...stored };
+  for (const key of Object.keys(sent) as (keyof PortalCredentials)[]) {
+    const value = sent[key];
+    if (value !== undefined && value !== UNCHANGED) merged[key] = value;
+  }
+  return merged;
+}
+
+export async function testConnection(
+  config: DialogConfig,
+  credentials: PortalCredentials,
+  stateDir: string,
+): Promise<ConnectionReport> {
+  const report: ConnectionReport = {
+    ok: false,
+    reachable: false,
+    auth: false,
+    offline: false,
+    extended: null,
+    queued: null,
+  };
+  let client: Bitrix24Client | undefined;
+  try {
+    // The same token store as the deployed node: a refresh made by the test must not lose the rotated token.
+    client = new Bitrix24Client({ ...clientOptionsFor(config, credentials, stateDir), retry: { maxAttempts: 2 } });
+    const api = new OfflineEventsApi(client);
+    report.extended = await api.feature("rest_offline_extended");
+    report.reachable = true;
+    report.auth = true;
+    const page = await api.list({});
+    report.offline = true;
+    report.queued = page.total;
+    report.ok = true;
+  } catch (err) {
+    const error = asBitrix24Error(err);
+    // An error answer proves the portal is there; only transport failures mean it is not.
+    report.reachable = error.status > 0 || report.reachable;
+    report.error = { code: error.code, description: error.description };
+  } finally {
+    client?.close();
+  }
+  return report;
+}
+
+function callbackPage(RED: NodeAPI, nodeId: string, error?: string): string {
+  const text = error
+    ? RED._("bitrix24-portal.oauth.failed", { error })
+    : RED._("bitrix24-portal.oauth.done");
+  const message = JSON.stringify({ type: "bitrix24-portal-authorized", id: nodeId, ok: !error });
+  const escaped = text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  return `<!DOCTYPE html><html><head><meta charset="utf-8"><title>Bitrix24</title></head><body><p>${escaped}</p><script>if (window.opener) { window.opener.postMessage(${message}, "*"); ${error ? "" : "setTimeout(function () { window.close(); }, 1500);"} }</script></body></html>`;
+}
+
+export function registerPortalAdminRoutes(RED: NodeAPI): void {
+  const pending = new Map<string, PendingAuthorization>();
+  const stateDir = stateDirFor(RED);
+
+  RED.httpAdmin.post(
+    "/bitrix24-portal/test",
+    RED.auth.needsPermission("bitrix24-portal.write"),
+    (req: Request, res: Response) => {
+      const body = (req.body ?? {}) as DialogRequest;
+      testConnection(body as DialogConfig, dialogCredentials(RED, body), stateDir).then(
+        (report) => res.json(report),
+        (err: unknown) => res.status(500).json({ ok: false, error: asBitrix24Error(err).toJSON() }),
+      );
+    },
+  );
+
+  // Step 1 runs with the editor's admin token; it returns the portal URL the editor opens in a new window.
+  RED.httpAdmin.post(
+    "/bitrix24-portal/authorize",
+    RED.auth.needsPermission("bitrix24-portal.write"),
+    (req: Request, res: Response) => {
+      const body = (req.body ?? {}) as DialogRequest & { callbackUrl?: string };
+      try {
+        const credentials = dialogCredentials(RED, body);
+        const portalUrl = validatePortalUrl(String(body.portalUrl ?? "").trim());
+        if (!body.id || !credentials.clientId || !credentials.clientSecret) {
+          throw new Bitrix24Error({ code: "INVALID_CONFIG", description: RED._("bitrix24-portal.oauth.needClient") });
+        }
+        const redirectUri = String(body.callbackUrl ?? "");
+        if (!/^https?:\/\//.test(redirectUri)) {
+          throw new Bitrix24Error({ code: "INVALID_ARGUMENT", description: "callbackUrl must be an absolute URL" });
+        }
+        const now = Date.now();
+        for (const [key, entry] of pending) if (entry.expires < now) pending.delete(key);
+        const state = newOAuthState();
+        pending.set(state, {
+          nodeId: body.id,
+          portalUrl,
+          oauthServer: String(body.oauthServer || DEFAULT_OAUTH_SERVER).replace(/\/+$/, ""),
+          credentials,
+          redirectUri,
+          expires: now + STATE_TTL_MS,
+        });
+        res.json({ url: authorizeUrl(portalUrl, credentials.clientId, state, redirectUri) });
+      } catch (err) {
+        res.status(400).json({ error: asBitrix24Error(err).toJSON() });
+      }
+    },
+  );
+
+  // Step 2 is the portal's browser redirect: it carries no admin token, so the one-time state guards it.
+  RED.httpAdmin.get("/bitrix24-portal/callback", (req: Request, res: Response) => {
+    const state = String(req.query.state ?? "");
+    const entry = pending.get(state);
+    pending.delete(state);
+    if (!entry || entry.expires < Date.now()) {
+      res.status(403).send(callbackPage(RED, "", RED._("bitrix24-portal.oauth.badState")));
+      return;
+    }
+    const code = String(req.query.code ?? "");
+    if (!code) {
+      res.status(400).send(callbackPage(RED, entry.nodeId, String(req.query.error ?? "no code")));
+      return;
+    }
+    exchangeAuthorizationCode({
+      oauthServer: entry.oauthServer,
+      clientId: entry.credentials.clientId ?? "",
+      clientSecret: entry.credentials.clientSecret ?? "",
+      code,
+    })
+      .then(async (tokens) => {
+        await RED.nodes.addCredentials(entry.nodeId, {
+          ...entry.credentials,
+          accessToken: tokens.accessToken,
+          refreshToken: tokens.refreshToken,
+        });
+        res.send(callbackPage(RED, entry.nodeId));
+      })
+      .catch((err: unknown) => {
+        res.status(502).send(callbackPage(RED, entry.nodeId, asBitrix24Error(err).message));
+      });
+  });
+}
