@@ -69,12 +69,20 @@ export const SYSTEM_ERRORS: Readonly<Record<string, { status: number; descriptio
   invalid_grant: { status: 401, description: "The refresh token is invalid or revoked: re-authorise the application" },
   user_access_error: { status: 403, description: "The user does not have access to the application" },
   PORTAL_DELETED: { status: 500, description: "The portal has been deleted or its public part is closed" },
+  // The per-method execution-time budget (REFERENCE.md "Calling the API") is answered with 429.
+  OPERATION_TIME_LIMIT: { status: 429, description: "The method's execution-time budget is spent for now" },
   // Not from the portal: failures on our side of the wire.
   NETWORK_ERROR: { status: 0, description: "The portal could not be reached" },
   TIMEOUT: { status: 0, description: "The portal did not answer in time" },
   MALFORMED_ANSWER: { status: 0, description: "The portal's answer is not Bitrix24 REST JSON" },
   INVALID_CONFIG: { status: 0, description: "The configuration is invalid" },
   INVALID_ARGUMENT: { status: 0, description: "An argument is invalid" },
+  CLOSED: { status: 0, description: "The client was closed before the call finished" },
+  NO_REFRESH_TOKEN: {
+    status: 401,
+    description: "The access token expired and there is no refresh token: re-authorise the application",
+  },
+  TOKEN_STORE_ERROR: { status: 0, description: "The token file could not be read, written or locked" },
   EVENTS_MAY_BE_LOST: {
     status: 0,
     description: "An event.offline.get with clear=1 may have reached the portal; its events cannot be fetched again",
