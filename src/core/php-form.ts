@@ -26,7 +26,7 @@ function decode(text: string): string {
   }
 }
 
-/** `a[b][]` -> ["a", "b", ""]; anything past maxDepth stays glued to the last segment. */
+/** `a[b][]` -> ["a", "b", ""]; whatever lies past maxDepth becomes one last segment, brackets and all (as qs does). */
 function splitKey(key: string, maxDepth: number): string[] {
   const open = key.indexOf("[");
   if (open <= 0) return [key];
@@ -38,7 +38,7 @@ function splitKey(key: string, maxDepth: number): string[] {
     segments.push(rest.slice(1, close));
     rest = rest.slice(close + 1);
   }
-  if (rest) segments[segments.length - 1] += rest;
+  if (rest) segments.push(rest);
   return segments;
 }
 
