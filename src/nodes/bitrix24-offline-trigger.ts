@@ -20,6 +20,8 @@ const TYPE = "bitrix24-offline-trigger";
 const BODY_LIMIT = 100 * 1024;
 /** Like core inject's "once" delay: lets the rest of the flow start before the first msg. */
 const DEPLOY_DELAY_MS = 100;
+/** A public endpoint gets scanned: refusals are reported at most this often, with a count of the rest. */
+const REFUSAL_REPORT_MS = 10_000;
 /** Longest timer Node accepts; longer intervals would fire at once. */
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -110,6 +112,8 @@ export default function register(RED: NodeAPI): void {
     let pollTimer: NodeJS.Timeout | undefined;
     let routeHandler: RequestHandler | undefined;
     let closed = false;
+    let lastRefusalReport = Number.NEGATIVE_INFINITY;
+    let unreportedRefusals = 0;
 
     const gate = new EmitGate<Emission>(
       (emission, merged) => {
@@ -191,12 +195,24 @@ export default function register(RED: NodeAPI): void {
         if (err instanceof NotificationError || err instanceof BodyReadError) {
           if (err.status === 413) res.setHeader("Connection", "close");
           answer(res, err.status, err.message);
-          node.warn(RED._(`${TYPE}.errors.refused`, { status: err.status, reason: err.message, ip: req.ip ?? "" }));
+          reportRefusal(err.status, err.message, req.ip ?? "");
         } else {
           answer(res, 500, "Internal Server Error");
           node.error(asBitrix24Error(err));
         }
       }
+    }
+
+    function reportRefusal(status: number, reason: string, ip: string): void {
+      const now = Date.now();
+      if (now - lastRefusalReport < REFUSAL_REPORT_MS) {
+        unreportedRefusals++;
+        return;
+      }
+      lastRefusalReport = now;
+      const more = unreportedRefusals;
+      unreportedRefusals = 0;
+      node.warn(RED._(`${TYPE}.errors.refused`, { status, reason, ip, more }));
     }
 
     function registerEndpoint(): void {
