@@ -1,0 +1,297 @@
+import { createHash } from "node:crypto";
+import { promises as fs } from "node:fs";
+import { join } from "node:path";
+
+/**
+ * The process-id journal (DESIGN.md, "Delivery semantics"): which process ids a consumer holds on the portal and
+ * which of their records are not acknowledged yet, with delivery counts. It lives in a file in the Node-RED user
+ * directory and is fsync'd before events are emitted, so a crash never loses a process id (a lost process id
+ * means its records stay held on the portal until its cleanup agent deletes them, about 30 days later).
+ *
+ * Keyed by portal host + client id + auth_connector + error flag, NOT by node id (node ids change on copy and
+ * import): any consumer with the same key adopts the journal. Consumers of one key in one Node-RED process
+ * share one SharedJournal, each owning its own section; what no live consumer has adopted yet is kept and
+ * written along, so nothing is dropped before someone re-selected it.
+ */
+
+export interface JournalKey {
+  portalHost: string;
+  clientId: string;
+  authConnector: string;
+  error: 0 | 1;
+}
+
+export interface JournalRecord {
+  id: number;
+  messageId: string;
+  /** How many times the record has been emitted (1 = first delivery). */
+  deliveryCount: number;
+}
+
+export interface JournalProcess {
+  processId: string;
+  /** Number of records the get that opened the process returned: the lower bound of a re-select's limit. */
+  size: number;
+  /** Epoch ms of the last (re)delivery. */
+  deliveredAt: number;
+  pending: JournalRecord[];
+}
+
+interface JournalFile {
+  version: 1;
+  key: JournalKey;
+  updatedAt: number;
+  processes: JournalProcess[];
+}
+
+export interface JournalLoadWarning {
+  code: "JOURNAL_UNREADABLE";
+  file: string;
+  /** Where the unreadable file was moved, so nobody loses the evidence. */
+  movedTo: string;
+  description: string;
+}
+
+/** The string that identifies a journal; also what goes into its file name (hashed). */
+export function journalKeyString(key: JournalKey): string {
+  return [key.portalHost.toLowerCase(), key.clientId, key.authConnector, String(key.error)].join("\n");
+}
+
+/** File name of a key's journal: readable prefix for people looking at the directory, hash for uniqueness. */
+export function journalFileName(key: JournalKey): string {
+  const hash = createHash("sha256").update(journalKeyString(key)).digest("hex").slice(0, 16);
+  const host = key.portalHost.toLowerCase().replace(/[^a-z0-9.-]+/g, "_") || "portal";
+  return `journal-${host}-${hash}.json`;
+}
+
+function isRecord(value: unknown): value is JournalRecord {
+  const r = value as JournalRecord;
+  return (
+    typeof r === "object" &&
+    r !== null &&
+    Number.isSafeInteger(r.id) &&
+    typeof r.messageId === "string" &&
+    Number.isSafeInteger(r.deliveryCount)
+  );
+}
+
+function parseProcesses(text: string, key: JournalKey): JournalProcess[] {
+  const data = JSON.parse(text) as Partial<JournalFile>;
+  if (data.version !== 1 || !Array.isArray(data.processes)) throw new Error("not a version 1 journal");
+  if (!data.key || journalKeyString(data.key as JournalKey) !== journalKeyString(key)) {
+    throw new Error("the journal belongs to another portal, application, connector or error flag");
+  }
+  return data.processes
+    .filter((p): p is JournalProcess => typeof p?.processId === "string" && p.processId !== "")
+    .map((p) => ({
+      processId: p.processId,
+      size: Number.isSafeInteger(p.size) && p.size > 0 ? p.size : 0,
+      deliveredAt: Number.isFinite(p.deliveredAt) ? p.deliveredAt : 0,
+      pending: Array.isArray(p.pending) ? p.pending.filter(isRecord) : [],
+    }));
+}
+
+function cloneProcess(p: JournalProcess): JournalProcess {
+  return { ...p, pending: p.pending.map((r) => ({ ...r })) };
+}
+
+/** Replaces `file` atomically and durably: temp file, fsync, rename, fsync of the directory. */
+export async function writeFileDurably(dir: string, file: string, text: string): Promise<void> {
+  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
+  const handle = await fs.open(tmp, "w", 0o600);
+  try {
+    await handle.writeFile(text, "utf8");
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+  await syncDirectory(dir);
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  // A rename is durable only once the directory entry is; some platforms refuse fsync on a directory.
+  let handle: fs.FileHandle | undefined;
+  try {
+    handle = await fs.open(dir, "r");
+    await handle.sync();
+  } catch {
+    // best effort
+  } finally {
+    await handle?.close();
+  }
+}
+
+export class SharedJournal {
+  readonly file: string;
+  private readonly sections = new Map<symbol, JournalProcess[]>();
+  private unclaimed: JournalProcess[] = [];
+  private loaded = false;
+  private chain: Promise<void> = Promise.resolve();
+  private nextWrite: Promise<void> | undefined;
+
+  constructor(
+    readonly dir: string,
+    readonly key: JournalKey,
+  ) {
+    this.file = join(dir, journalFileName(key));
+  }
+
+  /** Owners currently attached (live consumers of this key). */
+  get owners(): number {
+    return this.sections.size;
+  }
+
+  attach(): JournalHandle {
+    const owner = Symbol("journal-owner");
+    if (this.sections.size === 0) this.loaded = false; // nobody alive: the file is the truth again
+    this.sections.set(owner, []);
+    return new JournalHandle(this, owner);
+  }
+
+  /** Every process id this journal knows: held by a live owner or waiting to be adopted. */
+  knownProcessIds(): Set<string> {
+    const ids = new Set<string>();
+    for (const p of this.unclaimed) ids.add(p.processId);
+    for (const section of this.sections.values()) for (const p of section) ids.add(p.processId);
+    return ids;
+  }
+
+  /** @internal */
+  async adopt(owner: symbol): Promise<{ processes: JournalProcess[]; warning?: JournalLoadWarning }> {
+    let warning: JournalLoadWarning | undefined;
+    if (!this.loaded) {
+      this.loaded = true;
+      const read = await this.readFile();
+      warning = read.warning;
+      const held = this.knownProcessIds();
+      this.unclaimed.push(...read.processes.filter((p) => !held.has(p.processId)));
+    }
+    const adopted = this.unclaimed;
+    this.unclaimed = [];
+    const section = this.sections.get(owner);
+    if (section) section.push(...adopted.map(cloneProcess));
+    return { processes: adopted.map(cloneProcess), warning };
+  }
+
+  /** @internal Replaces the owner's section and resolves once a write containing it is on disk. */
+  save(owner: symbol, processes: JournalProcess[]): Promise<void> {
+    if (!this.sections.has(owner)) return Promise.resolve();
+    this.sections.set(owner, processes.map(cloneProcess));
+    return this.requestWrite();
+  }
+
+  /** @internal The owner's processes stay in the file (unclaimed) for whoever starts next. */
+  release(owner: symbol): Promise<void> {
+    const section = this.sections.get(owner);
+    if (!section) return Promise.resolve();
+    this.sections.delete(owner);
+    this.unclaimed.push(...section);
+    return this.requestWrite();
+  }
+
+  private async readFile(): Promise<{ processes: JournalProcess[]; warning?: JournalLoadWarning }> {
+    let text: string;
+    try {
+      text = await fs.readFile(this.file, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return { processes: [] };
+      throw err;
+    }
+    try {
+      return { processes: parseProcesses(text, this.key) };
+    } catch (err) {
+      // Keep the unreadable file for inspection; the orphan sweep finds the records it named.
+      const movedTo = `${this.file}.unreadable-${Date.now()}`;
+      await fs.rename(this.file, movedTo).catch(() => undefined);
+      return {
+        processes: [],
+        warning: {
+          code: "JOURNAL_UNREADABLE",
+          file: this.file,
+          movedTo,
+          description: err instanceof Error ? err.message : String(err),
+        },
+      };
+    }
+  }
+
+  /**
+   * Writes are serialised; a request made while a write is queued (not yet started) joins it, so a burst of
+   * saves costs at most two writes. The snapshot is taken when the write starts, so it contains every change
+   * made before.
+   */
+  private requestWrite(): Promise<void> {
+    if (this.nextWrite) return this.nextWrite;
+    const write = this.chain.then(() => {
+      this.nextWrite = undefined;
+      return this.writeNow();
+    });
+    this.nextWrite = write;
+    this.chain = write.catch(() => undefined);
+    return write;
+  }
+
+  private async writeNow(): Promise<void> {
+    const processes = [...this.unclaimed, ...[...this.sections.values()].flat()];
+    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    if (processes.length === 0) {
+      await fs.rm(this.file, { force: true });
+      await syncDirectory(this.dir);
+      return;
+    }
+    const data: JournalFile = { version: 1, key: this.key, updatedAt: Date.now(), processes };
+    await writeFileDurably(this.dir, this.file, JSON.stringify(data));
+  }
+}
+
+/** One consumer's view of a shared journal. */
+export class JournalHandle {
+  private released = false;
+
+  constructor(
+    readonly journal: SharedJournal,
+    private readonly owner: symbol,
+  ) {}
+
+  /** Takes over the processes no live consumer holds (on first use: what the file lists). */
+  adopt(): Promise<{ processes: JournalProcess[]; warning?: JournalLoadWarning }> {
+    if (this.released) return Promise.resolve({ processes: [] });
+    return this.journal.adopt(this.owner);
+  }
+
+  /** Replaces this consumer's processes; resolves when they are durably on disk. */
+  save(processes: JournalProcess[]): Promise<void> {
+    if (this.released) return Promise.resolve();
+    return this.journal.save(this.owner, processes);
+  }
+
+  /** Detaches: the processes stay in the file for the next consumer with the same key. */
+  release(): Promise<void> {
+    if (this.released) return Promise.resolve();
+    this.released = true;
+    return this.journal.release(this.owner);
+  }
+
+  knownProcessIds(): Set<string> {
+    return this.journal.knownProcessIds();
+  }
+}
+
+const journals = new Map<string, SharedJournal>();
+
+/** The process-wide journal of a key in a directory (one instance per file, shared by its consumers). */
+export function openJournal(dir: string, key: JournalKey): JournalHandle {
+  const file = join(dir, journalFileName(key));
+  let journal = journals.get(file);
+  if (!journal) {
+    journal = new SharedJournal(dir, key);
+    journals.set(file, journal);
+  }
+  return journal.attach();
+}
