@@ -1,4 +1,4 @@
-import { EventEmitter } from "node:events";
+import { EventEmitter, setMaxListeners } from "node:events";
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import { backoffDelay, DEFAULT_RETRY, type RetryPolicy, sleep } from "./backoff";
@@ -140,6 +140,8 @@ export class Bitrix24Client extends EventEmitter {
 
   constructor(options: ClientOptions) {
     super();
+    // Every queued call and request in flight listens for close(): hundreds are normal, not a leak.
+    setMaxListeners(0, this.closer.signal);
     this.portalUrl = validatePortalUrl(options.portalUrl);
     this.portalHost = new URL(this.portalUrl).host;
     const timeoutMs = positive(options.timeoutMs, 30000, "timeoutMs");
