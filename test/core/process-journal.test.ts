@@ -1,0 +1,144 @@
+import { promises as fs } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import should from "should";
+import {
+  type JournalKey,
+  type JournalProcess,
+  journalFileName,
+  openJournal,
+  SharedJournal,
+} from "../../src/core/process-journal";
+
+const key: JournalKey = { portalHost: "example.bitrix24.com", clientId: "local.app", authConnector: "", error: 0 };
+
+function proc(processId: string, ids: number[], deliveryCount = 1): JournalProcess {
+  return {
+    processId,
+    size: ids.length,
+    deliveredAt: 1000,
+    pending: ids.map((id) => ({ id, messageId: `m${String(id).padStart(31, "0")}`, deliveryCount })),
+  };
+}
+
+describe("process journal", () => {
+  let dir: string;
+
+  beforeEach(async () => {
+    dir = await fs.mkdtemp(join(tmpdir(), "b24-journal-"));
+  });
+
+  afterEach(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it("names the file by portal, application, connector and error flag, not by node", () => {
+    const a = journalFileName(key);
+    should(a).match(/^journal-example\.bitrix24\.com-[0-9a-f]{16}\.json$/);
+    should(journalFileName({ ...key })).equal(a);
+    should(journalFileName({ ...key, authConnector: "BxTest" })).not.equal(a);
+    should(journalFileName({ ...key, error: 1 })).not.equal(a);
+    should(journalFileName({ ...key, clientId: "other" })).not.equal(a);
+    should(journalFileName({ ...key, portalHost: "EXAMPLE.bitrix24.com" })).equal(a);
+  });
+
+  it("saves durably and a new consumer with the same key adopts what the file lists", async () => {
+    const first = openJournal(dir, key);
+    should((await first.adopt()).processes).eql([]);
+    await first.save([proc("p1", [1, 2, 3]), proc("p2", [4], 2)]);
+    const file = join(dir, journalFileName(key));
+    const onDisk = JSON.parse(await fs.readFile(file, "utf8"));
+    should(onDisk.version).equal(1);
+    should(onDisk.processes.map((p: JournalProcess) => p.processId)).eql(["p1", "p2"]);
+    should((await fs.stat(file)).mode & 0o777).equal(0o600);
+    await first.release();
+
+    // "Restart": a fresh SharedJournal reads the file.
+    const second = new SharedJournal(dir, key).attach();
+    const adopted = await second.adopt();
+    should(adopted.processes.map((p) => p.processId)).eql(["p1", "p2"]);
+    should(adopted.processes[1].pending[0]).eql({ id: 4, messageId: `m${"4".padStart(31, "0")}`, deliveryCount: 2 });
+    await second.release();
+    const leftovers = (await fs.readdir(dir)).filter((f) => f.endsWith(".tmp"));
+    should(leftovers).eql([]);
+  });
+
+  it("removes the file once no process is held", async () => {
+    const handle = openJournal(dir, key);
+    await handle.adopt();
+    await handle.save([proc("p1", [1])]);
+    await handle.save([]);
+    should(await fs.readdir(dir)).eql([]);
+    await handle.release();
+  });
+
+  it("hands the journal's processes to ONE of two consumers with the same key and keeps both sections", async () => {
+    const seed = new SharedJournal(dir, key).attach();
+    await seed.adopt();
+    await seed.save([proc("old", [1])]);
+    await seed.release();
+
+    const a = openJournal(dir, key);
+    const b = openJournal(dir, key);
+    const gotA = await a.adopt();
+    const gotB = await b.adopt();
+    should(gotA.processes.map((p) => p.processId)).eql(["old"]);
+    should(gotB.processes).eql([]);
+    await a.save([proc("old", [1]), proc("a1", [2])]);
+    await b.save([proc("b1", [3])]);
+    should([...a.knownProcessIds()].sort()).eql(["a1", "b1", "old"]);
+    const onDisk = JSON.parse(await fs.readFile(join(dir, journalFileName(key)), "utf8"));
+    should(onDisk.processes.map((p: JournalProcess) => p.processId).sort()).eql(["a1", "b1", "old"]);
+    // A consumer that closes leaves its processes for the next one.
+    await a.release();
+    const c = openJournal(dir, key);
+    should((await c.adopt()).processes.map((p) => p.processId).sort()).eql(["a1", "old"]);
+    await b.release();
+    await c.release();
+  });
+
+  it("a burst of concurrent saves all resolve and the last state wins", async () => {
+    const handle = new SharedJournal(dir, key).attach();
+    await handle.adopt();
+    const saves: Promise<void>[] = [];
+    for (let i = 1; i <= 50; i++)
+      saves.push(
+        handle.save([
+          proc(
+            "p",
+            Array.from({ length: i }, (_, n) => n + 1),
+          ),
+        ]),
+      );
+    await Promise.all(saves);
+    const onDisk = JSON.parse(await fs.readFile(join(dir, journalFileName(key)), "utf8"));
+    should(onDisk.processes[0].pending).have.length(50);
+    await handle.release();
+  });
+
+  it("moves an unreadable journal aside and reports it instead of failing", async () => {
+    await fs.writeFile(join(dir, journalFileName(key)), "{not json");
+    const handle = new SharedJournal(dir, key).attach();
+    const { processes, warning } = await handle.adopt();
+    should(processes).eql([]);
+    should(warning?.code).equal("JOURNAL_UNREADABLE");
+    const files = await fs.readdir(dir);
+    should(files.some((f) => f.includes(".unreadable-"))).be.true();
+    await handle.release();
+  });
+
+  it("refuses a journal written for another key", async () => {
+    const other = new SharedJournal(dir, { ...key, error: 1 });
+    const h = other.attach();
+    await h.adopt();
+    await h.save([proc("x", [1])]);
+    await h.release();
+    // Same file name forced by copying: the key inside is checked.
+    await fs.copyFile(join(dir, journalFileName({ ...key, error: 1 })), join(dir, journalFileName(key)));
+    const handle = new SharedJournal(dir, key).attach();
+    const { processes, warning } = await handle.adopt();
+    should(processes).eql([]);
+    should(warning?.description).match(/another portal/);
+    await handle.release();
+  });
+});
