@@ -1,0 +1,88 @@
+import type { ServerResponse } from "node:http";
+import { sendJson } from "./http-io";
+import type { Faults, SandboxSwitches } from "./index";
+import type { SandboxPortal } from "./portal";
+
+/**
+ * `/_sandbox/*`: the same control the programmatic API gives, over HTTP, for tests that run the sandbox in
+ * another process (the CLI). Not rate limited, not subject to faults, no auth: it listens on loopback.
+ */
+
+function parseJson(body: string): Record<string, unknown> {
+  if (!body.trim()) return {};
+  const parsed: unknown = JSON.parse(body);
+  return parsed !== null && typeof parsed === "object" && !Array.isArray(parsed)
+    ? (parsed as Record<string, unknown>)
+    : {};
+}
+
+export function handleControl(
+  portal: SandboxPortal,
+  method: string,
+  path: string,
+  body: string,
+  res: ServerResponse,
+): void {
+  const action = path.slice("/_sandbox/".length).replace(/\/$/, "");
+  let input: Record<string, unknown>;
+  try {
+    input = parseJson(body);
+  } catch {
+    sendJson(res, 400, { error: "INVALID_JSON", error_description: "The body is not JSON" });
+    return;
+  }
+  if (method === "GET") {
+    switch (action) {
+      case "state":
+        sendJson(res, 200, {
+          url: portal.url,
+          credentials: portal.credentials,
+          options: portal.currentOptions(),
+          faults: portal.currentFaults(),
+          bindings: portal.bindingList(),
+          stats: portal.stats(),
+        });
+        return;
+      case "stats":
+        sendJson(res, 200, portal.stats());
+        return;
+      case "records":
+        sendJson(res, 200, portal.records());
+        return;
+    }
+  } else if (method === "POST") {
+    switch (action) {
+      case "events": {
+        const count = Math.max(0, Math.floor(Number(input.count ?? 1)) || 0);
+        const name = typeof input.name === "string" ? input.name : "ONCRMDEALUPDATE";
+        const connector = typeof input.connector === "string" ? input.connector : "";
+        // Over HTTP `data` can only be one value: every event gets it, so they collapse into one record.
+        const data = "data" in input ? () => input.data : undefined;
+        portal.addGenerated(count, () => name, connector, data, true);
+        sendJson(res, 200, { added: count, stats: portal.stats() });
+        return;
+      }
+      case "faults":
+        portal.setFaults(input as Faults);
+        sendJson(res, 200, { faults: portal.currentFaults() });
+        return;
+      case "options":
+        portal.setOptions(input as SandboxSwitches);
+        sendJson(res, 200, { options: portal.currentOptions() });
+        return;
+      case "expire-tokens":
+        portal.expireTokens();
+        sendJson(res, 200, { ok: true });
+        return;
+      case "revoke-refresh-tokens":
+        portal.revokeRefreshTokens();
+        sendJson(res, 200, { ok: true });
+        return;
+      case "reset":
+        portal.reset();
+        sendJson(res, 200, { ok: true });
+        return;
+    }
+  }
+  sendJson(res, 404, { error: "NOT_FOUND", error_description: `No control action ${method} ${path}` });
+}

@@ -1,0 +1,109 @@
+/**
+ * The embedded Bitrix24 sandbox: an in-memory portal emulator that serves the REST methods our nodes use,
+ * OAuth, batch, the rate limit and ONOFFLINEEVENT pushes, with fault injection for reliability tests.
+ * See README.md beside this file for every behaviour and the choices made where the docs are silent.
+ */
+import { SandboxPortal } from "./portal";
+
+export interface SandboxOptions {
+  /** 0 = random (default). */
+  port?: number;
+  /** Default "127.0.0.1". */
+  host?: string;
+  /** Default {burst: 50, perSecond: 2}; false = off. */
+  rateLimit?: { burst: number; perSecond: number } | false;
+  /** Access-token lifetime, default 3600. */
+  tokenTtlSec?: number;
+  /** Feature rest_offline_extended, default true (false: clear=0 refused with a license error). */
+  extendedMode?: boolean;
+  /** The token belongs to an administrator, default true (false: offline methods -> ACCESS_DENIED). */
+  admin?: boolean;
+  /** Default true (false: offline methods in batch -> ERROR_BATCH_METHOD_NOT_ALLOWED). */
+  batchAllowsOffline?: boolean;
+  /** Seed this many events at start. */
+  events?: number;
+  /** Fixed values instead of generated ones. */
+  credentials?: Partial<SandboxCredentials>;
+  /** Where log lines go (default: nowhere). The CLI passes stderr. */
+  log?: (line: string) => void;
+}
+
+export interface SandboxCredentials {
+  clientId: string;
+  clientSecret: string;
+  accessToken: string;
+  refreshToken: string;
+  applicationToken: string;
+  /** `${url}/rest/1/<secret>/` */
+  webhookUrl: string;
+}
+
+export interface Faults {
+  /** Added to every REST answer. */
+  latencyMs?: number;
+  /** 0..1 share of REST calls answered with `errorCode`. */
+  errorRate?: number;
+  /** Default "INTERNAL_SERVER_ERROR" (status from the seeds' table; 429 for "OPERATION_TIME_LIMIT"). */
+  errorCode?: string;
+  /** 0..1: destroy the socket BEFORE applying the call. */
+  dropBeforeRate?: number;
+  /** 0..1: apply the call, then destroy the socket without answering. */
+  dropAfterRate?: number;
+  /** Limit faults to these methods (default all). */
+  methods?: string[];
+}
+
+export interface SandboxStats {
+  queue: { total: number; unprocessed: number; held: number; error: number };
+  requests: { total: number; byMethod: Record<string, number>; rejected503: number; batches: number };
+  /** Events ever added (collapsed changes not counted) / removed (by get clear=1, clear, error's dedup). */
+  created: number;
+  deleted: number;
+  /** ONOFFLINEEVENT notifications sent. */
+  pushes: number;
+}
+
+export interface SandboxRecord {
+  ID: string;
+  EVENT_NAME: string;
+  MESSAGE_ID: string;
+  PROCESS_ID: string | null;
+  ERROR: string;
+  CONNECTOR: string;
+  EVENT_DATA: unknown;
+  TIMESTAMP_X: string;
+}
+
+export interface AddEventsSpec {
+  name?: string;
+  connector?: string;
+  /** EVENT_DATA of the i-th event; the same name + data collapse into one record while it waits. */
+  data?: (i: number) => unknown;
+}
+
+export type SandboxSwitches = Partial<
+  Pick<SandboxOptions, "rateLimit" | "extendedMode" | "admin" | "batchAllowsOffline" | "tokenTtlSec">
+>;
+
+export interface Sandbox {
+  /** e.g. http://127.0.0.1:PORT — the portal URL AND the OAuth server URL (/oauth/token/, /oauth/authorize/). */
+  readonly url: string;
+  readonly credentials: SandboxCredentials;
+  addEvents(count: number, spec?: AddEventsSpec): void;
+  stats(): SandboxStats;
+  records(): SandboxRecord[];
+  /** Replaces the current faults; {} = none. */
+  setFaults(faults: Faults): void;
+  setOptions(options: SandboxSwitches): void;
+  /** Every issued access token expires now (next call -> 401 expired_token). */
+  expireTokens(): void;
+  /** Every refresh token becomes invalid (-> invalid_grant). */
+  revokeRefreshTokens(): void;
+  /** Empties the queue, bindings, counters and faults; the credentials stay valid. */
+  reset(): void;
+  close(): Promise<void>;
+}
+
+export function startSandbox(options: SandboxOptions = {}): Promise<Sandbox> {
+  return SandboxPortal.start(options);
+}

@@ -1,0 +1,388 @@
+import { randomBytes } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { runBatch } from "./batch";
+import { handleControl } from "./control-api";
+import { EventBindings } from "./event-bindings";
+import { readBody, requestParams, sendJson } from "./http-io";
+import type {
+  AddEventsSpec,
+  Faults,
+  Sandbox,
+  SandboxCredentials,
+  SandboxOptions,
+  SandboxRecord,
+  SandboxStats,
+  SandboxSwitches,
+} from "./index";
+import { LeakyBucket } from "./leaky-bucket";
+import { authorize, type OAuthApp, token, tokenAnswer } from "./oauth-endpoints";
+import { OfflineNotifier } from "./offline-notifier";
+import { OfflineQueue } from "./offline-queue";
+import type { Params } from "./php-params";
+import { RestError, systemError } from "./rest-error";
+import { type CallContext, callMethod, isOfflineMethod, type PortalState } from "./rest-methods";
+import { isoFromSeconds, restTime } from "./rest-time";
+import { randomToken, TokenStore } from "./token-store";
+
+const SEED_EVENT_NAMES = ["ONCRMDEALUPDATE", "ONCRMDEALADD", "ONCRMCONTACTUPDATE", "ONCRMLEADADD"];
+const DEFAULT_RATE = { burst: 50, perSecond: 2 };
+// The per-method execution-time budget window the portal reports through time.operating.
+const OPERATING_WINDOW_MS = 600_000;
+
+interface Operating {
+  seconds: number;
+  windowStart: number;
+}
+
+export class SandboxPortal implements Sandbox {
+  url = "";
+  credentials!: SandboxCredentials;
+  private readonly server: Server;
+  private readonly queue = new OfflineQueue();
+  private readonly bindings = new EventBindings();
+  private readonly tokens: TokenStore;
+  private readonly appBucket: LeakyBucket;
+  private readonly webhookBucket: LeakyBucket;
+  private rateLimitOn: boolean;
+  private readonly switches: PortalState["switches"];
+  private readonly state: PortalState;
+  private readonly notifier: OfflineNotifier;
+  private readonly memberId = randomToken();
+  private readonly log: (line: string) => void;
+  private webhookSecret = "";
+  private faults: Faults = {};
+  private generated = 0;
+  private requests: SandboxStats["requests"] = { total: 0, byMethod: {}, rejected503: 0, batches: 0 };
+  private readonly operating = new Map<string, Operating>();
+  private readonly sleepers = new Map<NodeJS.Timeout, () => void>();
+  private rate: { burst: number; perSecond: number };
+  private tokenTtlSec: number;
+  private oauthApp!: OAuthApp;
+  private closed = false;
+
+  private constructor(options: SandboxOptions) {
+    this.log = options.log ?? (() => {});
+    this.tokens = new TokenStore(options.tokenTtlSec ?? 3600);
+    const rate = options.rateLimit === false ? DEFAULT_RATE : (options.rateLimit ?? DEFAULT_RATE);
+    this.rateLimitOn = options.rateLimit !== false;
+    this.rate = { ...rate };
+    this.tokenTtlSec = options.tokenTtlSec ?? 3600;
+    this.appBucket = new LeakyBucket(rate.burst, rate.perSecond);
+    this.webhookBucket = new LeakyBucket(rate.burst, rate.perSecond);
+    this.switches = {
+      extendedMode: options.extendedMode ?? true,
+      admin: options.admin ?? true,
+      batchAllowsOffline: options.batchAllowsOffline ?? true,
+    };
+    this.state = { queue: this.queue, bindings: this.bindings, switches: this.switches };
+    this.notifier = new OfflineNotifier({
+      bindings: this.bindings,
+      auth: () => this.notificationAuth(),
+      log: this.log,
+    });
+    this.server = createServer((req, res) => {
+      this.route(req, res).catch((err: unknown) => {
+        this.log(`sandbox: ${req.method} ${req.url} failed: ${err instanceof Error ? err.stack : String(err)}`);
+        if (!res.headersSent) sendJson(res, 500, systemError("INTERNAL_SERVER_ERROR").body());
+        else res.destroy();
+      });
+    });
+  }
+
+  static async start(options: SandboxOptions): Promise<SandboxPortal> {
+    const portal = new SandboxPortal(options);
+    await new Promise<void>((resolve, reject) => {
+      portal.server.once("error", reject);
+      portal.server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => {
+        portal.server.off("error", reject);
+        resolve();
+      });
+    });
+    const address = portal.server.address() as AddressInfo;
+    const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+    portal.url = `http://${host}:${address.port}`;
+    portal.initCredentials(options.credentials ?? {});
+    if (options.events && options.events > 0) {
+      portal.addGenerated(options.events, (i) => SEED_EVENT_NAMES[i % SEED_EVENT_NAMES.length], "", undefined, false);
+    }
+    return portal;
+  }
+
+  private initCredentials(fixed: Partial<SandboxCredentials>): void {
+    const fromUrl = fixed.webhookUrl ? /\/rest\/\d+\/([^/]+)\/?$/.exec(new URL(fixed.webhookUrl).pathname)?.[1] : "";
+    this.webhookSecret = fromUrl || randomBytes(8).toString("hex");
+    this.credentials = {
+      clientId: fixed.clientId ?? `local.${randomBytes(7).toString("hex")}.${Date.now() % 100_000_000}`,
+      clientSecret: fixed.clientSecret ?? randomBytes(24).toString("base64url"),
+      accessToken: fixed.accessToken ?? randomToken(),
+      refreshToken: fixed.refreshToken ?? randomToken(),
+      applicationToken: fixed.applicationToken ?? randomToken(),
+      webhookUrl: `${this.url}/rest/1/${this.webhookSecret}/`,
+    };
+    this.tokens.adopt(this.credentials.accessToken, this.credentials.refreshToken);
+    this.oauthApp = {
+      clientId: this.credentials.clientId,
+      clientSecret: this.credentials.clientSecret,
+      domain: new URL(this.url).host,
+      url: this.url,
+      memberId: this.memberId,
+      tokens: this.tokens,
+    };
+  }
+
+  // ---- the programmatic control surface (Sandbox) ----
+
+  addEvents(count: number, spec: AddEventsSpec = {}): void {
+    const name = spec.name ?? "ONCRMDEALUPDATE";
+    this.addGenerated(count, () => name, spec.connector ?? "", spec.data, true);
+  }
+
+  /** Shared by addEvents, the seed and the control API; one call is one "hit" for ONOFFLINEEVENT. */
+  addGenerated(
+    count: number,
+    nameOf: (i: number) => string,
+    connector: string,
+    data: ((i: number) => unknown) | undefined,
+    notify: boolean,
+  ): void {
+    const nowSec = Math.floor(Date.now() / 1000);
+    for (let i = 0; i < count; i++) {
+      // By default every event is a different object, so nothing collapses unless the caller asks for it.
+      const eventData = data ? data(i) : { FIELDS: { ID: String(++this.generated) } };
+      this.queue.add(nameOf(i), eventData, { user_id: "1" }, connector, nowSec);
+    }
+    if (notify && count > 0) this.notifier.hit();
+  }
+
+  stats(): SandboxStats {
+    return {
+      queue: this.queue.counts(),
+      requests: { ...this.requests, byMethod: { ...this.requests.byMethod } },
+      created: this.queue.created,
+      deleted: this.queue.deleted,
+      pushes: this.notifier.sent,
+    };
+  }
+
+  records(): SandboxRecord[] {
+    const out: SandboxRecord[] = [];
+    for (const r of this.queue.all()) {
+      out.push({
+        ID: String(r.id),
+        EVENT_NAME: r.eventName,
+        MESSAGE_ID: r.messageId,
+        PROCESS_ID: r.processId === "" ? null : r.processId,
+        ERROR: String(r.error),
+        CONNECTOR: r.connector,
+        EVENT_DATA: r.eventData,
+        TIMESTAMP_X: isoFromSeconds(r.tsSec),
+      });
+    }
+    return out;
+  }
+
+  setFaults(faults: Faults): void {
+    this.faults = { ...faults };
+  }
+
+  currentFaults(): Faults {
+    return { ...this.faults };
+  }
+
+  setOptions(options: SandboxSwitches): void {
+    if (options.rateLimit !== undefined) {
+      this.rateLimitOn = options.rateLimit !== false;
+      if (options.rateLimit) {
+        this.rate = { ...options.rateLimit };
+        this.appBucket.configure(options.rateLimit.burst, options.rateLimit.perSecond);
+        this.webhookBucket.configure(options.rateLimit.burst, options.rateLimit.perSecond);
+      }
+    }
+    if (options.extendedMode !== undefined) this.switches.extendedMode = options.extendedMode;
+    if (options.admin !== undefined) this.switches.admin = options.admin;
+    if (options.batchAllowsOffline !== undefined) this.switches.batchAllowsOffline = options.batchAllowsOffline;
+    if (options.tokenTtlSec !== undefined) {
+      this.tokenTtlSec = options.tokenTtlSec;
+      this.tokens.setTtl(options.tokenTtlSec);
+    }
+  }
+
+  currentOptions(): Record<string, unknown> {
+    return {
+      ...this.switches,
+      rateLimit: this.rateLimitOn ? { ...this.rate } : false,
+      tokenTtlSec: this.tokenTtlSec,
+    };
+  }
+
+  bindingList(): ReturnType<EventBindings["all"]> {
+    return this.bindings.all();
+  }
+
+  expireTokens(): void {
+    this.tokens.expireAll();
+  }
+
+  revokeRefreshTokens(): void {
+    this.tokens.revokeRefresh();
+  }
+
+  reset(): void {
+    this.queue.reset();
+    this.bindings.clear();
+    this.faults = {};
+    this.requests = { total: 0, byMethod: {}, rejected503: 0, batches: 0 };
+    this.notifier.sent = 0;
+    this.operating.clear();
+    this.appBucket.empty();
+    this.webhookBucket.empty();
+    this.tokens.adopt(this.credentials.accessToken, this.credentials.refreshToken);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    // Calls waiting out injected latency finish at once; `closed` makes them answer nothing.
+    for (const [timer, wake] of this.sleepers) {
+      clearTimeout(timer);
+      wake();
+    }
+    this.sleepers.clear();
+    this.notifier.close();
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  // ---- HTTP ----
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://sandbox");
+    const body = await readBody(req);
+    const params = requestParams(url.search.slice(1), body, req.headers["content-type"]);
+    const path = url.pathname;
+    if (path.startsWith("/_sandbox/")) return handleControl(this, req.method ?? "GET", path, body, res);
+    if (/^\/oauth\/authorize\/?$/.test(path)) return authorize(this.oauthApp, params, res);
+    if (/^\/oauth\/token\/?$/.test(path)) return token(this.oauthApp, params, res);
+    if (path.startsWith("/rest/")) return this.rest(path, params, req, res);
+    sendJson(res, 404, { error: "NOT_FOUND", error_description: "Not found" });
+  }
+
+  private async rest(path: string, params: Params, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const startedAt = Date.now();
+    const segments = path.slice("/rest/".length).split("/").filter(Boolean);
+    const webhook = segments.length === 3 ? { user: segments[0], secret: segments[1] } : null;
+    const method = (segments[segments.length - 1] ?? "").toLowerCase().replace(/\.(json|xml)$/, "");
+    this.requests.total++;
+    this.requests.byMethod[method] = (this.requests.byMethod[method] ?? 0) + 1;
+    if (method === "batch") this.requests.batches++;
+
+    const faulty = !this.faults.methods || this.faults.methods.includes(method);
+    if (faulty && this.faults.latencyMs) await this.delay(this.faults.latencyMs);
+    if (this.closed) return;
+    if (faulty && chance(this.faults.dropBeforeRate)) {
+      req.socket.destroy();
+      return;
+    }
+    let answer: Record<string, unknown>;
+    try {
+      if (faulty && chance(this.faults.errorRate)) throw systemError(this.faults.errorCode ?? "INTERNAL_SERVER_ERROR");
+      if (segments.length !== 1 && segments.length !== 3) throw systemError("ERROR_METHOD_NOT_FOUND");
+      const context = this.authenticate(webhook, params);
+      const bucket = context.authType === "webhook" ? this.webhookBucket : this.appBucket;
+      if (this.rateLimitOn && !bucket.tryTake()) throw systemError("QUERY_LIMIT_EXCEEDED");
+      delete params.auth;
+      const result =
+        method === "batch"
+          ? runBatch(params, (inner, innerParams) => this.call(inner, innerParams, { ...context, inBatch: true }))
+          : this.call(method, params, context);
+      answer = { ...result };
+    } catch (err) {
+      const rest = err instanceof RestError ? err : systemError("INTERNAL_SERVER_ERROR");
+      if (!(err instanceof RestError))
+        this.log(`sandbox: ${method}: ${err instanceof Error ? err.stack : String(err)}`);
+      if (rest.status === 503) this.requests.rejected503++;
+      sendJson(res, rest.status, rest.body());
+      return;
+    }
+    if (faulty && chance(this.faults.dropAfterRate)) {
+      req.socket.destroy();
+      return;
+    }
+    const finishedAt = Date.now();
+    const operating = this.spendOperating(method, finishedAt - startedAt, finishedAt);
+    answer.time = restTime(startedAt, finishedAt, operating.seconds, operating.resetAt);
+    sendJson(res, 200, answer);
+  }
+
+  private call(method: string, params: Params, context: CallContext): ReturnType<typeof callMethod> {
+    if (context.inBatch && isOfflineMethod(method) && !this.switches.batchAllowsOffline) {
+      throw systemError("ERROR_BATCH_METHOD_NOT_ALLOWED");
+    }
+    return callMethod(this.state, method, params, context);
+  }
+
+  private authenticate(webhook: { user: string; secret: string } | null, params: Params): CallContext {
+    if (webhook) {
+      if (webhook.user !== "1" || webhook.secret !== this.webhookSecret) throw systemError("NO_AUTH_FOUND");
+      return { authType: "webhook", inBatch: false };
+    }
+    const auth = params.auth;
+    if (auth === undefined || auth === null || auth === "" || typeof auth === "object") {
+      throw systemError("NO_AUTH_FOUND");
+    }
+    const check = this.tokens.checkAccess(String(auth));
+    if (check === "expired") throw systemError("expired_token");
+    if (check === "unknown") throw systemError("invalid_token");
+    return { authType: "oauth", inBatch: false };
+  }
+
+  private spendOperating(method: string, ms: number, now: number): { seconds: number; resetAt: number } {
+    let entry = this.operating.get(method);
+    if (!entry || now - entry.windowStart >= OPERATING_WINDOW_MS) {
+      entry = { seconds: 0, windowStart: now };
+      this.operating.set(method, entry);
+    }
+    entry.seconds += ms / 1000;
+    return {
+      seconds: Math.round(entry.seconds * 1e6) / 1e6,
+      resetAt: Math.floor((entry.windowStart + OPERATING_WINDOW_MS) / 1000),
+    };
+  }
+
+  /** The `auth` block of an ONOFFLINEEVENT: a fresh token pair of the app, as the portal sends one. */
+  private notificationAuth(): Record<string, string | number> {
+    const issued = this.tokens.issue();
+    const answer = tokenAnswer(this.oauthApp, issued.accessToken, issued.refreshToken, issued.expiresIn);
+    return {
+      access_token: answer.access_token,
+      expires: answer.expires,
+      expires_in: answer.expires_in,
+      scope: answer.scope,
+      domain: answer.domain,
+      server_endpoint: answer.server_endpoint,
+      status: answer.status,
+      client_endpoint: answer.client_endpoint,
+      member_id: answer.member_id,
+      user_id: answer.user_id,
+      refresh_token: answer.refresh_token,
+      application_token: this.credentials.applicationToken,
+    };
+  }
+
+  private delay(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.sleepers.delete(timer);
+        resolve();
+      }, ms);
+      this.sleepers.set(timer, resolve);
+    });
+  }
+}
+
+function chance(rate: number | undefined): boolean {
+  return rate !== undefined && rate > 0 && Math.random() < rate;
+}
