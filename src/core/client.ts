@@ -1,6 +1,7 @@
 import { EventEmitter, setMaxListeners } from "node:events";
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
+import { performance } from "node:perf_hooks";
 import { backoffDelay, DEFAULT_RETRY, type RetryPolicy, sleep } from "./backoff";
 import { batchIsLossy, eventsMayBeLost, isLossyGet, mayHaveRun } from "./delivery-safety";
 import { Bitrix24Error } from "./errors";
@@ -65,6 +66,7 @@ export interface RequestInfo {
   method: string;
   /** HTTP status; 0 when no answer arrived. */
   status: number;
+  /** From sending (after the bucket let it go) to the answer, fractional. */
   ms: number;
 }
 
@@ -421,9 +423,13 @@ export class Bitrix24Client extends EventEmitter {
       url = `${this.webhookBase}${method}.json`;
       body = params;
     }
-    const started = Date.now();
+    const started = performance.now();
     const exchange = await this.transport.post(url, body, method, lossy);
-    this.emit("request", { method, status: exchange.httpStatus, ms: Date.now() - started } satisfies RequestInfo);
+    this.emit("request", {
+      method,
+      status: exchange.httpStatus,
+      ms: performance.now() - started,
+    } satisfies RequestInfo);
     return { exchange, token };
   }
 }

@@ -63,7 +63,7 @@ export class LeakyBucket {
     return excess > EPSILON ? Math.ceil((excess / this.perSecond) * 1000) : 0;
   }
 
-  /** Waits for a slot and takes it; resolves with the milliseconds waited, rejects with the signal's reason. */
+  /** Waits for a slot and takes it; resolves with the milliseconds waited (fractional), rejects with the signal's reason. */
   acquire(signal?: AbortSignal): Promise<number> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     this.drain();
@@ -111,7 +111,7 @@ export class LeakyBucket {
       const waiter = this.queue.shift()!;
       this.level += 1;
       if (waiter.signal && waiter.onAbort) waiter.signal.removeEventListener("abort", waiter.onAbort);
-      waiter.resolve(Math.round(performance.now() - waiter.enqueuedAt));
+      waiter.resolve(performance.now() - waiter.enqueuedAt);
     }
     this.schedule();
   }
