@@ -1,0 +1,146 @@
+#!/usr/bin/env node
+/**
+ * `bitrix24-sandbox`: runs the sandbox portal until SIGINT/SIGTERM. Prints ONE JSON line with the URL and
+ * credentials on stdout once listening (so scripts can read it); everything else goes to stderr.
+ */
+import { startSandbox } from "./index";
+
+interface CliOptions {
+  port: number;
+  host: string;
+  events: number;
+  rateLimit: { burst: number; perSecond: number } | false | undefined;
+  tokenTtlSec: number | undefined;
+  trickle: number;
+}
+
+const USAGE = `usage: bitrix24-sandbox [--port 0] [--host 127.0.0.1] [--events N] [--rate-limit off|BURST/PER_SECOND]
+                        [--token-ttl SECONDS] [--trickle N/s]`;
+
+function fail(message: string): never {
+  process.stderr.write(`bitrix24-sandbox: ${message}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+function number(flag: string, text: string | undefined): number {
+  const n = Number(text);
+  if (text === undefined || text === "" || !Number.isFinite(n) || n < 0) fail(`${flag} needs a non-negative number`);
+  return n;
+}
+
+export function parseArgs(argv: readonly string[]): CliOptions {
+  const options: CliOptions = {
+    port: 0,
+    host: "127.0.0.1",
+    events: 0,
+    rateLimit: undefined,
+    tokenTtlSec: undefined,
+    trickle: 0,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i].split("=", 2) as [string, string | undefined];
+    const value = () => inline ?? argv[++i];
+    switch (flag) {
+      case "--port":
+        options.port = number(flag, value());
+        break;
+      case "--host":
+        options.host = value() ?? fail("--host needs a value");
+        break;
+      case "--events":
+        options.events = Math.floor(number(flag, value()));
+        break;
+      case "--rate-limit": {
+        const text = value();
+        if (text === "off") options.rateLimit = false;
+        else {
+          const m = /^(\d+(?:\.\d+)?)\/(\d+(?:\.\d+)?)$/.exec(text ?? "");
+          if (!m) fail("--rate-limit takes off or BURST/PER_SECOND, e.g. 50/2");
+          options.rateLimit = { burst: Number(m[1]), perSecond: Number(m[2]) };
+        }
+        break;
+      }
+      case "--token-ttl":
+        options.tokenTtlSec = number(flag, value());
+        break;
+      case "--trickle": {
+        const m = /^(\d+(?:\.\d+)?)(?:\/s)?$/.exec(value() ?? "");
+        if (!m) fail("--trickle takes N/s, e.g. 5/s");
+        options.trickle = Number(m[1]);
+        break;
+      }
+      case "--help":
+      case "-h":
+        process.stdout.write(`${USAGE}\n`);
+        process.exit(0);
+        break;
+      default:
+        fail(`unknown option ${flag}`);
+    }
+  }
+  return options;
+}
+
+async function main(): Promise<void> {
+  const options = parseArgs(process.argv.slice(2));
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const sandbox = await startSandbox({
+    port: options.port,
+    host: options.host,
+    events: options.events,
+    rateLimit: options.rateLimit,
+    tokenTtlSec: options.tokenTtlSec,
+    log,
+  });
+  const c = sandbox.credentials;
+  process.stdout.write(
+    `${JSON.stringify({
+      url: sandbox.url,
+      clientId: c.clientId,
+      clientSecret: c.clientSecret,
+      accessToken: c.accessToken,
+      refreshToken: c.refreshToken,
+      applicationToken: c.applicationToken,
+      webhookUrl: c.webhookUrl,
+    })}\n`,
+  );
+  log(`bitrix24-sandbox: listening on ${sandbox.url} (${options.events} events seeded)`);
+
+  // The trickle spreads N events over each second in ticks of 100 ms; deal updates collapse per deal.
+  let trickle: NodeJS.Timeout | undefined;
+  if (options.trickle > 0) {
+    let owed = 0;
+    let tick = 0;
+    trickle = setInterval(() => {
+      owed += options.trickle / 10;
+      const count = Math.floor(owed);
+      owed -= count;
+      tick++;
+      if (count > 0) {
+        sandbox.addEvents(count, {
+          name: tick % 3 === 0 ? "ONCRMCONTACTADD" : "ONCRMDEALUPDATE",
+          data: tick % 3 === 0 ? undefined : (i) => ({ FIELDS: { ID: String(1 + ((tick * 7 + i) % 500)) } }),
+        });
+      }
+    }, 100);
+  }
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    if (trickle) clearInterval(trickle);
+    log(`bitrix24-sandbox: ${signal}, stopping`);
+    await sandbox.close();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+}
+
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`bitrix24-sandbox: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}
