@@ -252,6 +252,8 @@ export class OfflineQueue {
     this.processes.clear();
     this.copies.clear();
     this.perConnector.clear();
+    this.nextId = 1;
+    this.seq = 0;
     this.created = 0;
     this.deleted = 0;
   }

@@ -230,6 +230,7 @@ export class SandboxPortal implements Sandbox {
 
   reset(): void {
     this.queue.reset();
+    this.generated = 0;
     this.bindings.clear();
     this.faults = {};
     this.requests = { total: 0, byMethod: {}, rejected503: 0, batches: 0 };
