@@ -108,7 +108,10 @@ describe("sandbox: event.offline.* semantics", () => {
         order: { ID: "DESC" },
       });
       should(filtered.body.result.events.map((e: { ID: string }) => e.ID)).eql(["10", "9", "8"]);
-      const notEqual = await rest(sandbox, "event.offline.get", { clear: 0, filter: { "!EVENT_NAME": "ONCRMLEADADD" } });
+      const notEqual = await rest(sandbox, "event.offline.get", {
+        clear: 0,
+        filter: { "!EVENT_NAME": "ONCRMLEADADD" },
+      });
       should(notEqual.body.result.events.map((e: { ID: string }) => e.ID)).eql(["6", "7"]);
       const cases: [Record<string, unknown>, RegExp][] = [
         [{ limit: 0 }, /positive integer/],
@@ -157,7 +160,12 @@ describe("sandbox: event.offline.* semantics", () => {
     it("a non-administrator token gets ACCESS_DENIED from every offline method", async () => {
       sandbox.setOptions({ admin: false });
       try {
-        for (const method of ["event.offline.get", "event.offline.clear", "event.offline.error", "event.offline.list"]) {
+        for (const method of [
+          "event.offline.get",
+          "event.offline.clear",
+          "event.offline.error",
+          "event.offline.list",
+        ]) {
           const res = await rest(sandbox, method, { process_id: "x", message_id: ["y"] });
           should(res.status).equal(403);
           should(res.body.error).equal("ACCESS_DENIED");
@@ -189,7 +197,10 @@ describe("sandbox: event.offline.* semantics", () => {
   });
 
   describe("event.offline.clear", () => {
-    async function hold(count: number, connector = ""): Promise<{ pid: string; events: { ID: string; MESSAGE_ID: string }[] }> {
+    async function hold(
+      count: number,
+      connector = "",
+    ): Promise<{ pid: string; events: { ID: string; MESSAGE_ID: string }[] }> {
       const res = await rest(sandbox, "event.offline.get", { clear: 0, limit: count, auth_connector: connector });
       return { pid: res.body.result.process_id, events: res.body.result.events };
     }
