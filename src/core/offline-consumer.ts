@@ -638,6 +638,8 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
       groups.push({ processId, authConnector: this.o.authConnector, error: this.errorFlag, deliveries });
     }
     if (this.modeNow === "ack") await this.persist();
+    // Closing: the records are in the journal and come back after the restart; nobody would receive them now.
+    if (this.closed && this.modeNow === "ack") return;
     this.scheduleRedelivery();
     for (const group of groups) {
       tally.events += group.deliveries.length;
@@ -700,6 +702,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
       proc.size = Math.max(proc.size, events.length);
     }
     if (ackMode) await this.persist();
+    if (this.closed && ackMode) return;
     this.scheduleRedelivery();
     const group = (deliveries: Delivery[]): DeliveryGroup => ({
       processId,
@@ -853,6 +856,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
         const proc = this.held.get(p.processId);
         if (proc) proc.busy = false;
       }
+      this.scheduleRedelivery();
     }
   }
 

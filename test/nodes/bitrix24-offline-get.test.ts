@@ -1,0 +1,383 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Node, NodeAPI, NodeDef } from "node-red";
+import helper from "node-red-node-test-helper";
+import should from "should";
+import type { PortalNode } from "../../src/nodes/bitrix24-portal";
+import type { EventMessage } from "../../src/nodes/msg-contract";
+import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
+
+// The build output, as Node-RED loads it (`npm run build` first).
+const portalNode = require("../../nodes/nodes/bitrix24-portal.js").default;
+const getNode = require("../../nodes/nodes/bitrix24-offline-get.js").default;
+
+helper.init(require.resolve("node-red"));
+
+/** Stands in for the clear node (written separately): acks each msg through the portal's ack queue. */
+function ackerNode(RED: NodeAPI): void {
+  function TestAcker(this: Node, config: NodeDef & { portal: string }) {
+    RED.nodes.createNode(this, config);
+    const portal = RED.nodes.getNode(config.portal) as PortalNode;
+    this.on("input", (input, send, done) => {
+      const msg = input as unknown as EventMessage;
+      const meta = msg.bitrix24;
+      const ids = Array.isArray(msg.payload) ? msg.payload.map((e) => Number(e.ID)) : [meta.id];
+      portal.acks!.clear({ processId: meta.processId!, authConnector: meta.authConnector, ids }).then(() => {
+        send(input);
+        done();
+      }, done);
+    });
+  }
+  RED.nodes.registerType("test-acker", TestAcker);
+}
+
+interface SpiedNode {
+  status: { args: Array<[{ fill?: string; shape?: string; text?: string }]> };
+  error: { args: unknown[][] };
+  warn: { args: unknown[][] };
+  receive(msg: Record<string, unknown>): void;
+}
+
+interface Collector {
+  msgs: EventMessage[];
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error("timed out waiting for a condition");
+    await sleep(5);
+  }
+}
+
+describe("bitrix24-offline-get node", function () {
+  this.timeout(15000);
+  let sandbox: Sandbox;
+  let userDir: string;
+
+  async function start(options: SandboxOptions = {}): Promise<void> {
+    sandbox = await startSandbox({ rateLimit: false, ...options });
+  }
+
+  beforeEach(() => {
+    userDir = mkdtempSync(join(tmpdir(), "b24-get-"));
+    helper.settings({ userDir });
+  });
+
+  afterEach(async () => {
+    await helper.unload();
+    await sandbox?.close();
+    rmSync(userDir, { recursive: true, force: true });
+  });
+
+  /** Loads portal + get (+ acker when `ack`), collecting outputs. */
+  async function load(get: Record<string, unknown> = {}, opts: { ack?: boolean } = {}) {
+    const c = sandbox.credentials;
+    const ack = opts.ack ?? true;
+    const flow = [
+      {
+        id: "p",
+        type: "bitrix24-portal",
+        portalUrl: sandbox.url,
+        authType: "oauth",
+        oauthServer: sandbox.url,
+        rateLimit: 100,
+        rateBurst: 100,
+      },
+      {
+        id: "g",
+        type: "bitrix24-offline-get",
+        portal: "p",
+        limit: 50,
+        mode: "ack",
+        filter: "",
+        order: "",
+        errorRecords: false,
+        authConnector: "",
+        output: "event",
+        drain: true,
+        maxInFlight: 500,
+        ackTimeout: 300,
+        maxDeliveries: 3,
+        prefetch: 1,
+        allowAtMostOnce: false,
+        orphanSweep: false,
+        ...get,
+        wires: [ack ? ["out", "ack"] : ["out"], ["empty"], ["dead"]],
+      },
+      { id: "ack", type: "test-acker", portal: "p", wires: [["acked"]] },
+      { id: "out", type: "helper" },
+      { id: "empty", type: "helper" },
+      { id: "dead", type: "helper" },
+      { id: "acked", type: "helper" },
+    ];
+    await helper.load([portalNode, getNode, ackerNode], flow, {
+      p: {
+        clientId: c.clientId,
+        clientSecret: c.clientSecret,
+        accessToken: c.accessToken,
+        refreshToken: c.refreshToken,
+        applicationToken: c.applicationToken,
+      },
+    });
+    const collect = (id: string): Collector => {
+      const col: Collector = { msgs: [] };
+      helper.getNode(id).on("input", (msg: unknown) => col.msgs.push(msg as EventMessage));
+      return col;
+    };
+    return {
+      node: helper.getNode("g") as unknown as SpiedNode,
+      out: collect("out"),
+      empty: collect("empty"),
+      dead: collect("dead"),
+      acked: collect("acked"),
+    };
+  }
+
+  function lastStatus(node: SpiedNode) {
+    return node.status.args[node.status.args.length - 1]?.[0];
+  }
+
+  it("ack mode end to end: one msg per event per the msg contract, acks delete, output 2 once", async () => {
+    await start({ events: 120 });
+    const { node, out, empty, acked } = await load();
+    node.receive({ _tag: "go" });
+    await until(() => empty.msgs.length === 1 && acked.msgs.length === 120);
+    should(out.msgs).have.length(120);
+    const first = out.msgs[0];
+    should(first.topic).equal((first.payload as { EVENT_NAME: string }).EVENT_NAME);
+    const meta = first.bitrix24;
+    should(meta.portal).equal(new URL(sandbox.url).host);
+    should(meta.processId).be.a.String().and.have.length(32);
+    should(meta).match({ authConnector: "", error: 0, deliveryCount: 1, redelivered: false });
+    should(meta.id).equal(Number((first.payload as { ID: string }).ID));
+    should(meta.messageId).equal((first.payload as { MESSAGE_ID: string }).MESSAGE_ID);
+    should(meta.batch).eql({ index: 0, size: 50 });
+    should(out.msgs[49].bitrix24.batch).eql({ index: 49, size: 50 });
+    should(new Set(out.msgs.map((m) => m.bitrix24.id)).size).equal(120);
+    const summary = empty.msgs[0].payload as unknown as {
+      events: number;
+      batches: number;
+      ms: number;
+      requests: number;
+    };
+    should(summary).match({ events: 120, batches: 3 });
+    should(summary.ms).be.a.Number();
+    should(summary.requests).be.aboveOrEqual(3);
+    await until(() => sandbox.stats().queue.total === 0);
+    await sleep(20);
+    should(empty.msgs).have.length(1);
+    should(lastStatus(node)).match({ fill: "green" });
+  });
+
+  it("acks ride in the get's batch: 500 events at limit 50 cost ~11 requests, not 20", async () => {
+    await start({ events: 500 });
+    const { node, empty, acked } = await load();
+    const before = sandbox.stats().requests.total;
+    node.receive({});
+    await until(() => empty.msgs.length === 1 && acked.msgs.length === 500);
+    await until(() => sandbox.stats().queue.total === 0);
+    const requests = sandbox.stats().requests.total - before;
+    // feature.get + 10 full gets + 1 empty get, with the acks inside the batches; a stray flush at most.
+    should(requests).be.belowOrEqual(13);
+    should(sandbox.stats().requests.byMethod["event.offline.clear"] ?? 0).be.belowOrEqual(1);
+  });
+
+  it("auto mode: clear=1, no process id, queue emptied without acks", async () => {
+    await start({ events: 60 });
+    const { node, out, empty } = await load({ mode: "auto" }, { ack: false });
+    node.receive({});
+    await until(() => empty.msgs.length === 1);
+    should(out.msgs).have.length(60);
+    should(out.msgs.every((m) => m.bitrix24.processId === null)).be.true();
+    should(sandbox.stats().queue.total).equal(0);
+    should(lastStatus(node)?.text).match(/atMostOnce/);
+  });
+
+  it("batch output: one msg per batch with the events array", async () => {
+    await start({ events: 70 });
+    const { node, out, acked, empty } = await load({ output: "batch" });
+    node.receive({});
+    await until(() => empty.msgs.length === 1 && acked.msgs.length === 2);
+    should(out.msgs).have.length(2);
+    should(out.msgs[0].payload).be.an.Array().and.have.length(50);
+    should(out.msgs[1].payload).have.length(20);
+    should(out.msgs[0].bitrix24.batch).eql({ index: 0, size: 50 });
+    should(out.msgs[0].bitrix24.processId).be.a.String();
+    await until(() => sandbox.stats().queue.total === 0);
+  });
+
+  it("msg.limit, msg.filter and msg.order override the config for one fetch", async () => {
+    await start();
+    sandbox.addEvents(30, { name: "ONCRMDEALUPDATE" });
+    sandbox.addEvents(10, { name: "ONTASKADD" });
+    const { node, out } = await load({ drain: false }, { ack: false });
+    node.receive({ limit: 5 });
+    await until(() => out.msgs.length === 5);
+    node.receive({ filter: { "=EVENT_NAME": "ONTASKADD" }, limit: 50 });
+    await until(() => out.msgs.length === 15);
+    should(out.msgs.slice(5).every((m) => m.topic === "ONTASKADD")).be.true();
+    node.receive({ order: '{"ID": "DESC"}', limit: 3 });
+    await until(() => out.msgs.length === 18);
+    const ids = out.msgs.slice(15).map((m) => m.bitrix24.id);
+    should(ids).eql([...ids].sort((a, b) => b - a));
+    await sleep(20);
+    should(out.msgs).have.length(18);
+  });
+
+  it("msg.processId re-selects that process with clear=0 and emits it as redelivered", async () => {
+    await start({ events: 4 });
+    const { node, out } = await load({}, { ack: false });
+    const got = (await (helper.getNode("p") as unknown as PortalNode).api!.get({ clear: 0, limit: 4 })) as {
+      process_id: string;
+    };
+    node.receive({ processId: got.process_id });
+    await until(() => out.msgs.length === 4);
+    should(out.msgs.every((m) => m.bitrix24.processId === got.process_id && m.bitrix24.redelivered)).be.true();
+    should(sandbox.stats().queue.held).equal(4);
+  });
+
+  it("backpressure: stops at maxInFlight and shows n in flight", async () => {
+    await start({ events: 200 });
+    const { node, out } = await load({ maxInFlight: 50 }, { ack: false });
+    node.receive({});
+    await until(() => out.msgs.length === 50);
+    await until(() => /inFlight/.test(lastStatus(node)?.text ?? ""));
+    await sleep(50);
+    should(out.msgs).have.length(50);
+    should(sandbox.stats().queue.held).equal(50);
+  });
+
+  it("redelivers unacked events after ackTimeout, then marks them as errors after maxDeliveries", async () => {
+    await start({ events: 3 });
+    const { node, out } = await load({ ackTimeout: 0.1, maxDeliveries: 2 }, { ack: false });
+    node.receive({});
+    await until(() => out.msgs.length === 6);
+    const again = out.msgs.slice(3);
+    should(again.every((m) => m.bitrix24.redelivered && m.bitrix24.deliveryCount === 2)).be.true();
+    should(again.map((m) => m.bitrix24.id).sort()).eql(
+      out.msgs
+        .slice(0, 3)
+        .map((m) => m.bitrix24.id)
+        .sort(),
+    );
+    await until(() => sandbox.records().every((r) => r.ERROR === "1" && r.PROCESS_ID === null));
+    await until(() => node.warn.args.length > 0);
+    should(String(node.warn.args[0][0])).match(/warnings\.marked/);
+  });
+
+  it("error records that exhaust their deliveries leave on the dead-letter output", async () => {
+    await start({ events: 2 });
+    const { node, out, dead } = await load({ errorRecords: true, ackTimeout: 0.08, maxDeliveries: 1 }, { ack: false });
+    const api = (helper.getNode("p") as unknown as PortalNode).api!;
+    const got = await api.get({ clear: 0, limit: 10 });
+    await api.error({ process_id: got.process_id!, message_id: got.events.map((e) => e.MESSAGE_ID) });
+    node.receive({});
+    await until(() => out.msgs.length === 2);
+    should(out.msgs[0].bitrix24.error).equal(1);
+    await until(() => dead.msgs.length >= 2);
+    should(dead.msgs[0].bitrix24).match({ error: 1, deliveryCount: 2, redelivered: true });
+    should(sandbox.stats().queue.held).equal(2);
+  });
+
+  it("restart recovery: unacked events come back redelivered after a redeploy, nothing stays held", async () => {
+    await start({ events: 150 });
+    let loaded = await load({ maxInFlight: 100 }, { ack: false });
+    loaded.node.receive({});
+    await until(() => loaded.out.msgs.length === 100);
+    const firstIds = loaded.out.msgs.map((m) => m.bitrix24.id).sort();
+    await helper.unload(); // stop the flow mid-drain without acking
+    should(sandbox.stats().queue.held).equal(100);
+
+    loaded = await load({ maxInFlight: 500 });
+    loaded.node.receive({});
+    await until(() => loaded.empty.msgs.length === 1 && loaded.acked.msgs.length === 150);
+    const recovered = loaded.out.msgs.filter((m) => m.bitrix24.redelivered);
+    should(recovered.map((m) => m.bitrix24.id).sort()).eql(firstIds);
+    should(recovered.every((m) => m.bitrix24.deliveryCount === 2)).be.true();
+    should(loaded.out.msgs[0].bitrix24.redelivered).be.true(); // recovered first
+    await until(() => sandbox.stats().queue.total === 0);
+    should(sandbox.records().filter((r) => r.PROCESS_ID !== null)).eql([]);
+  });
+
+  it("without extended mode: a plain error to Catch, nothing fetched", async () => {
+    await start({ events: 3, extendedMode: false });
+    const { node, out } = await load({}, { ack: false });
+    node.receive({ _tag: "t1" });
+    await until(() => node.error.args.length > 0);
+    const [err, msg] = node.error.args[0] as [{ code: string; message: string }, { _tag: string }];
+    should(err.code).equal("WRONG_LICENSE");
+    should(err.message).match(/rest_offline_extended.*ack mode unavailable/);
+    should(msg._tag).equal("t1");
+    should(lastStatus(node)).match({ fill: "red", text: /noExtended/ });
+    should(out.msgs).have.length(0);
+    should(sandbox.stats().queue.total).equal(3);
+  });
+
+  it("without extended mode and at-most-once allowed: falls back to auto mode with a warning", async () => {
+    await start({ events: 3, extendedMode: false });
+    const { node, out, empty } = await load({ allowAtMostOnce: true }, { ack: false });
+    node.receive({});
+    await until(() => empty.msgs.length === 1);
+    should(out.msgs).have.length(3);
+    should(out.msgs[0].bitrix24.processId).be.null();
+    should(node.warn.args.map((a) => String(a[0]))).containEql("bitrix24-offline-get.warnings.fallback");
+    should(sandbox.stats().queue.total).equal(0);
+  });
+
+  it("refuses a bad config filter on deploy naming the field, and fails msgs with it", async () => {
+    await start({ events: 3 });
+    const { node } = await load({ filter: '{"=PROCESS_ID": "x"}' });
+    should(lastStatus(node)?.fill).equal("red");
+    should(String((node.error.args[0][0] as Error).message)).match(/filter.*PROCESS_ID/);
+    node.receive({});
+    await until(() => node.error.args.length === 2);
+    should(sandbox.stats().requests.total).equal(0);
+  });
+
+  it("refuses a bad config order and a bad msg.filter operator with a clear error", async () => {
+    await start({ events: 3 });
+    let loaded = await load({ order: '{"ID": "UP"}' });
+    should(String((loaded.node.error.args[0][0] as Error).message)).match(/order/);
+    await helper.unload();
+    loaded = await load({}, { ack: false });
+    loaded.node.receive({ filter: { "=~ID": 1 }, _tag: "bad" });
+    await until(() => loaded.node.error.args.length === 1);
+    const [err, msg] = loaded.node.error.args[0] as [{ code: string; message: string }, { _tag: string }];
+    should(err.code).equal("INVALID_ARGUMENT");
+    should(err.message).match(/msg\.filter.*=~/);
+    should(msg._tag).equal("bad");
+    should(loaded.out.msgs).have.length(0);
+  });
+
+  it("msg.pause stops fetching and msg.pause=false resumes", async () => {
+    await start({ events: 10 });
+    const { node, out, empty } = await load({ mode: "auto" }, { ack: false });
+    node.receive({ pause: true });
+    node.receive({});
+    await sleep(50);
+    should(out.msgs).have.length(0);
+    should(lastStatus(node)?.text).match(/paused/);
+    node.receive({ pause: false });
+    await until(() => empty.msgs.length === 1);
+    should(out.msgs).have.length(10);
+  });
+
+  it("close stops timers: nothing left running after the flow stops", async () => {
+    await start({ events: 5 });
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    const before = timers();
+    const { node, out } = await load({ ackTimeout: 60, orphanSweep: true }, { ack: false });
+    node.receive({});
+    await until(() => out.msgs.length === 5);
+    should(timers()).be.above(before);
+    await helper.unload();
+    await sleep(20);
+    should(timers()).be.belowOrEqual(before);
+  });
+});
