@@ -130,7 +130,7 @@ export default function register(RED: NodeAPI): void {
     });
   }
 
-  RED.nodes.registerType("bitrix24-portal", Bitrix24PortalNode, {
+  RED.nodes.registerType<PortalNode, PortalConfig, unknown, PortalCredentials>("bitrix24-portal", Bitrix24PortalNode, {
     credentials: {
       clientId: { type: "text" },
       clientSecret: { type: "password" },
@@ -142,4 +142,3 @@ export default function register(RED: NodeAPI): void {
   });
   registerPortalAdminRoutes(RED);
 }
-

@@ -4,7 +4,6 @@ import { authorizeUrl, exchangeAuthorizationCode, newOAuthState } from "../core/
 import { Bitrix24Client, validatePortalUrl } from "../core/client";
 import { Bitrix24Error } from "../core/errors";
 import { OfflineEventsApi } from "../core/offline-api";
-import { asBitrix24Error } from "./error-report";
 import {
   clientOptionsFor,
   DEFAULT_OAUTH_SERVER,
@@ -12,12 +11,16 @@ import {
   type PortalCredentials,
   stateDirFor,
 } from "./bitrix24-portal";
+import { asBitrix24Error } from "./error-report";
 
 /** The editor sends this in place of a password it has not changed (Node-RED's convention). */
 const UNCHANGED = "__PWRD__";
 const STATE_TTL_MS = 10 * 60 * 1000;
 
-type DialogConfig = Pick<PortalConfig, "portalUrl" | "oauthServer" | "rateLimit" | "rateBurst" | "instances" | "timeout">;
+type DialogConfig = Pick<
+  PortalConfig,
+  "portalUrl" | "oauthServer" | "rateLimit" | "rateBurst" | "instances" | "timeout"
+>;
 
 interface DialogRequest extends Partial<DialogConfig> {
   id?: string;
@@ -93,9 +96,7 @@ export async function testConnection(
 }
 
 function callbackPage(RED: NodeAPI, nodeId: string, error?: string): string {
-  const text = error
-    ? RED._("bitrix24-portal.oauth.failed", { error })
-    : RED._("bitrix24-portal.oauth.done");
+  const text = error ? RED._("bitrix24-portal.oauth.failed", { error }) : RED._("bitrix24-portal.oauth.done");
   const message = JSON.stringify({ type: "bitrix24-portal-authorized", id: nodeId, ok: !error });
   const escaped = text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
   return `<!DOCTYPE html><html><head><meta charset="utf-8"><title>Bitrix24</title></head><body><p>${escaped}</p><script>if (window.opener) { window.opener.postMessage(${message}, "*"); ${error ? "" : "setTimeout(function () { window.close(); }, 1500);"} }</script></body></html>`;
