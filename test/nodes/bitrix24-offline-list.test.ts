@@ -51,40 +51,37 @@ describe("bitrix24-offline-list node", () => {
 
   async function load(list: Record<string, unknown> = {}) {
     const c = sandbox.credentials;
-    await helper.load(
-      [portalNode, listNode],
-      [
-        {
-          id: "p",
-          type: "bitrix24-portal",
-          portalUrl: sandbox.url,
-          authType: "oauth",
-          oauthServer: sandbox.url,
-          rateLimit: 2,
-          rateBurst: 50,
-        },
-        {
-          id: "l",
-          type: "bitrix24-offline-list",
-          portal: "p",
-          filter: "",
-          order: "",
-          allPages: true,
-          ...list,
-          wires: [["out"]],
-        },
-        { id: "out", type: "helper" },
-      ],
+    const flow = [
       {
-        p: {
-          clientId: c.clientId,
-          clientSecret: c.clientSecret,
-          accessToken: c.accessToken,
-          refreshToken: c.refreshToken,
-          applicationToken: c.applicationToken,
-        },
+        id: "p",
+        type: "bitrix24-portal",
+        portalUrl: sandbox.url,
+        authType: "oauth",
+        oauthServer: sandbox.url,
+        rateLimit: 2,
+        rateBurst: 50,
       },
-    );
+      {
+        id: "l",
+        type: "bitrix24-offline-list",
+        portal: "p",
+        filter: "",
+        order: "",
+        allPages: true,
+        ...list,
+        wires: [["out"]],
+      },
+      { id: "out", type: "helper" },
+    ];
+    await helper.load([portalNode, listNode], flow, {
+      p: {
+        clientId: c.clientId,
+        clientSecret: c.clientSecret,
+        accessToken: c.accessToken,
+        refreshToken: c.refreshToken,
+        applicationToken: c.applicationToken,
+      },
+    });
     return helper.getNode("l") as unknown as SpiedNode;
   }
 

@@ -224,6 +224,15 @@ describe("bitrix24-offline-trigger node", () => {
     should(received[1].topic).equal("follow-up");
   });
 
+  it("drops a pending follow-up on close", async () => {
+    const { received } = await load({ followUp: 0.15 });
+    await post(form(sandbox.credentials.applicationToken));
+    await waitFor(() => received.length === 1);
+    await helper.unload();
+    await sleep(250);
+    should(received.map((m) => m.trigger)).eql(["push"]);
+  });
+
   it("suppresses a replayed notification (same ts and body)", async () => {
     const { received } = await load();
     const body = form(sandbox.credentials.applicationToken, "1700000100");
@@ -248,6 +257,11 @@ describe("bitrix24-offline-trigger node", () => {
     await waitFor(() => received.length >= 3);
     should(received.every((m) => m.trigger === "poll" && m.topic === "poll")).be.true();
     should(received[0].payload.time).be.a.Number();
+    // Close stops the interval.
+    await helper.unload();
+    const count = received.length;
+    await sleep(150);
+    should(received.length).equal(count);
   });
 
   it("fires once on deploy", async () => {
@@ -330,10 +344,8 @@ describe("bitrix24-offline-trigger node", () => {
   });
 
   it("shows a red status and errors when the portal is missing", async () => {
-    await helper.load(
-      [portalNode, triggerNode, captureHttpNode],
-      [{ id: "t", type: "bitrix24-offline-trigger", portal: "nope", path: PATH, interval: 1, wires: [] }],
-    );
+    const orphan = [{ id: "t", type: "bitrix24-offline-trigger", portal: "nope", path: PATH, interval: 1, wires: [] }];
+    await helper.load([portalNode, triggerNode, captureHttpNode], orphan);
     const node = helper.getNode("t") as unknown as SpiedNode;
     should(node.status.args[0][0]).match({ fill: "red" });
     should(node.error.args.length).equal(1);
