@@ -487,14 +487,15 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
       const getCount = Math.max(1, Math.min(gets, MAX_BATCH - ackCommands));
       const commands: Record<string, BatchCommand> = { ...taken?.commands };
       const keys: string[] = [];
-      for (let i = 0; i < getCount; i++) {
-        let key = `offline_get_${i}`;
-        while (key in commands) key = `_${key}`;
-        keys.push(key);
-        commands[key] = this.api.getCommand(base);
-      }
       let outcome: BatchOutcome;
       try {
+        // Inside the try: taken acks must be settled whatever fails, or their senders wait forever.
+        for (let i = 0; i < getCount; i++) {
+          let key = `offline_get_${i}`;
+          while (key in commands) key = `_${key}`;
+          keys.push(key);
+          commands[key] = this.api.getCommand(base);
+        }
         outcome = await this.sendBatch(commands);
       } catch (err) {
         taken?.settle(asError(err));
@@ -971,6 +972,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
   private async sweepOrphans(tally: Tally): Promise<void> {
     if (this.modeNow !== "ack" || this.closed) return;
     const records: OfflineListRecord[] = [];
+    let quietPages = 0;
     for (let page = 0; page < this.o.sweepPages; page++) {
       const answer = await this.api.list({
         filter: { "=ERROR": this.errorFlag },
@@ -980,6 +982,9 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
       tally.requests++;
       records.push(...answer.records);
       if (answer.next === undefined || answer.records.length === 0) break;
+      // Gets take the oldest records first, so held ones cluster at the front: two pages without any = done.
+      if (answer.records.some((r) => r.PROCESS_ID)) quietPages = 0;
+      else if (++quietPages >= 2) break;
     }
     const known = this.journal?.knownProcessIds() ?? new Set<string>();
     for (const id of this.held.keys()) known.add(id);
