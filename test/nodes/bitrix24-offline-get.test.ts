@@ -76,7 +76,10 @@ describe("bitrix24-offline-get node", function () {
   });
 
   /** Loads portal + get (+ acker when `ack`), collecting outputs. */
-  async function load(get: Record<string, unknown> = {}, opts: { ack?: boolean } = {}) {
+  async function load(
+    get: Record<string, unknown> = {},
+    opts: { ack?: boolean; portal?: Record<string, unknown> } = {},
+  ) {
     const c = sandbox.credentials;
     const ack = opts.ack ?? true;
     const flow = [
@@ -88,6 +91,7 @@ describe("bitrix24-offline-get node", function () {
         oauthServer: sandbox.url,
         rateLimit: 100,
         rateBurst: 100,
+        ...opts.portal,
       },
       {
         id: "g",
@@ -353,6 +357,34 @@ describe("bitrix24-offline-get node", function () {
     should(err.message).match(/msg\.filter.*=~/);
     should(msg._tag).equal("bad");
     should(loaded.out.msgs).have.length(0);
+  });
+
+  it("shows a yellow rate-limited status while the client waits on the bucket", async () => {
+    await start({ events: 40 });
+    // A tight bucket: 1 request of burst at 40/s, so every get after the first waits.
+    const { node, empty } = await load(
+      { mode: "auto", limit: 10 },
+      { ack: false, portal: { rateLimit: 40, rateBurst: 1 } },
+    );
+    node.receive({});
+    await until(() => empty.msgs.length === 1);
+    should(node.status.args.some((a) => a[0].fill === "yellow" && /rateLimited/.test(a[0].text ?? ""))).be.true();
+    should(lastStatus(node)).match({ fill: "green" });
+  });
+
+  it("a portal error during a drain reaches Catch with the trigger msg and a red status", async () => {
+    await start({ events: 3, admin: false });
+    const { node } = await load({}, { ack: false });
+    node.receive({ _tag: "t2" });
+    await until(() => node.error.args.length > 0);
+    const [err, msg] = node.error.args[0] as [
+      { code: string },
+      { _tag: string; bitrix24: { error: { code: string } } },
+    ];
+    should(err.code).equal("ACCESS_DENIED");
+    should(msg._tag).equal("t2");
+    should(msg.bitrix24.error.code).equal("ACCESS_DENIED");
+    should(lastStatus(node)).match({ fill: "red" });
   });
 
   it("msg.pause stops fetching and msg.pause=false resumes", async () => {
