@@ -18,6 +18,11 @@ export class BodyReadError extends Error {
  */
 export function readLimitedBody(req: IncomingMessage, limit: number): Promise<string> {
   return new Promise((resolve, reject) => {
+    if (req.readableEnded) {
+      // Someone else read the stream and kept nothing we recognise: waiting for "end" would hang forever.
+      reject(new BodyReadError(400, "the body was already consumed by another middleware"));
+      return;
+    }
     const encoding = String(req.headers["content-encoding"] ?? "identity").toLowerCase();
     if (encoding !== "identity") {
       req.resume();

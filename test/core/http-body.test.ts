@@ -7,9 +7,10 @@ function post(
   port: number,
   body: string,
   headers: Record<string, string> = {},
+  path = "/",
 ): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: "127.0.0.1", port, method: "POST", path: "/", headers }, (res) => {
+    const req = request({ host: "127.0.0.1", port, method: "POST", path, headers }, (res) => {
       let text = "";
       res.on("data", (c) => {
         text += c;
@@ -26,7 +27,12 @@ describe("readLimitedBody", () => {
   let port: number;
 
   before(async () => {
-    server = createServer((req, res) => {
+    server = createServer(async (req, res) => {
+      if (req.url === "/consumed") {
+        for await (const _chunk of req) {
+          // drain, as a foreign middleware would
+        }
+      }
       readLimitedBody(req, 16).then(
         (text) => res.end(`ok:${text}`),
         (err: BodyReadError) => {
@@ -54,6 +60,12 @@ describe("readLimitedBody", () => {
   it("refuses a chunked body that grows past the limit with 413", async () => {
     const answer = await post(port, "x".repeat(100_000), { "Transfer-Encoding": "chunked" });
     should(answer.status).equal(413);
+  });
+
+  it("refuses a body another middleware already consumed instead of hanging", async () => {
+    const answer = await post(port, "abc", {}, "/consumed");
+    should(answer.status).equal(400);
+    should(answer.text).match(/already consumed/);
   });
 
   it("refuses compressed bodies with 415", async () => {
