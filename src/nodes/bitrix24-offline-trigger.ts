@@ -249,7 +249,8 @@ export default function register(RED: NodeAPI): void {
           offlineEvents: events,
           authConnector: config.authConnector,
           handler,
-          minTimeout: handler ? followUpSec : undefined,
+          // Never longer than the follow-up: a change the portal drops inside minTimeout must be drained by it.
+          minTimeout: handler ? Math.floor(followUpSec) : undefined,
         });
         for (const request of plan) {
           if (closed) return;
