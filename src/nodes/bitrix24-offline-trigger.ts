@@ -22,6 +22,8 @@ const BODY_LIMIT = 100 * 1024;
 const DEPLOY_DELAY_MS = 100;
 /** A public endpoint gets scanned: refusals are reported at most this often, with a count of the rest. */
 const REFUSAL_REPORT_MS = 10_000;
+/** A typo like 0.0001 s must not spin a timer. */
+const MIN_POLL_MS = 10;
 /** Longest timer Node accepts; longer intervals would fire at once. */
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -292,7 +294,8 @@ export default function register(RED: NodeAPI): void {
     }
 
     if (interval > 0) {
-      pollTimer = setInterval(() => gate.offer({ source: "poll" }), Math.min(interval * 1000, MAX_TIMER_MS));
+      const everyMs = Math.min(Math.max(interval * 1000, MIN_POLL_MS), MAX_TIMER_MS);
+      pollTimer = setInterval(() => gate.offer({ source: "poll" }), everyMs);
     }
     if (config.onDeploy) later(DEPLOY_DELAY_MS, () => gate.offer({ source: "deploy" }));
     manageSubscriptions().catch((err) => node.error(asBitrix24Error(err)));
