@@ -288,6 +288,8 @@ export class Bitrix24Client extends EventEmitter {
         if (halt) halted = true;
       }
     }
+    // Batch answers and single calls arrive in two rounds: hand results back in the caller's command order.
+    outcome.result = Object.fromEntries(keys.filter((k) => k in outcome.result).map((k) => [k, outcome.result[k]]));
     return outcome;
   }
 

@@ -40,6 +40,8 @@ export class OAuthSession {
   private lineage: string;
   private initialised: Promise<void> | undefined;
   private refreshing: Promise<void> | undefined;
+  /** The refresh token the OAuth server refused, and how: asking again with it cannot succeed. */
+  private refused: { refreshToken: string; error: Bitrix24Error } | undefined;
 
   constructor(private readonly o: OAuthSessionOptions) {
     this.tokens = { accessToken: o.accessToken ?? "", refreshToken: o.refreshToken ?? "", expiresAt: 0 };
@@ -145,10 +147,19 @@ export class OAuthSession {
   }
 
   private async refreshNow(): Promise<void> {
-    if (!this.tokens.refreshToken) {
+    const refreshToken = this.tokens.refreshToken;
+    if (!refreshToken) {
       throw new Bitrix24Error({ code: "NO_REFRESH_TOKEN", method: TOKEN_METHOD, retryable: false });
     }
-    const fresh = await this.requestRefresh(this.tokens.refreshToken);
+    // A poller must not hammer the OAuth server with a dead token until someone re-authorises.
+    if (this.refused?.refreshToken === refreshToken) throw this.refused.error;
+    let fresh: TokenSet;
+    try {
+      fresh = await this.requestRefresh(refreshToken);
+    } catch (err) {
+      if (err instanceof Bitrix24Error && err.code === "invalid_grant") this.refused = { refreshToken, error: err };
+      throw err;
+    }
     this.tokens = fresh;
     if (this.o.store) {
       try {

@@ -159,6 +159,7 @@ describe("core/client batch", () => {
     // Remembered: only the non-offline command still goes through batch.
     should(portal.requests.map((r) => r.restMethod)).eql(["batch", "event.offline.clear", "event.offline.get"]);
     should(Object.keys(portal.requests[0].body.cmd as object)).eql(["bindings"]);
+    should(Object.keys(second.result)).eql(["ack", "bindings", "next"]);
 
     portal.requests.length = 0;
     const onlyOffline = await c.batch({ next: commands.next });

@@ -165,6 +165,10 @@ describe("core/client OAuth refresh and token persistence", () => {
     should(err.retryable).be.false();
     should(err.description).match(/re-authorise the application/);
     should(portal.portal.tokenRequests()).have.length(1);
+    // Later calls fail the same way without asking the OAuth server again with the dead token.
+    const again = (await c.call("event.get").catch((e: unknown) => e)) as Bitrix24Error;
+    should(again.code).equal("invalid_grant");
+    should(portal.portal.tokenRequests()).have.length(1);
   });
 
   it("without an access token it refreshes before the first call; without a refresh token it says so", async () => {
