@@ -72,7 +72,7 @@ export class OfflineQueue {
   ): { record: QueueRecord; collapsed: boolean } {
     const name = eventName.toUpperCase();
     const messageId = messageIdOf(name, eventData);
-    const target = this.copiesOf(connector, messageId).find((r) => r.processId === "" && r.error === 0);
+    const target = this.collapseTarget(connector, messageId);
     if (target) {
       const bucket = this.waitingBucket(connector, 0);
       bucket.delete(target.id);
@@ -309,6 +309,14 @@ export class OfflineQueue {
     this.removeCopy(record);
     this.perConnector.set(record.connector, (this.perConnector.get(record.connector) ?? 1) - 1);
     this.deleted++;
+  }
+
+  /** The waiting ERROR=0 copy a new change collapses into; looked up without allocating (hot path). */
+  private collapseTarget(conn: string, messageId: string): QueueRecord | undefined {
+    const entry = this.copies.get(key(conn, messageId));
+    if (entry === undefined) return undefined;
+    if (!Array.isArray(entry)) return entry.processId === "" && entry.error === 0 ? entry : undefined;
+    return entry.find((r) => r.processId === "" && r.error === 0);
   }
 
   private copiesOf(conn: string, messageId: string): QueueRecord[] {
