@@ -207,7 +207,7 @@ export class OAuthSession {
   }
 }
 
-function parseTokenAnswer(status: number, text: string): TokenSet {
+export function parseTokenAnswer(status: number, text: string): TokenSet {
   let body: Record<string, unknown> | undefined;
   try {
     const parsed: unknown = JSON.parse(text);

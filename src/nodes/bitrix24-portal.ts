@@ -1,13 +1,11 @@
 import { join } from "node:path";
 import type { Node, NodeAPI, NodeDef } from "node-red";
 import { AckQueue } from "../core/ack-queue";
-import { Bitrix24Client, type ClientOptions, validatePortalUrl } from "../core/client";
+import { Bitrix24Client, type ClientOptions, DEFAULT_OAUTH_SERVER, validatePortalUrl } from "../core/client";
 import { Bitrix24Error } from "../core/errors";
 import { OfflineEventsApi } from "../core/offline-api";
 import { FileTokenStore } from "../core/token-store";
 import { registerPortalAdminRoutes } from "./portal-admin";
-
-export const DEFAULT_OAUTH_SERVER = "https://oauth.bitrix.info";
 
 export interface PortalCredentials {
   clientId?: string;

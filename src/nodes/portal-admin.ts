@@ -1,16 +1,10 @@
 import type { Request, Response } from "express";
 import type { NodeAPI } from "node-red";
 import { authorizeUrl, exchangeAuthorizationCode, newOAuthState } from "../core/authorization-code";
-import { Bitrix24Client, validatePortalUrl } from "../core/client";
+import { Bitrix24Client, DEFAULT_OAUTH_SERVER, validatePortalUrl } from "../core/client";
 import { Bitrix24Error } from "../core/errors";
 import { OfflineEventsApi } from "../core/offline-api";
-import {
-  clientOptionsFor,
-  DEFAULT_OAUTH_SERVER,
-  type PortalConfig,
-  type PortalCredentials,
-  stateDirFor,
-} from "./bitrix24-portal";
+import { clientOptionsFor, type PortalConfig, type PortalCredentials, stateDirFor } from "./bitrix24-portal";
 import { asBitrix24Error } from "./error-report";
 
 /** The editor sends this in place of a password it has not changed (Node-RED's convention). */
