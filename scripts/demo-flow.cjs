@@ -1,4 +1,4 @@
-// The flows the demo (and the end-to-end tests) deploy: every example in its own tab, all sharing one
+// The flows the demo (and the end-to-end tests) deploy: each example in its own tab, all sharing ONE
 // bitrix24-portal config pointed at a running sandbox, with the sandbox's credentials.
 const { readFileSync } = require("node:fs");
 const { join } = require("node:path");
@@ -6,34 +6,44 @@ const { join } = require("node:path");
 const EXAMPLES = ["basic-sync", "push", "error-replay", "queue-monitor"];
 const PORTAL_ID = "b24-sandbox-portal";
 
-function demoFlow({ sandboxUrl, credentials, publicUrl, examples = EXAMPLES }) {
+/** The nodes of one examples/<name>.json file, as shipped. */
+function readExample(name) {
+  return JSON.parse(readFileSync(join(__dirname, "..", "examples", `${name}.json`), "utf8"));
+}
+
+/**
+ * options: sandboxUrl, credentials (the sandbox's), publicUrl (where the sandbox reaches Node-RED, for push
+ * bindings), examples (names, default all), inlineCredentials (true: credentials inside the portal node, as
+ * POST /flows takes them; false: returned apart, as flows_cred.json holds them unencrypted), portal (property
+ * overrides for the portal node, e.g. rateLimit).
+ */
+function demoFlow({ sandboxUrl, credentials, publicUrl, examples = EXAMPLES, inlineCredentials = false, portal = {} }) {
   const flows = [];
-  let portal;
+  let portalNode;
   for (const name of examples) {
     const tab = `tab-${name}`;
     flows.push({ id: tab, type: "tab", label: `Bitrix24: ${name.replace("-", " ")}`, disabled: false, info: "" });
-    for (const node of JSON.parse(readFileSync(join(__dirname, "..", "examples", `${name}.json`), "utf8"))) {
+    for (const node of readExample(name)) {
       if (node.type === "bitrix24-portal") {
-        portal = { ...node, portalUrl: sandboxUrl, oauthServer: sandboxUrl };
+        if (node.id !== PORTAL_ID) throw new Error(`examples/${name}.json: the portal node must be ${PORTAL_ID}`);
+        portalNode = { ...node, portalUrl: sandboxUrl, oauthServer: sandboxUrl, ...portal };
         continue;
       }
       if (node.type === "bitrix24-offline-trigger" && node.publicUrl) node.publicUrl = publicUrl;
       flows.push({ ...node, z: tab });
     }
   }
-  flows.push(portal);
-  return {
-    flows,
-    credentials: {
-      [PORTAL_ID]: {
-        clientId: credentials.clientId,
-        clientSecret: credentials.clientSecret,
-        accessToken: credentials.accessToken,
-        refreshToken: credentials.refreshToken,
-        applicationToken: credentials.applicationToken,
-      },
-    },
+  if (!portalNode) throw new Error(`no bitrix24-portal node in examples ${examples.join(", ")}`);
+  const portalCredentials = {
+    clientId: credentials.clientId,
+    clientSecret: credentials.clientSecret,
+    accessToken: credentials.accessToken,
+    refreshToken: credentials.refreshToken,
+    applicationToken: credentials.applicationToken,
   };
+  if (inlineCredentials) portalNode.credentials = portalCredentials;
+  flows.push(portalNode);
+  return { flows, credentials: inlineCredentials ? {} : { [PORTAL_ID]: portalCredentials } };
 }
 
-module.exports = { demoFlow, EXAMPLES, PORTAL_ID };
+module.exports = { demoFlow, readExample, EXAMPLES, PORTAL_ID };

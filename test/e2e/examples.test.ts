@@ -1,0 +1,194 @@
+import axios from "axios";
+import should from "should";
+import { type Sandbox, startSandbox } from "../../src/sandbox";
+import { connectComms, type DebugMessage, type EditorComms } from "./editor-comms";
+import { EXAMPLES, exampleFlow, until } from "./example-flows";
+import { freshUserDir } from "./installed-package";
+import { type FlowNode, type NodeRedProcess, startNodeRed } from "./node-red-process";
+
+/**
+ * Every shipped example, deployed through the Admin API into a real Node-RED running the packed package, against
+ * the sandbox portal: the outcome is checked on the portal (what was deleted, marked, left) and in what the
+ * editor shows (debug sidebar, node status).
+ */
+describe("the example flows in a real Node-RED against the sandbox", function () {
+  this.timeout(120000);
+  let sandbox: Sandbox;
+  let nodeRed: NodeRedProcess;
+  let comms: EditorComms;
+
+  before(async () => {
+    sandbox = await startSandbox();
+    nodeRed = await startNodeRed(freshUserDir("examples"));
+    comms = await connectComms(nodeRed.url);
+  });
+
+  beforeEach(async () => {
+    await nodeRed.deploy([]);
+    sandbox.reset();
+    comms.statuses.length = 0;
+    comms.debug.length = 0;
+  });
+
+  after(async () => {
+    comms?.close();
+    await nodeRed?.stop();
+    await sandbox?.close();
+  });
+
+  function debugFrom(nodeId: string): DebugMessage[] {
+    return comms.debug.filter((d) => d.id === nodeId);
+  }
+
+  function deals(count: number): void {
+    sandbox.addEvents(count, { name: "ONCRMDEALUPDATE", data: (i) => ({ FIELDS: { ID: i + 1 } }) });
+  }
+
+  /** Calls the sandbox's REST API as an application would (to prepare records the flows then find). */
+  async function rest<T>(method: string, params: Record<string, unknown>): Promise<T> {
+    const response = await axios.post(`${sandbox.url}/rest/${method}.json`, {
+      ...params,
+      auth: sandbox.credentials.accessToken,
+    });
+    return (response.data as { result: T }).result;
+  }
+
+  it("covers every examples/*.json file", () => {
+    should(EXAMPLES.slice().sort()).eql(["basic-sync", "error-replay", "push", "queue-monitor"]);
+  });
+
+  it("basic sync: drains the queue in ack mode, every event acknowledged and deleted", async () => {
+    deals(150);
+    await nodeRed.deploy(exampleFlow("basic-sync", sandbox));
+    await until(() => sandbox.stats().deleted === 150, "150 events deleted by acknowledgements");
+    should(sandbox.records()).be.empty();
+    // ack mode: fetched with clear=0 (held under a process id) and deleted by the clear node, never on fetch
+    const emptied = () => debugFrom("bs-done").map((d) => JSON.parse(d.msg) as { events: number; empty: boolean });
+    await until(() => emptied().reduce((n, s) => n + s.events, 0) >= 150, "the 'queue empty' summaries");
+    should(emptied().reduce((n, s) => n + s.events, 0)).equal(150);
+    should(emptied().every((s) => s.empty)).be.true();
+    await until(() => /idle · 0 unacked/.test(comms.statusOf("bs-get") ?? ""), "the get node idle with 0 unacked");
+    should(debugFrom("bs-dead")).be.empty();
+    should(debugFrom("bs-synced")).be.empty(); // inactive in the example: it must stay quiet
+    should(nodeRed.output()).not.match(/\[error\]/);
+  });
+
+  it("basic sync: events whose work fails reach Catch and are marked as errors on the portal", async () => {
+    deals(40);
+    const flow = exampleFlow("basic-sync", sandbox).map(
+      (node): FlowNode =>
+        node.id === "bs-error"
+          ? { ...node, wires: [["marked"]] }
+          : node.id === "bs-work"
+            ? {
+                id: "bs-work",
+                type: "function",
+                z: node.z,
+                name: "work that fails for every 4th deal",
+                func: "if (msg.payload.EVENT_DATA.FIELDS.ID % 4 === 0) { throw new Error('deal ' + msg.payload.EVENT_DATA.FIELDS.ID + ' refused'); }\nreturn msg;",
+                outputs: 1,
+                wires: node.wires,
+              }
+            : node,
+    );
+    // what the error node passes on once the portal marked the event: the user's proof in the sidebar
+    flow.push({
+      id: "marked",
+      type: "debug",
+      z: "tab-basic-sync",
+      active: true,
+      tosidebar: true,
+      console: false,
+      tostatus: false,
+      complete: "true",
+      targetType: "full",
+      wires: [],
+    });
+    await nodeRed.deploy(flow);
+    await until(
+      () => sandbox.stats().queue.error === 10 && sandbox.stats().queue.total === 10,
+      "30 events acked and 10 marked as errors",
+    );
+    const failed = sandbox.records();
+    should(failed.map((r) => (r.EVENT_DATA as { FIELDS: { ID: number } }).FIELDS.ID).sort((a, b) => a - b)).eql([
+      4, 8, 12, 16, 20, 24, 28, 32, 36, 40,
+    ]);
+    for (const record of failed) {
+      should(record.ERROR).equal("1");
+      should(record.PROCESS_ID).be.null();
+    }
+    // each failed msg went Catch -> error node, which passed it on once the portal had marked the event
+    await until(() => debugFrom("marked").length === 10, "10 marked msgs in the debug sidebar");
+    for (const debug of debugFrom("marked")) {
+      const msg = JSON.parse(debug.msg) as { error: { message: string }; bitrix24: { acked: boolean; id: number } };
+      should(msg.error.message).match(/^Error: deal \d+ refused$|^deal \d+ refused$/);
+      should(msg.bitrix24.acked).be.true();
+    }
+    await until(() => /0 unacked/.test(comms.statusOf("bs-get") ?? ""), "nothing left unacked");
+  });
+
+  it("error replay: records marked as errors are fetched again, retried and cleared", async () => {
+    deals(12);
+    const taken = await rest<{ process_id: string; events: Array<{ MESSAGE_ID: string }> }>("event.offline.get", {
+      clear: 0,
+      limit: 50,
+    });
+    await rest("event.offline.error", {
+      process_id: taken.process_id,
+      message_id: taken.events.map((e) => e.MESSAGE_ID),
+    });
+    should(sandbox.stats().queue.error).equal(12);
+    deals(3); // fresh events: not error records, the replay flow must leave them alone
+    await nodeRed.deploy(exampleFlow("error-replay", sandbox));
+    await until(() => sandbox.stats().queue.total === 3, "every error record cleared", 60000);
+    should(sandbox.records().every((r) => r.ERROR === "0" && r.PROCESS_ID === null)).be.true();
+    await until(() => /idle · 0 unacked/.test(comms.statusOf("er-get") ?? ""), "the replay get idle");
+    should(debugFrom("er-store")).be.empty();
+  });
+
+  it("push: the portal's ONOFFLINEEVENT notification makes Node-RED drain at once", async () => {
+    await nodeRed.deploy(exampleFlow("push", sandbox, { publicUrl: nodeRed.url }));
+    // the deploy binds ONOFFLINEEVENT (handler = publicUrl + path) and the listed events
+    await until(async () => {
+      const state = (await axios.get(`${sandbox.url}/_sandbox/state`)).data as { bindings: unknown[] };
+      return JSON.stringify(state.bindings).includes("/bitrix24/offline");
+    }, "ONOFFLINEEVENT bound to the trigger's endpoint");
+    await until(
+      () =>
+        /^deploy at/.test(comms.statusOf("pu-trigger") ?? "") &&
+        (sandbox.stats().requests.byMethod["event.offline.get"] ?? 0) > 0 &&
+        /idle/.test(comms.statusOf("pu-get") ?? ""),
+      "the on-deploy drain finished",
+    );
+    const pushesBefore = sandbox.stats().pushes;
+    const startedAt = Date.now();
+    deals(20);
+    sandbox.addEvents(5, { name: "ONCRMCONTACTADD", data: (i) => ({ FIELDS: { ID: 100 + i } }) });
+    // the safety poll is 60 s away: only the push can explain a drain within 20 s
+    await until(() => sandbox.stats().queue.total === 0, "the pushed events drained", 20000);
+    should(Date.now() - startedAt).be.below(20000);
+    should(sandbox.stats().pushes).be.above(pushesBefore);
+    should(sandbox.stats().deleted).equal(25);
+    should(comms.statusOf("pu-trigger")).match(/^push at/);
+  });
+
+  it("queue monitor: lists the whole queue read-only and shows the summary", async () => {
+    deals(60);
+    sandbox.addEvents(70, { name: "ONCRMCONTACTADD", data: (i) => ({ FIELDS: { ID: 1000 + i } }) });
+    await rest("event.offline.get", { clear: 0, limit: 5 }); // 5 held by some consumer
+    await nodeRed.deploy(exampleFlow("queue-monitor", sandbox));
+    await until(() => debugFrom("qm-debug").length > 0, "the summary in the debug sidebar", 30000);
+    const summary = JSON.parse(debugFrom("qm-debug")[0].msg) as {
+      total: number;
+      counted: number;
+      held: number;
+      unprocessed: number;
+      byEvent: Record<string, number>;
+    };
+    should(summary).match({ total: 130, counted: 130, held: 5, unprocessed: 125 });
+    should(summary.byEvent).eql({ ONCRMDEALUPDATE: 60, ONCRMCONTACTADD: 70 });
+    await until(() => comms.statusOf("qm-debug") === "130", "the debug node's status shows the total");
+    should(sandbox.stats().deleted).equal(0);
+    should(sandbox.stats().queue.total).equal(130);
+  });
+});
