@@ -192,6 +192,44 @@ describe("bitrix24-offline-get node", function () {
     should(sandbox.stats().requests.byMethod["event.offline.clear"] ?? 0).be.belowOrEqual(1);
   });
 
+  it("wired to the real clear node with no configuration: 500 events drained in ~11 requests", async () => {
+    await start({ events: 500 });
+    const clearNode = require("../../nodes/nodes/bitrix24-offline-clear.js").default;
+    const c = sandbox.credentials;
+    await helper.load(
+      [portalNode, getNode, clearNode],
+      [
+        { id: "p", type: "bitrix24-portal", portalUrl: sandbox.url, authType: "oauth", oauthServer: sandbox.url },
+        { id: "g", type: "bitrix24-offline-get", portal: "p", limit: 50, wires: [["c"], ["empty"], []] },
+        { id: "c", type: "bitrix24-offline-clear", portal: "p", wires: [["cleared"]] },
+        { id: "empty", type: "helper" },
+        { id: "cleared", type: "helper" },
+      ],
+      {
+        p: {
+          clientId: c.clientId,
+          clientSecret: c.clientSecret,
+          accessToken: c.accessToken,
+          refreshToken: c.refreshToken,
+        },
+      },
+    );
+    let cleared = 0;
+    let drained = 0;
+    helper.getNode("cleared").on("input", () => cleared++);
+    helper.getNode("empty").on("input", () => drained++);
+    const before = sandbox.stats().requests.total;
+    helper.getNode("g").receive({});
+    await until(() => drained === 1 && cleared === 500);
+    await until(() => sandbox.stats().queue.total === 0);
+    // The drain: 10 full gets + 1 empty one, each carrying the clear of the batch before (the start adds
+    // feature.get and the orphan sweep's event.offline.list pages).
+    const m = sandbox.stats().requests.byMethod;
+    should((m.batch ?? 0) + (m["event.offline.get"] ?? 0) + (m["event.offline.clear"] ?? 0)).be.belowOrEqual(12);
+    should(m["event.offline.clear"] ?? 0).be.belowOrEqual(1);
+    should(sandbox.stats().requests.total - before).be.belowOrEqual(15);
+  });
+
   it("auto mode: clear=1, no process id, queue emptied without acks", async () => {
     await start({ events: 60 });
     const { node, out, empty } = await load({ mode: "auto" }, { ack: false });
