@@ -145,6 +145,7 @@ export class AckQueue extends EventEmitter<AckQueueEvents> {
   private timer: NodeJS.Timeout | undefined;
   private readonly inFlight = new Set<Promise<void>>();
   private closed = false;
+  private closing: Promise<void> | undefined;
 
   constructor(
     private readonly api: OfflineEventsApi,
@@ -246,14 +247,23 @@ export class AckQueue extends EventEmitter<AckQueueEvents> {
     while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
   }
 
-  /** Flushes, then stops: later clear()/error() calls reject with CLOSED. */
-  async close(): Promise<void> {
-    if (this.closed) {
-      while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
-      return;
+  /**
+   * Flushes, then stops: later clear()/error() calls reject with CLOSED. Targets handed over while the flush
+   * runs still go out: Node-RED closes all nodes of a deploy in one loop, and a worker node closing in the same
+   * loop as the config node that owns this queue passes its last acks on from its own close handler.
+   */
+  close(): Promise<void> {
+    if (!this.closing) {
+      this.closing = (async () => {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        do {
+          await this.flush();
+        } while (this.groups.size > 0);
+        this.closed = true;
+        this.stopTimer();
+      })();
     }
-    this.closed = true;
-    await this.flush();
+    return this.closing;
   }
 
   private assertOpen(method: string): void {

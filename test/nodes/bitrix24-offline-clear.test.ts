@@ -1,0 +1,351 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import helper from "node-red-node-test-helper";
+import should from "should";
+import type { OfflineEventsApi } from "../../src/core/offline-api";
+import type { OfflineGetResult } from "../../src/core/types";
+import type { EventMessage } from "../../src/nodes/msg-contract";
+import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
+
+// The build output, as Node-RED loads it.
+const portalNode = require("../../nodes/nodes/bitrix24-portal.js").default;
+const clearNode = require("../../nodes/nodes/bitrix24-offline-clear.js").default;
+const catchNode = require("@node-red/nodes/core/common/25-catch.js");
+
+helper.init(require.resolve("node-red"));
+
+type Status = { fill?: string; shape?: string; text?: string };
+
+interface SpiedNode {
+  status: { args: Array<[Status]> };
+  error: { args: unknown[][] };
+  receive(msg: Record<string, unknown>): void;
+}
+
+interface OutMsg extends EventMessage {
+  _tag?: string;
+  error?: { message: string; code?: string };
+}
+
+interface Loaded {
+  node: SpiedNode;
+  api: OfflineEventsApi;
+  out: OutMsg[];
+  caught: OutMsg[];
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error("timed out waiting for a condition");
+    await sleep(5);
+  }
+}
+
+/** One msg per event, as bitrix24-offline-get emits them (msg-contract.ts). */
+function eventMsgs(got: OfflineGetResult, authConnector = ""): EventMessage[] {
+  const size = got.events.length;
+  return got.events.map((event, index) => ({
+    payload: event,
+    topic: event.EVENT_NAME,
+    bitrix24: {
+      portal: "127.0.0.1",
+      processId: got.process_id,
+      authConnector,
+      id: Number(event.ID),
+      messageId: event.MESSAGE_ID,
+      error: 0,
+      deliveryCount: 1,
+      redelivered: false,
+      batch: { index, size },
+    },
+  }));
+}
+
+/** One msg for the whole batch (get's output "batch"). */
+function batchMsg(got: OfflineGetResult): EventMessage {
+  return {
+    payload: got.events,
+    topic: "",
+    bitrix24: {
+      portal: "127.0.0.1",
+      processId: got.process_id,
+      authConnector: "",
+      id: 0,
+      messageId: "",
+      error: 0,
+      deliveryCount: 1,
+      redelivered: false,
+      batch: { index: 0, size: got.events.length },
+    },
+  };
+}
+
+describe("bitrix24-offline-clear node", function () {
+  this.timeout(10000);
+  let sandbox: Sandbox;
+  let userDir: string;
+
+  async function start(options: SandboxOptions = {}): Promise<void> {
+    sandbox = await startSandbox({ rateLimit: false, ...options });
+  }
+
+  beforeEach(() => {
+    userDir = mkdtempSync(join(tmpdir(), "b24-clear-"));
+    helper.settings({ userDir });
+  });
+
+  afterEach(async () => {
+    await helper.unload();
+    await sandbox?.close();
+    rmSync(userDir, { recursive: true, force: true });
+  });
+
+  async function load(clear: Record<string, unknown> = {}, portal: Record<string, unknown> = {}): Promise<Loaded> {
+    const c = sandbox.credentials;
+    const flow = [
+      {
+        id: "p",
+        type: "bitrix24-portal",
+        portalUrl: sandbox.url,
+        authType: "oauth",
+        oauthServer: sandbox.url,
+        rateLimit: 50,
+        rateBurst: 50,
+        ...portal,
+      },
+      { id: "c", type: "bitrix24-offline-clear", portal: "p", by: "id", ...clear, wires: [["out"]] },
+      { id: "out", type: "helper" },
+      { id: "k", type: "catch", scope: ["c"], uncaught: false, wires: [["caught"]] },
+      { id: "caught", type: "helper" },
+    ];
+    await helper.load([portalNode, clearNode, catchNode], flow, {
+      p: {
+        clientId: c.clientId,
+        clientSecret: c.clientSecret,
+        accessToken: c.accessToken,
+        refreshToken: c.refreshToken,
+        applicationToken: c.applicationToken,
+      },
+    });
+    const out: OutMsg[] = [];
+    const caught: OutMsg[] = [];
+    helper.getNode("out").on("input", (msg: unknown) => out.push(msg as OutMsg));
+    helper.getNode("caught").on("input", (msg: unknown) => caught.push(msg as OutMsg));
+    const api = (helper.getNode("p") as unknown as { api: OfflineEventsApi }).api;
+    return { node: helper.getNode("c") as unknown as SpiedNode, api, out, caught };
+  }
+
+  async function fetchHeld(api: OfflineEventsApi, count: number, authConnector?: string): Promise<OfflineGetResult> {
+    sandbox.addEvents(count, authConnector ? { connector: authConnector } : undefined);
+    const got = await api.get({ clear: 0, limit: count, ...(authConnector ? { auth_connector: authConnector } : {}) });
+    should(got.events).have.length(count);
+    return got;
+  }
+
+  function clearRequests(): number {
+    return sandbox.stats().requests.byMethod["event.offline.clear"] ?? 0;
+  }
+
+  function lastStatus(node: SpiedNode): Status | undefined {
+    return node.status.args[node.status.args.length - 1]?.[0];
+  }
+
+  it("50 single-event acks cost exactly ONE event.offline.clear request; each msg passes on with acked=true", async () => {
+    await start();
+    const { node, api, out } = await load();
+    const got = await fetchHeld(api, 50);
+    for (const msg of eventMsgs(got)) node.receive(msg as unknown as Record<string, unknown>);
+    await until(() => out.length === 50);
+    should(clearRequests()).equal(1);
+    should(sandbox.stats().requests.byMethod.batch ?? 0).equal(0);
+    should(sandbox.stats().queue.total).equal(0);
+    should(out.every((m) => m.bitrix24.acked === true)).be.true();
+    should(out.map((m) => m.bitrix24.id).sort((a, b) => a - b)).eql(got.events.map((e) => Number(e.ID)));
+    await until(() => /acked/.test(lastStatus(node)?.text ?? ""));
+    should(lastStatus(node)).match({ fill: "green", text: "bitrix24-offline-clear.status.acked" });
+  });
+
+  it("passes a msg on only after the portal confirmed its clear", async () => {
+    await start();
+    const { node, api, out } = await load();
+    const got = await fetchHeld(api, 1);
+    sandbox.setFaults({ latencyMs: 150, methods: ["event.offline.clear"] });
+    node.receive(eventMsgs(got)[0] as unknown as Record<string, unknown>);
+    await sleep(60);
+    should(out).have.length(0);
+    should(lastStatus(node)).match({ fill: "blue", text: "bitrix24-offline-clear.status.pending" });
+    await until(() => out.length === 1);
+    should(sandbox.stats().queue.total).equal(0);
+  });
+
+  it("clears by message id", async () => {
+    await start();
+    const { node, api, out } = await load({ by: "message_id" });
+    const got = await fetchHeld(api, 3);
+    const msgs = eventMsgs(got);
+    node.receive(msgs[0] as unknown as Record<string, unknown>);
+    node.receive(msgs[1] as unknown as Record<string, unknown>);
+    await until(() => out.length === 2);
+    should(sandbox.records().map((r) => r.ID)).eql([got.events[2].ID]);
+    should(clearRequests()).equal(1);
+  });
+
+  it("by process clears every record of the msg's process (and nothing else)", async () => {
+    await start();
+    const { node, api, out } = await load({ by: "process" });
+    const got = await fetchHeld(api, 4);
+    sandbox.addEvents(2);
+    node.receive(eventMsgs(got)[0] as unknown as Record<string, unknown>);
+    await until(() => out.length === 1);
+    const left = sandbox.records();
+    should(left).have.length(2);
+    should(left.every((r) => r.PROCESS_ID === null)).be.true();
+  });
+
+  it("acks a batch msg (msg.payload = array of events) in one request", async () => {
+    await start();
+    const { node, api, out } = await load();
+    const got = await fetchHeld(api, 20);
+    node.receive(batchMsg(got) as unknown as Record<string, unknown>);
+    await until(() => out.length === 1);
+    should(out[0].bitrix24.acked).be.true();
+    should(sandbox.stats().queue.total).equal(0);
+    should(clearRequests()).equal(1);
+  });
+
+  it("acks msgs after a split node (per-event msg.payload.ID with the batch's msg.bitrix24)", async () => {
+    await start();
+    const { node, api, out } = await load();
+    const got = await fetchHeld(api, 5);
+    const batch = batchMsg(got);
+    for (const event of got.events) {
+      node.receive({ payload: event, bitrix24: { ...batch.bitrix24 }, parts: { id: "x", index: 0, count: 5 } });
+    }
+    await until(() => out.length === 5);
+    should(sandbox.stats().queue.total).equal(0);
+    should(clearRequests()).equal(1);
+  });
+
+  it("acks explicit msg.ids with msg.processId", async () => {
+    await start();
+    const { node, api, out } = await load();
+    const got = await fetchHeld(api, 3);
+    node.receive({ ids: [Number(got.events[0].ID), got.events[1].ID], processId: got.process_id, _tag: "x" });
+    await until(() => out.length === 1);
+    should(out[0]._tag).equal("x");
+    should(out[0].bitrix24.acked).be.true();
+    should(sandbox.records().map((r) => r.ID)).eql([got.events[2].ID]);
+  });
+
+  it("a msg without a process id reaches Catch with a clear error and the original msg", async () => {
+    await start();
+    const { node, out, caught } = await load();
+    node.receive({ payload: { ID: "5", MESSAGE_ID: "a".repeat(32) }, _tag: "lost" });
+    await until(() => caught.length === 1);
+    should(caught[0]._tag).equal("lost");
+    should(caught[0].error?.message).match(
+      /no process id: wire this node after a bitrix24-offline-get in ack mode, or set msg.processId/,
+    );
+    should(caught[0].error?.code).equal("INVALID_ARGUMENT");
+    should(out).have.length(0);
+    should(sandbox.stats().requests.total).equal(0);
+    should(lastStatus(node)?.fill).equal("red");
+  });
+
+  it("refuses bad id types without calling the portal", async () => {
+    await start();
+    const { node, caught } = await load();
+    node.receive({ ids: ["abc"], processId: "p".repeat(32) });
+    await until(() => caught.length === 1);
+    should(caught[0].error?.message).match(/msg\.ids must hold positive integer record ids/);
+    should(sandbox.stats().requests.total).equal(0);
+  });
+
+  it("carries the auth_connector: events fetched with connector X are really deleted", async () => {
+    await start();
+    const { node, api, out } = await load();
+    const got = await fetchHeld(api, 3, "crm_x");
+    for (const msg of eventMsgs(got, "crm_x")) node.receive(msg as unknown as Record<string, unknown>);
+    await until(() => out.length === 3);
+    should(sandbox.records()).have.length(0);
+    should(sandbox.stats().deleted).equal(3);
+  });
+
+  it("acking the same event twice is harmless", async () => {
+    await start();
+    const { node, api, out } = await load();
+    const got = await fetchHeld(api, 2);
+    const [first] = eventMsgs(got);
+    node.receive(first as unknown as Record<string, unknown>);
+    node.receive(structuredClone(first) as unknown as Record<string, unknown>);
+    await until(() => out.length === 2);
+    node.receive(structuredClone(first) as unknown as Record<string, unknown>);
+    await until(() => out.length === 3);
+    should(sandbox.records().map((r) => r.ID)).eql([got.events[1].ID]);
+  });
+
+  it("a portal failure reaches Catch with every msg of the failed call; nothing passes on", async () => {
+    await start();
+    const { node, api, out, caught } = await load();
+    const got = await fetchHeld(api, 3);
+    sandbox.setFaults({ errorRate: 1, errorCode: "ACCESS_DENIED", methods: ["event.offline.clear"] });
+    const msgs = eventMsgs(got).map((m, i) => ({ ...m, _tag: `m${i}` }));
+    for (const msg of msgs) node.receive(msg as unknown as Record<string, unknown>);
+    await until(() => caught.length === 3);
+    should(caught.map((m) => m._tag).sort()).eql(["m0", "m1", "m2"]);
+    should(caught[0].error?.code).equal("ACCESS_DENIED");
+    should((caught[0].bitrix24.error as { code: string }).code).equal("ACCESS_DENIED");
+    should(out).have.length(0);
+    should(sandbox.records()).have.length(3);
+    await until(() => lastStatus(node)?.fill === "red");
+  });
+
+  it("gathers spread-out acks for coalesceMs and sends them once the whole batch has arrived", async () => {
+    await start();
+    const { node, api, out } = await load({ coalesceMs: 5000 });
+    const got = await fetchHeld(api, 5);
+    const startedAt = Date.now();
+    for (const msg of eventMsgs(got)) {
+      node.receive(msg as unknown as Record<string, unknown>);
+      await sleep(20);
+    }
+    await until(() => out.length === 5);
+    should(Date.now() - startedAt).be.below(2000); // released by batch completion, not the 5 s window
+    should(clearRequests()).equal(1);
+  });
+
+  it("close flushes pending acks (held by coalesceMs) before the flow stops", async () => {
+    await start();
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    const before = timers();
+    const { node, api, out } = await load({ coalesceMs: 60000 });
+    const got = await fetchHeld(api, 4);
+    // Three of four: the batch is not complete, so the acks wait for the window.
+    for (const msg of eventMsgs(got).slice(0, 3)) node.receive(msg as unknown as Record<string, unknown>);
+    await sleep(30);
+    should(out).have.length(0);
+    should(clearRequests()).equal(0);
+    await helper.unload();
+    should(sandbox.records().map((r) => r.ID)).eql([got.events[3].ID]);
+    should(clearRequests()).equal(1);
+    await sleep(20);
+    should(timers()).be.belowOrEqual(before);
+  });
+
+  it("shows a red status and fails msgs when no portal is configured", async () => {
+    await start();
+    const flow: Array<Record<string, unknown>> = [{ id: "c", type: "bitrix24-offline-clear", portal: "", wires: [[]] }];
+    await helper.load([portalNode, clearNode], flow as Parameters<typeof helper.load>[1]);
+    const node = helper.getNode("c") as unknown as SpiedNode;
+    should(lastStatus(node)?.fill).equal("red");
+    node.receive({ ids: [1], processId: "p".repeat(32) });
+    await until(() => node.error.args.length === 2);
+    should(String((node.error.args[1][0] as Error).message)).match(/INVALID_CONFIG/);
+  });
+});
