@@ -331,6 +331,17 @@ describe("AckQueue (against the sandbox)", function () {
     should(r.acks.take()).be.undefined();
   });
 
+  it("close() still sends targets handed over in the same turn (nodes closing in one deploy loop)", async () => {
+    const r = await setup({}, { flushDelayMs: 60_000 });
+    const got = await fetchHeld(r, 2);
+    const closed = r.acks.close();
+    const late = r.acks.clear({ processId: got.process_id!, ids: got.events.map((e) => Number(e.ID)) });
+    await closed;
+    await late;
+    should(r.sandbox.records()).have.length(0);
+    should((await rejection(r.acks.clear({ processId: got.process_id!, ids: [1] }))).code).equal("CLOSED");
+  });
+
   it("flush() sends at once without waiting for the timer", async () => {
     const r = await setup({}, { flushDelayMs: 60_000 });
     const got = await fetchHeld(r, 2);
