@@ -146,6 +146,8 @@ export class AckQueue extends EventEmitter<AckQueueEvents> {
   private readonly inFlight = new Set<Promise<void>>();
   private closed = false;
   private closing: Promise<void> | undefined;
+  /** The queue's own timed call in flight, if any. */
+  private sending: Promise<void> | undefined;
 
   constructor(
     private readonly api: OfflineEventsApi,
@@ -323,10 +325,21 @@ export class AckQueue extends EventEmitter<AckQueueEvents> {
 
   private startTimer(): void {
     // The window starts with the first queued target and is not pushed back by later ones: bounded latency.
-    if (this.timer || this.closed) return;
+    // While the previous call is still out (waiting on the rate limiter, say), targets keep gathering and go
+    // out together when it returns: a flow acking 40 msgs/s against a 2 requests/s portal sends 2 calls/s of
+    // 20 ids each instead of 40 single-id calls queued behind the limiter.
+    if (this.timer || this.closed || this.sending) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      if (this.groups.size > 0) this.track(this.send(this.drain()));
+      if (this.groups.size === 0) return;
+      const sending = this.send(this.drain());
+      this.sending = sending;
+      this.track(sending);
+      const next = () => {
+        this.sending = undefined;
+        if (this.groups.size > 0) this.startTimer();
+      };
+      sending.then(next, next);
     }, this.flushDelayMs);
   }
 

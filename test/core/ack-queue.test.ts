@@ -30,6 +30,7 @@ describe("AckQueue (against the sandbox)", function () {
   async function setup(
     sandboxOptions: SandboxOptions = {},
     queueOptions: ConstructorParameters<typeof AckQueue>[1] = {},
+    rateLimit: { perSecond: number; burst: number } | false = false,
   ): Promise<Rig> {
     const sandbox = await startSandbox({ rateLimit: false, ...sandboxOptions });
     const c = sandbox.credentials;
@@ -43,7 +44,7 @@ describe("AckQueue (against the sandbox)", function () {
         refreshToken: c.refreshToken,
         oauthServer: sandbox.url,
       },
-      rateLimit: false,
+      rateLimit,
       retry: { maxAttempts: 1 },
     });
     const api = new OfflineEventsApi(client);
@@ -91,6 +92,22 @@ describe("AckQueue (against the sandbox)", function () {
     should(r.notices[0]).match({ kind: "clear", processId: got.process_id, authConnector: "", allOfProcess: false });
     should(r.notices[0].ids).have.length(50);
     should(r.acks.pending()).equal(0);
+  });
+
+  it("keeps gathering while a call waits on the rate limiter: spread-out acks share the next call", async () => {
+    // 5 requests/s, no burst to speak of: 40 acks 15 ms apart (600 ms) must not become 40 queued calls.
+    const r = await setup({}, {}, { perSecond: 5, burst: 1 });
+    const got = await fetchHeld(r, 40);
+    const before = clearRequests(r);
+    const waiting: Array<Promise<void>> = [];
+    for (const e of got.events) {
+      waiting.push(r.acks.clear({ processId: got.process_id!, ids: [Number(e.ID)] }));
+      await new Promise((resolve) => setTimeout(resolve, 15));
+    }
+    await Promise.all(waiting);
+    should(r.sandbox.stats().queue.total).equal(0);
+    should(clearRequests(r) - before).be.belowOrEqual(6);
+    should(r.notices.reduce((n, x) => n + x.ids.length, 0)).equal(40);
   });
 
   it("counts queued targets in pending() until they are sent", async () => {
