@@ -1,0 +1,161 @@
+// The flows the benchmark deploys: this package's nodes, as a user wires them (property names of DESIGN.md).
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const TAB = "bench-tab";
+
+function credentialsOf(sandbox) {
+  const c = sandbox.credentials;
+  return {
+    clientId: c.clientId,
+    clientSecret: c.clientSecret,
+    accessToken: c.accessToken,
+    refreshToken: c.refreshToken,
+    applicationToken: c.applicationToken,
+  };
+}
+
+/** Node-RED takes a node without a position for a config node. */
+function placed(flows) {
+  let x = 120;
+  for (const n of flows) {
+    if (n.z === undefined) continue;
+    n.x = x;
+    n.y = 80;
+    x += 200;
+  }
+  return flows;
+}
+
+/** The config node; rate = the portal's bucket as the user enters it ({perSecond, burst}) or false = off. */
+function portal(sandbox, rate) {
+  return {
+    id: "portal",
+    type: "bitrix24-portal",
+    name: "sandbox",
+    portalUrl: sandbox.url,
+    authType: "oauth",
+    oauthServer: sandbox.url,
+    // The node has no "off": an unlimited sandbox gets a limit far above anything reachable.
+    rateLimit: rate ? rate.perSecond : 1_000_000,
+    rateBurst: rate ? rate.burst : 1_000_000,
+    instances: 1,
+  };
+}
+
+/** A function node that reports each event leaving the get node (id, wall time) to the benchmark. */
+function seenNode(id, wires = []) {
+  return {
+    id,
+    z: TAB,
+    type: "function",
+    name: "report to bench",
+    func: 'global.get("bench").seen(msg.payload.ID);\nreturn null;',
+    outputs: 1,
+    wires: [wires],
+  };
+}
+
+/**
+ * inject -> get (ack mode, one msg per event) -> clear; optionally a function node that reports every event.
+ * The benchmark starts the drain by injecting into "start".
+ */
+export function drainFlow(sandbox, o) {
+  const firstOutput = ["clear"];
+  if (o.report) firstOutput.push("seen");
+  const flows = [
+    { id: TAB, type: "tab", label: "bench" },
+    portal(sandbox, o.rate),
+    { id: "start", z: TAB, type: "inject", name: "start", props: [{ p: "payload" }], repeat: "", once: false, wires: [["get"]] },
+    {
+      id: "get",
+      z: TAB,
+      type: "bitrix24-offline-get",
+      name: "get",
+      portal: "portal",
+      limit: o.limit,
+      mode: "ack",
+      filter: "",
+      order: "",
+      errorRecords: false,
+      authConnector: "",
+      output: "event",
+      drain: true,
+      maxInFlight: o.maxInFlight ?? 500,
+      ackTimeout: 300,
+      maxDeliveries: 3,
+      prefetch: o.prefetch ?? 1,
+      wires: [firstOutput, [], []],
+    },
+    { id: "clear", z: TAB, type: "bitrix24-offline-clear", name: "clear", portal: "portal", by: "id", wires: [[]] },
+  ];
+  if (o.report) flows.push(seenNode("seen"));
+  return { flows: placed(flows), credentials: { portal: credentialsOf(sandbox) } };
+}
+
+/**
+ * trigger -> get -> (report, clear). Push: the trigger binds ONOFFLINEEVENT to its endpoint with minTimeout 0
+ * (followUp 0) and does not poll. Poll: no endpoint, a poll every `interval` seconds.
+ */
+export function latencyFlow(sandbox, port, o) {
+  const trigger =
+    o.kind === "push"
+      ? { path: "/b24/offline", interval: 0, publicUrl: `http://127.0.0.1:${port}`, followUp: 0 }
+      : { path: "", interval: o.interval, publicUrl: "", followUp: 0 };
+  const flows = [
+    { id: TAB, type: "tab", label: "bench" },
+    portal(sandbox, false),
+    {
+      id: "trigger",
+      z: TAB,
+      type: "bitrix24-offline-trigger",
+      name: o.kind,
+      portal: "portal",
+      onDeploy: false,
+      bindEvents: "",
+      ...trigger,
+      wires: [["get"]],
+    },
+    {
+      id: "get",
+      z: TAB,
+      type: "bitrix24-offline-get",
+      name: "get",
+      portal: "portal",
+      limit: 50,
+      mode: "ack",
+      filter: "",
+      order: "",
+      errorRecords: false,
+      authConnector: "",
+      output: "event",
+      drain: true,
+      maxInFlight: 500,
+      ackTimeout: 300,
+      maxDeliveries: 3,
+      wires: [["seen", "clear"], [], []],
+    },
+    seenNode("seen"),
+    { id: "clear", z: TAB, type: "bitrix24-offline-clear", name: "clear", portal: "portal", by: "id", wires: [[]] },
+  ];
+  return { flows: placed(flows), credentials: { portal: credentialsOf(sandbox) } };
+}
+
+/**
+ * bench/baseline/flow.json: core nodes only, as an integrator builds it today. Its http request nodes take
+ * their URLs from the environment (B24_GET_URL, B24_CLEAR_URL), so the flow file itself stays generic.
+ */
+export function baselineFlow() {
+  const flows = JSON.parse(readFileSync(join(here, "..", "baseline", "flow.json"), "utf8"));
+  return { flows, credentials: {} };
+}
+
+export function baselineEnv(sandbox, limit) {
+  const auth = encodeURIComponent(sandbox.credentials.accessToken);
+  return {
+    B24_GET_URL: `${sandbox.url}/rest/event.offline.get.json?auth=${auth}&clear=0&limit=${limit}`,
+    B24_CLEAR_URL: `${sandbox.url}/rest/event.offline.clear.json?auth=${auth}`,
+  };
+}

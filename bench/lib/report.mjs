@@ -1,0 +1,337 @@
+// bench/RESULTS.md from the results object that run.mjs also writes to results.json.
+
+const fmt = (n, unit = "") => (n === null || n === undefined ? "n/a" : `${Number(n).toLocaleString("en-US")}${unit}`);
+const pct = (r) => (r === null || r === undefined ? "n/a" : `${(r * 100).toFixed(1)} %`);
+const verdict = (met) => (met === true ? "**met**" : met === false ? "**not met**" : "— (no goal)");
+
+function table(header, rows) {
+  return [`| ${header.join(" | ")} |`, `|${header.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join(
+    "\n",
+  );
+}
+
+function summaryRows(byId) {
+  const rows = [];
+  const s1 = byId["rate-limited-drain"];
+  if (s1?.rows) {
+    const b = s1.config.bucket;
+    for (const r of s1.rows) {
+      rows.push([
+        "1",
+        `Rate-limited drain, ${r.label} (bucket ${b.burst} burst, ${b.perSecond}/s; ${fmt(r.events)} events)`,
+        `${fmt(r.afterBurstPerSecond)} events/s after the burst; ${r.rejected503} × 503`,
+        `${fmt(r.bound)} events/s (Y × limit${r.prefetch > 1 ? " × prefetch" : ""})`,
+        pct(r.ratioToBound),
+        "≥ 90 %, zero 503s",
+        verdict(r.ratioToBound !== null && r.ratioToBound >= 0.9 && r.rejected503 === 0),
+      ]);
+    }
+  }
+  const s2 = byId["baseline-comparison"];
+  if (s2?.ours) {
+    rows.push([
+      "2",
+      `Same queue, ${s2.config.windowSeconds} s window, vs. core-nodes flow (bucket ${s2.config.bucket.burst}/${s2.config.bucket.perSecond} per s)`,
+      `${fmt(s2.ours.perSecond)} events/s; ${s2.ours.rejected503} × 503`,
+      `baseline ${fmt(s2.baseline.perSecond)} events/s; ${s2.baseline.rejected503} × 503; ${fmt(s2.baseline.heldAtWindowEnd)} events stranded`,
+      `× ${fmt(s2.speedUp)}`,
+      s2.goal.text,
+      verdict(s2.goal.met),
+    ]);
+  }
+  const s3 = byId["unlimited-drain"];
+  if (s3?.raw) {
+    rows.push([
+      "3",
+      `Unlimited drain, ${fmt(s3.config.events)} events, Node-RED get → clear`,
+      `${fmt(s3.nodeRed.perSecond)} events/s (+${fmt(s3.overheadMicrosecondsPerEvent)} µs per event)`,
+      `raw core client ${fmt(s3.raw.perSecond)} events/s`,
+      pct(s3.shareOfRaw),
+      "≥ 50 % of raw",
+      verdict(s3.goal.met),
+    ]);
+  }
+  const s4 = byId["push-latency"];
+  if (s4?.push) {
+    rows.push([
+      "4",
+      `Latency event → msg, p50 / p95 / p99 (${s4.push.samples} samples)`,
+      `push (minTimeout ${s4.config.minTimeout}): ${fmt(s4.push.p50Ms)} / ${fmt(s4.push.p95Ms)} / ${fmt(s4.push.p99Ms)} ms`,
+      `poll every ${s4.config.pollSeconds} s: ${fmt(s4.poll.p50Ms)} / ${fmt(s4.poll.p95Ms)} / ${fmt(s4.poll.p99Ms)} ms`,
+      s4.push.p50Ms && s4.poll.p50Ms ? `p50 ÷ ${fmt(Math.round(s4.poll.p50Ms / s4.push.p50Ms))}` : "n/a",
+      s4.goal.text,
+      verdict(s4.goal.met),
+    ]);
+  }
+  const s5 = byId.memory;
+  if (s5?.heapMb) {
+    rows.push([
+      "5",
+      `Memory draining ${fmt(s5.config.events)} events (heap after GC)`,
+      `heap ${s5.heapMb.before} → peak ${s5.heapMb.duringMax} → ${s5.heapMb.after} MB; RSS peak ${s5.rssMb.duringMax} MB`,
+      "flat (no growth with the queue)",
+      `drift ${s5.driftMb} MB`,
+      "flat",
+      verdict(s5.goal.met),
+    ]);
+  }
+  const s6 = byId["scale-out"];
+  if (s6?.rows) {
+    rows.push([
+      "6",
+      `Scale-out, ${fmt(s6.config.events)} events, bucket off`,
+      s6.rows.map((r) => `${r.instances}×: ${fmt(r.perSecond)}/s`).join(", "),
+      "1 instance",
+      s6.rows.map((r) => `× ${fmt(r.speedUp)}`).join(", "),
+      "0 duplicates, 0 lost",
+      `${verdict(s6.goal.met)} (${s6.rows.reduce((n, r) => n + r.duplicates, 0)} duplicates, ${s6.rows.reduce((n, r) => n + r.neverDelivered, 0)} lost)`,
+    ]);
+  }
+  for (const r of Object.values(byId)) {
+    if (r.error) rows.push([r.number ?? "?", r.title, `**failed**: ${r.error.split("\n")[0]}`, "", "", "", "**not met**"]);
+  }
+  return rows;
+}
+
+function details(byId) {
+  const out = [];
+  const s1 = byId["rate-limited-drain"];
+  if (s1?.rows) {
+    out.push("### 1. Rate-limited drain", "");
+    out.push(
+      "The sandbox's bucket is on; the portal node is configured with the same numbers (as a user would). The flow is",
+      "inject → get (ack mode, one msg per event) → clear. After the burst each request carries \"clear the previous",
+      "batch + get the next\", so the bound is Y × limit (× prefetch) events/s. \"After the burst\" starts when a replay of",
+      "the portal's bucket over the sampled request count is full.",
+      "",
+    );
+    out.push(
+      table(
+        ["variant", "events", "total s", "overall/s", "after burst/s", "bound/s", "ratio", "503s (at s)", "requests"],
+        s1.rows.map((r) => [
+          r.label,
+          fmt(r.events),
+          fmt(r.seconds),
+          fmt(r.overallPerSecond),
+          fmt(r.afterBurstPerSecond),
+          fmt(r.bound),
+          pct(r.ratioToBound),
+          `${r.rejected503}${r.rejected503AtSeconds?.length ? ` (${r.rejected503AtSeconds.join(", ")}; burst spent at ${r.burstSpentAtSeconds})` : ""}`,
+          Object.entries(r.byMethod)
+            .map(([m, n]) => `${m} ${n}`)
+            .join(", "),
+        ]),
+      ),
+      "",
+    );
+  }
+  const s2 = byId["baseline-comparison"];
+  if (s2?.ours) {
+    out.push("### 2. Side by side with the core-nodes flow", "");
+    out.push(
+      "`bench/baseline/flow.json` is what an integrator builds today: inject (every 1 s) → http request",
+      "(event.offline.get, clear=0, limit 50) → function (one clear request per event) → split → http request",
+      "(event.offline.clear). Both flows ran at the same time, each in its own Node-RED against its own sandbox",
+      `with ${fmt(s2.config.events)} events and the bucket ${s2.config.bucket.burst} burst / ${s2.config.bucket.perSecond} per s.`,
+      "Events the baseline fetched but could not clear stay held under a process id it never kept (the portal deletes",
+      "them after ~30 days: they are lost to the integration).",
+      "",
+    );
+    out.push(
+      table(
+        ["flow", "cleared in window", "events/s", "held at window end", "requests", "503s", "by method"],
+        ["ours", "baseline"].map((k) => [
+          k === "ours" ? "get → clear (this package)" : "core nodes (bench/baseline)",
+          fmt(s2[k].cleared),
+          fmt(s2[k].perSecond),
+          fmt(s2[k].heldAtWindowEnd),
+          fmt(s2[k].requests),
+          fmt(s2[k].rejected503),
+          Object.entries(s2[k].byMethod)
+            .map(([m, n]) => `${m} ${n}`)
+            .join(", "),
+        ]),
+      ),
+      "",
+      `Speed-up: × ${fmt(s2.speedUp)}.`,
+      "",
+    );
+  }
+  const s3 = byId["unlimited-drain"];
+  if (s3?.raw) {
+    out.push("### 3. Unlimited drain", "");
+    out.push(
+      "Bucket off, limit 50, ack mode. The raw loop (bench/lib/raw-drain-child.mjs) sends one batch per round with the",
+      "clear of the previous batch and the next get, like the get node does, but keeps no journal and has no flow.",
+      "Both run in a child process; the sandbox runs in the benchmark's process.",
+      "",
+    );
+    const rows = [
+      ["raw core client", fmt(s3.raw.seconds), fmt(s3.raw.perSecond), fmt(s3.raw.microsecondsPerEvent), "—"],
+      [
+        "Node-RED get → clear",
+        fmt(s3.nodeRed.seconds),
+        fmt(s3.nodeRed.perSecond),
+        fmt(s3.nodeRed.microsecondsPerEvent),
+        `+${fmt(s3.overheadMicrosecondsPerEvent)}`,
+      ],
+    ];
+    if (s3.journalOnTmpfs) {
+      rows.push([
+        "same, user directory on tmpfs (diagnostic)",
+        fmt(s3.journalOnTmpfs.seconds),
+        fmt(s3.journalOnTmpfs.perSecond),
+        fmt(s3.journalOnTmpfs.microsecondsPerEvent),
+        `+${fmt(s3.journalOnTmpfs.overheadMicrosecondsPerEvent)}`,
+      ]);
+    }
+    out.push(table(["path", "seconds", "events/s", "µs per event", "overhead µs/event"], rows), "");
+    if (s3.journalOnTmpfs) {
+      out.push(
+        "The tmpfs row is the same flow with the user directory (where the process-id journal is fsync'd before every",
+        "emit) on tmpfs: the difference to the row above is the cost of that durability on this machine's disk.",
+        "",
+      );
+    }
+  }
+  const s4 = byId["push-latency"];
+  if (s4?.push) {
+    out.push("### 4. Latency", "");
+    out.push(
+      `One event every 250–750 ms for ${s4.config.windowSeconds} s, added to two sandboxes (bucket off) at the same moment.`,
+      "Push: trigger node with an endpoint, ONOFFLINEEVENT bound with minTimeout 0, no polling. Poll: trigger polling",
+      `every ${s4.config.pollSeconds} s. Measured from just before the sandbox stores the event to a function node wired`,
+      "right after the get node (wall clock, both processes on one host).",
+      "",
+    );
+    out.push(
+      table(
+        ["trigger", "samples", "p50 ms", "p95 ms", "p99 ms", "max ms", "pushes sent"],
+        ["push", "poll"].map((k) => [
+          k,
+          fmt(s4[k].samples),
+          fmt(s4[k].p50Ms),
+          fmt(s4[k].p95Ms),
+          fmt(s4[k].p99Ms),
+          fmt(s4[k].maxMs),
+          fmt(s4[k].pushesSent),
+        ]),
+      ),
+      "",
+    );
+  }
+  const s5 = byId.memory;
+  if (s5?.heapMb) {
+    out.push("### 5. Memory", "");
+    out.push(
+      `${fmt(s5.config.events)} events drained at ${fmt(s5.perSecond)} events/s (${fmt(s5.seconds)} s) by a Node-RED run with`,
+      `--expose-gc; ${s5.config.readingsDuring} readings during the drain, each after a full GC. maxInFlight ${s5.config.maxInFlight}.`,
+      "",
+    );
+    out.push(
+      table(
+        ["", "before", "during (min–max)", "first ¼ median", "last ¼ median", "after"],
+        [
+          [
+            "heap used MB",
+            fmt(s5.heapMb.before),
+            `${fmt(s5.heapMb.duringMin)}–${fmt(s5.heapMb.duringMax)}`,
+            fmt(s5.heapMb.firstQuarterMedian),
+            fmt(s5.heapMb.lastQuarterMedian),
+            fmt(s5.heapMb.after),
+          ],
+          ["RSS MB", fmt(s5.rssMb.before), `≤ ${fmt(s5.rssMb.duringMax)}`, "", "", fmt(s5.rssMb.after)],
+        ],
+      ),
+      "",
+      `Goal: ${s5.goal.text} — ${verdict(s5.goal.met)}.`,
+      "",
+    );
+  }
+  const s6 = byId["scale-out"];
+  if (s6?.rows) {
+    out.push("### 6. Scale-out", "");
+    out.push(
+      "N Node-RED processes, each with its own user directory and the same flow (inject → get → clear, plus a function",
+      "node reporting every delivered record id), on one sandbox queue, bucket off. Duplicates and lost events are",
+      `counted per record id. This machine has ${s6.config.cores} cores shared by the sandbox and all instances, so the`,
+      "speed-up says more about CPU than about the design: the queue hands parallel readers disjoint sets.",
+      "",
+    );
+    out.push(
+      table(
+        ["instances", "seconds", "events/s", "speed-up", "duplicates", "lost", "events per instance"],
+        s6.rows.map((r) => [
+          fmt(r.instances),
+          fmt(r.seconds),
+          fmt(r.perSecond),
+          `× ${fmt(r.speedUp)}`,
+          fmt(r.duplicates),
+          fmt(r.neverDelivered),
+          r.perInstance.map((n) => fmt(n)).join(" / "),
+        ]),
+      ),
+      "",
+    );
+  }
+  return out.join("\n");
+}
+
+export function renderMarkdown(results) {
+  const env = results.environment;
+  const byId = Object.fromEntries(results.measurements.map((m) => [m.id, m]));
+  const lines = [
+    `# Benchmark results${results.quick ? " (quick mode)" : ""}`,
+    "",
+    `Measured ${env.date} with \`${results.command}\` in ${fmt(results.seconds)} s.`,
+    "",
+    table(
+      ["machine", "Node", "Node-RED", "package"],
+      [
+        [
+          `${env.cpu}, ${env.cores} cores, ${env.memoryGb} GB RAM, ${env.os}`,
+          env.node,
+          env.nodeRed,
+          `${env.package}${env.commit ? ` (${env.commit})` : ""}`,
+        ],
+      ],
+    ),
+    "",
+    `Load average (1/5/15 min) at start ${env.loadAtStart.join(" / ")}, at end ${results.loadAtEnd.join(" / ")}. ${results.busyNote}`,
+    "",
+    "Every number below was measured in this run, next to its bound or baseline from the same run; the sandbox is",
+    "the embedded Bitrix24 emulator (src/sandbox) on loopback, so absolute rates are what this machine does, not a",
+    "real portal's network round trips.",
+    "",
+    "## Summary",
+    "",
+    table(["#", "measurement", "result", "bound / baseline", "ratio", "goal", "verdict"], summaryRows(byId)),
+    "",
+    "## Details",
+    "",
+    details(byId),
+    "",
+    "## How busy the machine was",
+    "",
+    "CPU share of all cores used by the benchmark's own processes and by everything else (machine CPU time from",
+    "os.cpus() minus the benchmark's processes, read from /proc), and the load average around each measurement.",
+    "",
+    table(
+      ["measurement", "seconds", "benchmark CPU", "other processes' CPU", "load before", "load after"],
+      results.measurements.map((m) => [
+        m.title,
+        fmt(m.seconds),
+        pct(m.cpu?.ownCpuShare),
+        pct(m.cpu?.otherCpuShare),
+        m.loadBefore.join(" / "),
+        m.loadAfter.join(" / "),
+      ]),
+    ),
+    "",
+  ];
+  if (results.problems.length > 0) {
+    lines.push("## Correctness problems", "", ...results.problems.map((p) => `- ${p}`), "");
+  }
+  lines.push("Raw data: `results.json` beside this file. Reproduce: `npm run bench` (or `npm run bench -- --quick`).", "");
+  return lines.join("\n");
+}
