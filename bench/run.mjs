@@ -24,7 +24,12 @@ const here = dirname(fileURLToPath(import.meta.url));
 const MEASUREMENTS = [
   { number: "1", id: "rate-limited-drain", title: "1. Rate-limited drain (ack mode)", run: rateLimitedDrain },
   { number: "2", id: "baseline-comparison", title: "2. Side by side with a core-nodes flow", run: baselineComparison },
-  { number: "3", id: "unlimited-drain", title: "3. Unlimited drain: Node-RED vs. raw core client", run: unlimitedDrain },
+  {
+    number: "3",
+    id: "unlimited-drain",
+    title: "3. Unlimited drain: Node-RED vs. raw core client",
+    run: unlimitedDrain,
+  },
   { number: "4", id: "push-latency", title: "4. Latency: push vs. polling", run: pushLatency },
   { number: "5", id: "memory", title: "5. Memory while draining", run: memoryFlat },
   { number: "6", id: "scale-out", title: "6. Scale-out", run: scaleOut },
@@ -71,11 +76,14 @@ async function main() {
   mkdirSync(outDir, { recursive: true });
   const env = environment();
   const log = (line) => console.log(line);
-  log(`bench: ${args.quick ? "quick" : "full"} run, ${env.cpu} × ${env.cores}, Node ${env.node}, Node-RED ${env.nodeRed}`);
+  log(
+    `bench: ${args.quick ? "quick" : "full"} run, ${env.cpu} × ${env.cores}, Node ${env.node}, Node-RED ${env.nodeRed}`,
+  );
   const started = performance.now();
   const whole = cpuWindow();
   const measurements = [];
   const problems = [];
+  const notes = [];
   for (const m of selected) {
     log(`${m.title}`);
     const loadBefore = load();
@@ -95,7 +103,11 @@ async function main() {
     result.loadAfter = load();
     result.cpu = window.end();
     for (const p of result.problems ?? []) problems.push(`${m.title}: ${p}`);
-    if (result.goal) log(`  -> ${result.goal.headline} [${result.goal.met === null ? "no goal" : result.goal.met ? "met" : "NOT met"}]`);
+    for (const n of result.notes ?? []) notes.push(`${m.title}: ${n}`);
+    if (result.goal)
+      log(
+        `  -> ${result.goal.headline} [${result.goal.met === null ? "no goal" : result.goal.met ? "met" : "NOT met"}]`,
+      );
     measurements.push(result);
   }
   const cpu = whole.end();
@@ -109,6 +121,7 @@ async function main() {
     busyNote: busyNote(cpu.otherCpuShare, env.cores),
     measurements,
     problems,
+    notes,
   };
   const jsonPath = join(outDir, "results.json");
   const mdPath = join(outDir, "RESULTS.md");

@@ -26,18 +26,23 @@ export async function drainThroughNodeRed(sandbox, o) {
     if (o.memoryEveryMs !== undefined) {
       memoryTimer = setInterval(() => {
         nodeRed.memory(true).then(
-          (m) => memory.push({ phase: "during", t: performance.now() - injectedAt, deleted: sandbox.stats().deleted, ...m }),
+          (m) =>
+            memory.push({ phase: "during", t: performance.now() - injectedAt, deleted: sandbox.stats().deleted, ...m }),
           () => undefined,
         );
       }, o.memoryEveryMs);
     }
     nodeRed.inject("start");
+    let retriggers = 0;
     let endedAt;
     try {
       endedAt = await waitForDeleted(sandbox, o.events, {
         timeoutMs: o.timeoutMs,
         // A drain stops after a short batch; if the queue still holds events (e.g. a get raced an ack), nudge it.
-        onStall: () => nodeRed.inject("start"),
+        onStall: () => {
+          retriggers++;
+          nodeRed.inject("start");
+        },
       });
     } catch (err) {
       err.message = `${o.name}: ${err.message}\n${nodeRed.log().slice(-15).join("\n")}`;
@@ -59,7 +64,8 @@ export async function drainThroughNodeRed(sandbox, o) {
       stats: sandbox.stats(),
       nodeRedVersion: nodeRed.nodeRedVersion,
       memory,
-      nodeRedErrors: nodeRed.errors,
+      // Drains that stopped with events left and needed another trigger: a liveness problem to report.
+      retriggers,
     };
   } finally {
     await nodeRed.stop();

@@ -8,10 +8,18 @@ import { packageRoot } from "./node-red-process.mjs";
 
 const require = createRequire(import.meta.url);
 
+function git(args) {
+  return execFileSync("git", args, { cwd: packageRoot, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+}
+
+/** The commit measured; B24_BENCH_COMMIT names it when the package root is a snapshot outside git. */
 function gitCommit() {
+  if (process.env.B24_BENCH_COMMIT) return process.env.B24_BENCH_COMMIT;
   try {
-    const commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: packageRoot, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
-    return commit;
+    const commit = git(["rev-parse", "--short", "HEAD"]);
+    // The build is made from the working tree: say so when it differs from the commit.
+    const dirty = git(["status", "--porcelain", "--", "src", "locales", "icons"]) !== "";
+    return dirty ? `${commit} + uncommitted changes` : commit;
   } catch {
     return null;
   }

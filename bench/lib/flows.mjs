@@ -68,7 +68,16 @@ export function drainFlow(sandbox, o) {
   const flows = [
     { id: TAB, type: "tab", label: "bench" },
     portal(sandbox, o.rate),
-    { id: "start", z: TAB, type: "inject", name: "start", props: [{ p: "payload" }], repeat: "", once: false, wires: [["get"]] },
+    {
+      id: "start",
+      z: TAB,
+      type: "inject",
+      name: "start",
+      props: [{ p: "payload" }],
+      repeat: "",
+      once: false,
+      wires: [["get"]],
+    },
     {
       id: "get",
       z: TAB,

@@ -27,7 +27,10 @@ export async function startNodeRed(o) {
   const userDir = mkdtempSync(join(o.userDirBase ?? tmpdir(), `b24-bench-${o.name}-`));
   const child = fork(join(here, "node-red-child.mjs"), [], {
     // B24_BENCH_NODE_RED_ARGS: extra node flags for the Node-RED processes, e.g. "--cpu-prof" to profile them.
-    execArgv: [...(o.exposeGc ? ["--expose-gc"] : []), ...(process.env.B24_BENCH_NODE_RED_ARGS ?? "").split(/\s+/).filter(Boolean)],
+    execArgv: [
+      ...(o.exposeGc ? ["--expose-gc"] : []),
+      ...(process.env.B24_BENCH_NODE_RED_ARGS ?? "").split(/\s+/).filter(Boolean),
+    ],
     env: { ...process.env, ...o.env, BENCH_USER_DIR: userDir, BENCH_PACKAGE_ROOT: packageRoot },
     stdio: ["ignore", "pipe", "pipe", "ipc"],
   });

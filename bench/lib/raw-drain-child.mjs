@@ -35,8 +35,7 @@ async function drain() {
     if (failure) throw failure;
     const got = parseGetResult(outcome.result.next);
     events += got.events.length;
-    held =
-      got.events.length > 0 ? { process_id: got.process_id, id: got.events.map((e) => Number(e.ID)) } : undefined;
+    held = got.events.length > 0 ? { process_id: got.process_id, id: got.events.map((e) => Number(e.ID)) } : undefined;
     if (got.events.length === 0) return { events, requests };
   }
 }

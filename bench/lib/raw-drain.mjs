@@ -12,7 +12,12 @@ export async function startRawDrain(sandbox, { limit, rate = false }) {
     url: sandbox.url,
     limit,
     rate,
-    auth: { clientId: c.clientId, clientSecret: c.clientSecret, accessToken: c.accessToken, refreshToken: c.refreshToken },
+    auth: {
+      clientId: c.clientId,
+      clientSecret: c.clientSecret,
+      accessToken: c.accessToken,
+      refreshToken: c.refreshToken,
+    },
   };
   const child = fork(join(here, "raw-drain-child.mjs"), [], {
     env: { ...process.env, BENCH_RAW_CONFIG: JSON.stringify(config) },

@@ -5,9 +5,11 @@ const pct = (r) => (r === null || r === undefined ? "n/a" : `${(r * 100).toFixed
 const verdict = (met) => (met === true ? "**met**" : met === false ? "**not met**" : "— (no goal)");
 
 function table(header, rows) {
-  return [`| ${header.join(" | ")} |`, `|${header.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join(
-    "\n",
-  );
+  return [
+    `| ${header.join(" | ")} |`,
+    `|${header.map(() => "---").join("|")}|`,
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
+  ].join("\n");
 }
 
 function summaryRows(byId) {
@@ -88,7 +90,8 @@ function summaryRows(byId) {
     ]);
   }
   for (const r of Object.values(byId)) {
-    if (r.error) rows.push([r.number ?? "?", r.title, `**failed**: ${r.error.split("\n")[0]}`, "", "", "", "**not met**"]);
+    if (r.error)
+      rows.push([r.number ?? "?", r.title, `**failed**: ${r.error.split("\n")[0]}`, "", "", "", "**not met**"]);
   }
   return rows;
 }
@@ -100,8 +103,8 @@ function details(byId) {
     out.push("### 1. Rate-limited drain", "");
     out.push(
       "The sandbox's bucket is on; the portal node is configured with the same numbers (as a user would). The flow is",
-      "inject → get (ack mode, one msg per event) → clear. After the burst each request carries \"clear the previous",
-      "batch + get the next\", so the bound is Y × limit (× prefetch) events/s. \"After the burst\" starts when a replay of",
+      'inject → get (ack mode, one msg per event) → clear. After the burst each request carries "clear the previous',
+      'batch + get the next", so the bound is Y × limit (× prefetch) events/s. "After the burst" starts when a replay of',
       "the portal's bucket over the sampled request count is full.",
       "",
     );
@@ -329,9 +332,15 @@ export function renderMarkdown(results) {
     ),
     "",
   ];
+  if (results.notes?.length > 0) {
+    lines.push("## Notes", "", ...results.notes.map((n) => `- ${n}`), "");
+  }
   if (results.problems.length > 0) {
     lines.push("## Correctness problems", "", ...results.problems.map((p) => `- ${p}`), "");
   }
-  lines.push("Raw data: `results.json` beside this file. Reproduce: `npm run bench` (or `npm run bench -- --quick`).", "");
+  lines.push(
+    "Raw data: `results.json` beside this file. Reproduce: `npm run bench` (or `npm run bench -- --quick`).",
+    "",
+  );
   return lines.join("\n");
 }

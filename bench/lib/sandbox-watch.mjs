@@ -19,7 +19,12 @@ export function sampleStats(sandbox, everyMs = 25) {
   const samples = [];
   const take = () => {
     const s = sandbox.stats();
-    samples.push({ t: performance.now(), requests: s.requests.total, deleted: s.deleted, rejected503: s.requests.rejected503 });
+    samples.push({
+      t: performance.now(),
+      requests: s.requests.total,
+      deleted: s.deleted,
+      rejected503: s.requests.rejected503,
+    });
   };
   take();
   const timer = setInterval(take, everyMs);
@@ -57,7 +62,9 @@ export async function waitForDeleted(sandbox, target, { timeoutMs, stallMs = 20_
       onStall(deleted);
     }
     if (now - lastChange > stallMs) {
-      throw new Error(`stalled: ${deleted} of ${target} events cleared, no progress for ${Math.round(stallMs / 1000)} s`);
+      throw new Error(
+        `stalled: ${deleted} of ${target} events cleared, no progress for ${Math.round(stallMs / 1000)} s`,
+      );
     }
     if (timeoutMs && now - started > timeoutMs) {
       throw new Error(`timed out: ${deleted} of ${target} events cleared after ${Math.round(timeoutMs / 1000)} s`);

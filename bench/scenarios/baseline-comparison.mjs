@@ -12,14 +12,23 @@ export async function baselineComparison(ctx) {
   // More than either side can clear in the window, so both are measured at full speed until its end.
   const events = ctx.quick ? 5_000 : 10_000;
   const limit = 50;
-  ctx.log(`  ${events} events per queue, bucket ${bucket.burst} burst / ${bucket.perSecond} per s, ${windowMs / 1000} s window`);
-  const sandboxes = { ours: await startSandbox({ rateLimit: bucket }), baseline: await startSandbox({ rateLimit: bucket }) };
+  ctx.log(
+    `  ${events} events per queue, bucket ${bucket.burst} burst / ${bucket.perSecond} per s, ${windowMs / 1000} s window`,
+  );
+  const sandboxes = {
+    ours: await startSandbox({ rateLimit: bucket }),
+    baseline: await startSandbox({ rateLimit: bucket }),
+  };
   const nodeReds = [];
   try {
     sandboxes.ours.addEvents(events);
     sandboxes.baseline.addEvents(events);
     // The baseline's inject starts repeating when its flow starts: that is its clock's zero.
-    const baseline = await startNodeRed({ name: "baseline", flows: () => baselineFlow(), env: baselineEnv(sandboxes.baseline, limit) });
+    const baseline = await startNodeRed({
+      name: "baseline",
+      flows: () => baselineFlow(),
+      env: baselineEnv(sandboxes.baseline, limit),
+    });
     nodeReds.push(baseline);
     const baselineStart = performance.now();
     const ours = await startNodeRed({

@@ -31,6 +31,7 @@ export async function memoryFlat(ctx) {
       memoryEveryMs: ctx.quick ? 500 : 2000,
     });
     const problems = [];
+    const notes = run.retriggers > 0 ? [`the drain stalled and needed ${run.retriggers} more trigger(s)`] : [];
     const s = run.stats;
     if (s.queue.total !== 0 || s.deleted !== events) {
       problems.push(`${s.queue.total} events left in the queue, ${s.deleted} of ${events} cleared`);
@@ -46,7 +47,8 @@ export async function memoryFlat(ctx) {
     const driftMb = mb(lastQuarter - firstQuarter);
     const peakMb = mb(peakHeap - before.heapUsed);
     const afterMb = mb(after.heapUsed - before.heapUsed);
-    const flat = during.length >= 3 && Math.abs(driftMb) <= DRIFT_LIMIT_MB && peakMb <= PEAK_LIMIT_MB && afterMb <= DRIFT_LIMIT_MB;
+    const flat =
+      during.length >= 3 && Math.abs(driftMb) <= DRIFT_LIMIT_MB && peakMb <= PEAK_LIMIT_MB && afterMb <= DRIFT_LIMIT_MB;
     return {
       id: "memory",
       title: "5. Memory of the Node-RED process while draining",
@@ -83,6 +85,7 @@ export async function memoryFlat(ctx) {
       },
       nodeRedVersion: run.nodeRedVersion,
       problems,
+      notes,
     };
   } finally {
     await sandbox.close();

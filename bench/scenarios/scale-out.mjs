@@ -8,13 +8,14 @@ import { startNodeRed } from "../lib/node-red-process.mjs";
 import { sleep, startSandbox, waitForDeleted } from "../lib/sandbox-watch.mjs";
 
 export async function scaleOut(ctx) {
-  const events = ctx.quick ? 5_000 : 100_000;
+  const events = ctx.quick ? 5_000 : 50_000;
   const limit = 50;
   const rows = [];
   const problems = [];
+  const notes = [];
   let nodeRedVersion;
-  // Quick mode keeps the duplicate check with several readers but skips the middle step.
-  for (const instances of ctx.quick ? [1, 4] : [1, 2, 4]) {
+  // Quick mode (CI) keeps what can fail — duplicates and losses with several readers — and skips the speed-up.
+  for (const instances of ctx.quick ? [4] : [1, 2, 4]) {
     ctx.log(`  ${instances} instance(s): ${events} events`);
     const sandbox = await startSandbox({ rateLimit: false });
     const deliveries = new Uint32Array(events + 1); // by record ID (ids start at 1 in a fresh sandbox)
@@ -41,11 +42,13 @@ export async function scaleOut(ctx) {
       );
       nodeReds.push(...started);
       nodeRedVersion = started[0].nodeRedVersion;
+      let retriggers = 0;
       const startedAt = performance.now();
       for (const nodeRed of nodeReds) nodeRed.inject("start");
       const endedAt = await waitForDeleted(sandbox, events, {
         timeoutMs: 600_000,
         onStall: () => {
+          retriggers++;
           for (const nodeRed of nodeReds) nodeRed.inject("start");
         },
       });
@@ -58,9 +61,12 @@ export async function scaleOut(ctx) {
       }
       const s = sandbox.stats();
       if (duplicates > 0) problems.push(`${instances} instances: ${duplicates} duplicate deliveries`);
-      if (neverDelivered > 0) problems.push(`${instances} instances: ${neverDelivered} events cleared but never delivered`);
+      if (neverDelivered > 0)
+        problems.push(`${instances} instances: ${neverDelivered} events cleared but never delivered`);
       if (strays > 0) problems.push(`${instances} instances: ${strays} deliveries of unknown records`);
       if (s.queue.total !== 0) problems.push(`${instances} instances: ${s.queue.total} events left in the queue`);
+      if (retriggers > 0)
+        notes.push(`${instances} instances: the drain stalled and needed ${retriggers} more trigger(s)`);
       const ms = endedAt - startedAt;
       rows.push({
         instances,
@@ -77,7 +83,7 @@ export async function scaleOut(ctx) {
     }
   }
   const one = rows.find((r) => r.instances === 1);
-  for (const r of rows) r.speedUp = round(ratio(r.perSecond, one?.perSecond ?? 0), 2);
+  for (const r of rows) r.speedUp = one ? round(ratio(r.perSecond, one.perSecond), 2) : null;
   const totalDuplicates = rows.reduce((sum, r) => sum + r.duplicates, 0);
   return {
     id: "scale-out",
@@ -91,5 +97,6 @@ export async function scaleOut(ctx) {
     },
     nodeRedVersion,
     problems,
+    notes,
   };
 }
