@@ -151,8 +151,9 @@ export class OAuthSession {
     if (!refreshToken) {
       throw new Bitrix24Error({ code: "NO_REFRESH_TOKEN", method: TOKEN_METHOD, retryable: false });
     }
-    // A poller must not hammer the OAuth server with a dead token until someone re-authorises.
-    if (this.refused?.refreshToken === refreshToken) throw this.refused.error;
+    // A poller must not hammer the OAuth server with a dead token until someone re-authorises. A new error each
+    // time: callers that report a failure once per error object (coalesced triggers) must report this one again.
+    if (this.refused?.refreshToken === refreshToken) throw new Bitrix24Error(this.refused.error.toJSON());
     let fresh: TokenSet;
     try {
       fresh = await this.requestRefresh(refreshToken);

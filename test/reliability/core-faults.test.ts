@@ -43,7 +43,11 @@ describe("reliability: faults against the core client and consumer", function ()
       acked: rig.book.acks,
       lost: lost.length,
     });
-    should(lost).eql([]);
+    if (lost.length > 0) {
+      const seen = lost.map((id) => `${id}: delivered ${rig?.book.delivered.get(id) ?? 0}x`);
+      const failed = rig.failures.map((e) => `${e.method} ${e.code} ${e.description}`);
+      throw new Error(`lost ${lost.length}: ${seen.join(", ")}; failures: ${failed.join(" | ")}`);
+    }
     should(rig.book.undelivered()).eql([]);
     should(rig.sandbox.stats().queue.total).equal(0);
     return rig;

@@ -103,6 +103,7 @@ export async function coreRig(options: CoreRigOptions = {}): Promise<CoreRig> {
           continue;
         }
         const mark = options.markEvery !== undefined && ++seen % options.markEvery === 0;
+        book.request(d.id);
         const done = mark
           ? acks.error({ processId, messageIds: [d.event.MESSAGE_ID] }).then(() => marked.add(d.event.MESSAGE_ID))
           : acks.clear({ processId, ids: [d.id] }).then(() => book.ack(d.id));

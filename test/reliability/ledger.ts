@@ -17,7 +17,7 @@ export interface ScenarioRow {
   /** Deliveries beyond the first of an event (at-least-once redeliveries). */
   duplicates: number;
   acked: number;
-  /** Events that left the portal's queue without the flow acknowledging them (ack mode: must be 0). */
+  /** Events that left the portal's queue although the flow never asked to ack them (ack mode: must be 0). */
   lost: number;
   /** Auto mode only: events the client reported as possibly lost (EVENTS_MAY_BE_LOST), an upper bound. */
   reportedLost?: number;
@@ -101,12 +101,17 @@ export class FaultCounter {
 }
 
 /**
- * Event accounting for one scenario: record ids known to exist on the portal, deliveries and acks seen by the
- * flow. `lost` = created records that are no longer in the queue although the flow never acknowledged them.
+ * Event accounting for one scenario: record ids known to exist on the portal, deliveries, acks the flow asked
+ * for and acks the portal confirmed. `lost` = created records that are no longer in the queue although the flow
+ * never asked to ack them. (An ack the portal applied but whose answer was lost reaches the flow as a failure:
+ * the event was processed and is gone, as the flow asked; that is not a loss.)
  */
 export class DeliveryBook {
   readonly created = new Set<number>();
   readonly delivered = new Map<number, number>();
+  /** Ids the flow handed to clear/error. */
+  readonly requested = new Set<number>();
+  /** Ids whose clear the portal confirmed. */
   readonly acked = new Set<number>();
   deliveries = 0;
   acks = 0;
@@ -121,8 +126,15 @@ export class DeliveryBook {
     this.delivered.set(id, (this.delivered.get(id) ?? 0) + 1);
   }
 
+  /** The flow asked to ack (or mark) this record. */
+  request(id: number): void {
+    this.requested.add(id);
+  }
+
+  /** The portal confirmed the ack. */
   ack(id: number): void {
     this.acks++;
+    this.requested.add(id);
     this.acked.add(id);
   }
 
@@ -132,10 +144,10 @@ export class DeliveryBook {
     return n;
   }
 
-  /** Created records neither still on the portal nor acknowledged by the flow. */
+  /** Created records no longer on the portal although the flow never asked to ack them. */
   lostIds(sandbox: Sandbox): number[] {
     const present = new Set(sandbox.records().map((r) => Number(r.ID)));
-    return [...this.created].filter((id) => !present.has(id) && !this.acked.has(id));
+    return [...this.created].filter((id) => !present.has(id) && !this.requested.has(id));
   }
 
   /** Created records the flow never received. */
