@@ -224,9 +224,10 @@ export function parseTokenAnswer(status: number, text: string): TokenSet {
         status,
         method: TOKEN_METHOD,
         retryable: false,
+        // The action first: a node's status shows only the first ~60 characters.
         description:
-          "the refresh token was refused (expired, revoked or already used): re-authorise the application " +
-          `(Authorize in the portal's configuration) - ${String(body.error_description ?? "invalid_grant")}`,
+          "re-authorise the application (Authorize in the portal's configuration): the refresh token was refused " +
+          `(expired, revoked or already used) - ${String(body.error_description ?? "invalid_grant")}`,
       });
     }
     throw new Bitrix24Error({
