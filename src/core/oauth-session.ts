@@ -2,7 +2,7 @@ import type { Agent as HttpAgent } from "node:http";
 import type { Agent as HttpsAgent } from "node:https";
 import axios from "axios";
 import { Bitrix24Error } from "./errors";
-import { describeTransportFailure } from "./rest-transport";
+import { describeTransportFailure, wireCause } from "./rest-transport";
 import { fingerprint, type StoredTokens, type TokenSet, type TokenStore } from "./token-store";
 
 export interface OAuthSessionOptions {
@@ -200,7 +200,9 @@ export class OAuthSession {
       return parseTokenAnswer(response.status, String(response.data ?? ""));
     } catch (err) {
       if (err instanceof Bitrix24Error) throw err;
-      if (this.o.signal.aborted) throw new Bitrix24Error({ code: "CLOSED", method: TOKEN_METHOD }, { cause: err });
+      if (this.o.signal.aborted) {
+        throw new Bitrix24Error({ code: "CLOSED", method: TOKEN_METHOD }, { cause: wireCause(err) });
+      }
       throw describeTransportFailure(err, TOKEN_METHOD, `the OAuth server ${this.o.oauthServer}`).error;
     } finally {
       this.o.onRequest({ method: TOKEN_METHOD, status, ms: Date.now() - started });

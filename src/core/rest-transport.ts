@@ -22,6 +22,23 @@ const NOT_SENT_CODES = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "ENETU
 const TLS_TRUST = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|ERR_SSL/;
 
 /**
+ * What of an HTTP client's failure may travel as an error's `cause`: its name, message and code. The axios error
+ * itself holds the request (config with the body, i.e. the access token; the shared agent and its sockets, i.e.
+ * the OAuth URL with the client secret and refresh token): a log handler that inspects causes would print them.
+ */
+export function wireCause(err: unknown): Error {
+  const e = (typeof err === "object" && err !== null ? err : {}) as {
+    name?: unknown;
+    message?: unknown;
+    code?: unknown;
+  };
+  const cause: Error & { code?: string } = new Error(typeof e.message === "string" ? e.message : String(err));
+  if (typeof e.name === "string") cause.name = e.name;
+  if (typeof e.code === "string") cause.code = e.code;
+  return cause;
+}
+
+/**
  * Maps an axios/socket failure (no HTTP answer) to NETWORK_ERROR or TIMEOUT, and says whether the request may
  * have reached the server. Anything not known to fail before sending counts as "may have reached": a reset or
  * timeout after the body left cannot tell whether the portal ran the method.
@@ -38,7 +55,7 @@ export function describeTransportFailure(
     return {
       error: new Bitrix24Error(
         { code: "TIMEOUT", method, description: `${target} did not answer in time (${message})` },
-        { cause: err },
+        { cause: wireCause(err) },
       ),
       reached: true,
     };
@@ -47,7 +64,7 @@ export function describeTransportFailure(
     return {
       error: new Bitrix24Error(
         { code: "NETWORK_ERROR", method, description: `${target} could not be reached (${code}: ${message})` },
-        { cause: err },
+        { cause: wireCause(err) },
       ),
       reached: false,
     };
@@ -61,7 +78,7 @@ export function describeTransportFailure(
           retryable: false,
           description: `TLS failure talking to ${target} (${code}: ${message})`,
         },
-        { cause: err },
+        { cause: wireCause(err) },
       ),
       reached: false,
     };
@@ -73,7 +90,7 @@ export function describeTransportFailure(
         method,
         description: `the connection to ${target} failed (${code || "error"}: ${message})`,
       },
-      { cause: err },
+      { cause: wireCause(err) },
     ),
     reached: true,
   };
@@ -173,7 +190,7 @@ export class RestTransport {
       return after === undefined ? exchange : { ...exchange, retryAfterMs: after };
     } catch (err) {
       if (this.o.signal.aborted) {
-        const error = new Bitrix24Error({ code: "CLOSED", method }, { cause: err });
+        const error = new Bitrix24Error({ code: "CLOSED", method }, { cause: wireCause(err) });
         return { kind: "failure", httpStatus: 0, reached: true, error };
       }
       return { kind: "failure", httpStatus: 0, ...describeTransportFailure(err, method, "the portal") };
