@@ -83,7 +83,7 @@ function summaryRows(byId) {
       "6",
       `Scale-out, ${fmt(s6.config.events)} events, bucket off`,
       s6.rows.map((r) => `${r.instances}×: ${fmt(r.perSecond)}/s`).join(", "),
-      "1 instance",
+      s6.rows.some((r) => r.instances === 1) ? "1 instance" : "— (quick mode: 4 instances, correctness only)",
       s6.rows.map((r) => `× ${fmt(r.speedUp)}`).join(", "),
       "0 duplicates, 0 lost",
       `${verdict(s6.goal.met)} (${s6.rows.reduce((n, r) => n + r.duplicates, 0)} duplicates, ${s6.rows.reduce((n, r) => n + r.neverDelivered, 0)} lost)`,
@@ -228,7 +228,7 @@ function details(byId) {
     out.push("### 5. Memory", "");
     out.push(
       `${fmt(s5.config.events)} events drained at ${fmt(s5.perSecond)} events/s (${fmt(s5.seconds)} s) by a Node-RED run with`,
-      `--expose-gc; ${s5.config.readingsDuring} readings during the drain, each after a full GC. maxInFlight ${s5.config.maxInFlight}.`,
+      `--expose-gc; ${s5.config.readingsDuring} readings during the drain, each after a full GC. Limit ${s5.config.limit}, maxInFlight ${s5.config.maxInFlight}.`,
       "",
     );
     out.push(
