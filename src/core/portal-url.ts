@@ -17,6 +17,14 @@ function invalid(what: string, description: string): Bitrix24Error {
   return new Bitrix24Error({ code: "INVALID_CONFIG", description: `${what}: ${description}` });
 }
 
+/**
+ * The URL as an error message may show it: scheme, host and port only. A user name or password, and a webhook's
+ * path (`/rest/<user>/<secret>/`), are secrets, and error messages end up in statuses, logs and the editor.
+ */
+function shown(url: URL): string {
+  return `${url.protocol}//${url.host}`;
+}
+
 function parseHttpUrl(raw: unknown, what: string): URL {
   const text = typeof raw === "string" ? raw.trim() : "";
   if (!text) throw invalid(what, "it is empty; expected e.g. https://example.bitrix24.com");
@@ -29,12 +37,12 @@ function parseHttpUrl(raw: unknown, what: string): URL {
     throw invalid(what, `"${text}" is not a URL; expected e.g. https://example.bitrix24.com`);
   }
   if (url.protocol !== "https:" && url.protocol !== "http:") {
-    throw invalid(what, `"${text}" uses ${url.protocol} - only https:// is supported`);
+    throw invalid(what, `"${shown(url)}" uses ${url.protocol} - only https:// is supported`);
   }
   if (url.protocol === "http:" && !isLoopbackHost(url.hostname)) {
     throw invalid(
       what,
-      `"${text}" uses http://; Bitrix24 requires https:// (http is allowed only for loopback hosts such as 127.0.0.1 or localhost)`,
+      `"${shown(url)}" uses http://; Bitrix24 requires https:// (http is allowed only for loopback hosts such as 127.0.0.1 or localhost)`,
     );
   }
   if (url.username || url.password) throw invalid(what, "it must not contain a user name or password");
