@@ -28,8 +28,8 @@ export interface CoreRig {
   failures: Bitrix24Error[];
   /** MESSAGE_IDs the flow chose to mark as failed instead of clearing (see `markEvery`). */
   marked: Set<string>;
-  /** Triggers drains (like a safety poll) until the queue is empty and no ack is pending. */
-  drainUntilEmpty(timeoutMs: number): Promise<void>;
+  /** Triggers drains (like a safety poll, every `pollMs`) until the queue is empty and no ack is pending. */
+  drainUntilEmpty(timeoutMs: number, pollMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -123,7 +123,7 @@ export async function coreRig(options: CoreRigOptions = {}): Promise<CoreRig> {
     stateDir,
     failures,
     marked,
-    async drainUntilEmpty(timeoutMs: number) {
+    async drainUntilEmpty(timeoutMs: number, pollMs = 20) {
       const end = Date.now() + timeoutMs;
       for (;;) {
         const q = sandbox.stats().queue;
@@ -135,7 +135,7 @@ export async function coreRig(options: CoreRigOptions = {}): Promise<CoreRig> {
           );
         }
         await consumer.trigger().catch((err: Bitrix24Error) => failures.push(err));
-        await sleep(20);
+        await sleep(pollMs);
       }
     },
     async close() {
