@@ -101,7 +101,7 @@ async function start(flows, credentials) {
     .filter((n) => n.type !== "tab" && n.z !== undefined)
     .filter((n) => !RED.nodes.getNode(n.id))
     .map((n) => `${n.id} (${n.type})`);
-  send({ type: "started", missing, nodeRedVersion: RED.version() });
+  send({ type: "started", missing, nodeRedVersion: typeof RED.version === "function" ? RED.version() : RED.version });
 }
 
 function memory(gc) {
