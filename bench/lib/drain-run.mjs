@@ -18,19 +18,24 @@ export async function drainThroughNodeRed(sandbox, o) {
     userDirBase: o.userDirBase,
   });
   const memory = [];
-  let memoryTimer;
+  let sampling = false;
+  let memoryLoop = Promise.resolve();
   try {
     if (o.memoryEveryMs !== undefined) memory.push({ phase: "before", t: 0, ...(await nodeRed.memory(true)) });
     const sampler = sampleStats(sandbox, o.sampleEveryMs ?? 25);
     const injectedAt = performance.now();
     if (o.memoryEveryMs !== undefined) {
-      memoryTimer = setInterval(() => {
-        nodeRed.memory(true).then(
-          (m) =>
-            memory.push({ phase: "during", t: performance.now() - injectedAt, deleted: sandbox.stats().deleted, ...m }),
-          () => undefined,
-        );
-      }, o.memoryEveryMs);
+      // One reading at a time: the next is asked for only after the previous answer (a GC can take a while).
+      sampling = true;
+      memoryLoop = (async () => {
+        while (sampling) {
+          await new Promise((resolve) => setTimeout(resolve, o.memoryEveryMs));
+          if (!sampling) break;
+          const m = await nodeRed.memory(true).catch(() => undefined);
+          if (m)
+            memory.push({ phase: "during", t: performance.now() - injectedAt, deleted: sandbox.stats().deleted, ...m });
+        }
+      })();
     }
     nodeRed.inject("start");
     let retriggers = 0;
@@ -48,7 +53,8 @@ export async function drainThroughNodeRed(sandbox, o) {
       err.message = `${o.name}: ${err.message}\n${nodeRed.log().slice(-15).join("\n")}`;
       throw err;
     } finally {
-      clearInterval(memoryTimer);
+      sampling = false;
+      await memoryLoop;
     }
     const samples = sampler.stop();
     if (o.memoryEveryMs !== undefined) {

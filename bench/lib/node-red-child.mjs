@@ -1,10 +1,10 @@
 // One real Node-RED runtime in its own process, driven by the benchmark over IPC.
 // It loads this package the way a user's Node-RED does (userDir/node_modules/<package> -> the repo), with the
-// editor and admin API off (they cost nothing while idle, but nobody needs them here) and httpNodeRoot on for
+// editor and admin API off (nobody needs them here) and httpNodeRoot on for
 // the trigger node's ONOFFLINEEVENT endpoint.
 //
 // Parent -> child: {cmd: "flows", flows, credentials}   start the runtime with these flows
-//                  {cmd: "inject", id}                   hand an empty msg to node `id` (starts a drain)
+//                  {cmd: "inject", id}                   hand node `id` a msg, as an inject node would (starts a drain)
 //                  {cmd: "memory", gc}                   answer {type: "memory", rss, heapUsed, heapTotal, external}
 //                  {cmd: "stop"}                         stop the runtime and exit
 // Child -> parent: {type: "listening", port}, {type: "started", missing}, {type: "seen", ids, times},
