@@ -49,6 +49,12 @@ export function stateDirFor(RED: NodeAPI): string {
   return join(userDir, ".bitrix24-offline-events");
 }
 
+/** How long close() waits for pending acks: two thirds of Node-RED's nodeCloseTimeout (default 15 s). */
+function closeWaitMs(RED: NodeAPI): number {
+  const limit = Number((RED.settings as { nodeCloseTimeout?: unknown }).nodeCloseTimeout);
+  return ((Number.isFinite(limit) && limit > 0 ? limit : 15000) * 2) / 3;
+}
+
 function positiveNumber(value: unknown, fallback: number): number {
   const n = Number(value);
   return Number.isFinite(n) && n > 0 ? n : fallback;
@@ -118,13 +124,23 @@ export default function register(RED: NodeAPI): void {
     }
     this.on("close", (_removed: boolean, done: () => void) => {
       // Pending acks are flushed first: an event acked by the flow must not be redelivered after a redeploy.
+      // But a portal that hangs must not hold up the deploy: before Node-RED's close timeout cuts us off (and
+      // logs an error), the client is closed, which aborts what is still in flight. Records whose clear did not
+      // get through stay held and come back from the journal after the restart.
       const acks = this.acks;
+      let guard: NodeJS.Timeout | undefined;
+      let finished = false;
       const finish = () => {
+        if (finished) return;
+        finished = true;
+        if (guard) clearTimeout(guard);
         this.client?.close();
         done();
       };
-      if (acks) acks.close().then(finish, finish);
-      else finish();
+      if (acks) {
+        guard = setTimeout(finish, closeWaitMs(RED));
+        acks.close().then(finish, finish);
+      } else finish();
     });
   }
 

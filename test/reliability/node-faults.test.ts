@@ -79,7 +79,7 @@ describe("reliability: faults through the Node-RED nodes", function () {
     sandbox = await startSandbox({ rateLimit: false, events: 300 });
     const created = new DeliveryBook();
     created.noteQueue(sandbox);
-    sandbox.setFaults({ errorRate: 0.15, errorCode: "QUERY_LIMIT_EXCEEDED", dropBeforeRate: 0.1, dropAfterRate: 0.1 });
+    sandbox.setFaults({ errorRate: 0.1, errorCode: "QUERY_LIMIT_EXCEEDED", dropBeforeRate: 0.08, dropAfterRate: 0.08 });
     const flow = await loadFlow(
       sandbox,
       drainFlow({ limit: 25, ackTimeout: 0.5, maxDeliveries: 6, orphanSweep: true }),
@@ -248,6 +248,40 @@ describe("reliability: faults through the Node-RED nodes", function () {
       created: 30,
       delivered: flow.book.deliveries,
       acked: 30 - sandbox.stats().queue.total,
+    });
+  });
+
+  it("a clear that hangs past Node-RED's close timeout does not block the stop; the records come back after it", async () => {
+    // Node-RED cuts a node's close after nodeCloseTimeout (default 15 s) and logs "Close timed out".
+    helper.settings({ userDir, httpNodeRoot: "/", nodeCloseTimeout: 4000 } as Parameters<typeof helper.settings>[0]);
+    sandbox = await startSandbox({ rateLimit: false, events: 30 });
+    const created = new DeliveryBook();
+    created.noteQueue(sandbox);
+    const flow = await loadFlow(sandbox, drainFlow({ drain: false }, 0), { book: created, clearWired: true });
+    sandbox.setFaults({ latencyMs: 20000, methods: ["event.offline.clear", "batch"] });
+    flow.get.receive({});
+    await until(() => flow.book.deliveries === 30, 5000, "the deliveries");
+    await sleep(100); // the clear is on the wire, and will be for 20 s
+    const stopping = Date.now();
+    await helper.unload();
+    const stopMs = Date.now() - stopping;
+    // Finished on its own, well before Node-RED would have cut it (which lands at 4000 ms and logs an error).
+    should(stopMs).be.below(3800);
+    sandbox.setFaults({});
+
+    // Restart: whatever the aborted clear did, every event is acked or comes back.
+    const again = await loadFlow(sandbox, drainFlow({}, 0), { book: created, clearWired: true });
+    again.get.receive({});
+    await until(() => sandbox.stats().queue.total === 0 && created.acks === 30, 5000, "the drain after the restart");
+    should(created.lostIds(sandbox)).eql([]);
+    record({
+      area: "node-red",
+      scenario: `clear hangs 20 s, stop in ${stopMs} ms (close timeout 4 s)`,
+      faults: 1,
+      created: 30,
+      delivered: created.deliveries,
+      duplicates: created.duplicates,
+      acked: created.acks,
     });
   });
 });
