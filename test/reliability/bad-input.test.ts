@@ -217,6 +217,16 @@ describe("reliability: bad input", function () {
       recordBadInput("get msg overrides (16 kinds)", bad.length);
     });
 
+    it('msg.pause of the wrong type ("true", 1) is refused, not taken as a fetch trigger', async () => {
+      const sb = await portal();
+      const flow = await loadFlow(sb, getFlow({ mode: "auto" }));
+      for (const pause of ["true", 1, "yes"]) await expectMsgRefused(flow.get, { pause }, /msg\.pause/);
+      await sleep(50);
+      should(flow.seen.out).be.empty(); // nothing fetched: a user who meant to pause must not drain the queue
+      should(sb.stats().queue.total).equal(5);
+      recordBadInput("get msg.pause of the wrong type", 3);
+    });
+
     it("a huge limit (100000) is taken, capped by maxInFlight in ack mode, no crash", async () => {
       const sb = await portal({ events: 700 });
       const flow = await loadFlow(sb, getFlow({ drain: false, maxInFlight: 200 }));

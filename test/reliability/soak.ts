@@ -13,6 +13,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { writeHeapSnapshot } from "node:v8";
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "node-red";
 import type { PortalNode } from "../../src/nodes/bitrix24-portal";
 import { type Faults, startSandbox } from "../../src/sandbox";
@@ -185,6 +186,16 @@ async function main(): Promise<void> {
       },
     },
   );
+  // The test helper spies on every Node method with sinon, which keeps every call's arguments (msgs included)
+  // forever: fine for a test, a leak for a 10-minute soak. Put the real methods back.
+  const internals = helper as unknown as { _sandbox: { restore(): void }; _logSpy?: { restore(): void } };
+  internals._sandbox.restore();
+  internals._logSpy?.restore();
+  // Node-RED copies Node.prototype.send onto each wired node: re-wire so they pick up the real one again.
+  for (const n of flow) {
+    const live = helper.getNode(String(n.id)) as unknown as { wires?: unknown[]; updateWires?(w: unknown[]): void };
+    if (live?.updateWires && live.wires) live.updateWires(live.wires);
+  }
   const portal = helper.getNode("p") as unknown as PortalNode;
   const counter = new FaultCounter();
   if (portal.client) counter.watch(portal.client);
@@ -223,6 +234,9 @@ async function main(): Promise<void> {
       lastReport = now;
       const q = sandbox.stats().queue;
       heap.push({ t: Math.round((now - started) / 1000), mb: heapMb() });
+      // For hunting a leak: SOAK_HEAP_DIR=/tmp/x writes a heap snapshot at every report.
+      if (process.env.SOAK_HEAP_DIR)
+        writeHeapSnapshot(join(process.env.SOAK_HEAP_DIR, `soak-${heap.length}.heapsnapshot`));
       console.log(
         `[soak ${Math.round((now - started) / 1000)}s] created ${sandbox.stats().created} delivered ${book.deliveries} acked ${book.acks} marked ${marked} queue ${JSON.stringify(q)} heap ${heap[heap.length - 1].mb.toFixed(1)} MB faults ${counter.faults}`,
       );
