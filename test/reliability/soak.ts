@@ -29,6 +29,8 @@ function option(name: string, fallback: number): number {
 const MINUTES = option("minutes", 10);
 const RATE = option("rate", 20); // events per second arriving
 const MARK_SHARE = 0.03; // share of events the flow marks as failed (event.offline.error)
+// Records held under a process id whose get answer was lost (a drop after the portal ran it) are adopted by the
+// orphan sweep after ackTimeout × (maxDeliveries + 1) = 30 s here: the grace covers that and the redelivery.
 const DRAIN_GRACE_MS = 120_000;
 
 const book = new DeliveryBook();
@@ -137,7 +139,7 @@ async function main(): Promise<void> {
       limit: 50,
       prefetch: 2,
       ackTimeout: 5,
-      maxDeliveries: 50,
+      maxDeliveries: 5,
       orphanSweep: true,
       wires: [["r"], [], ["r"]],
     },
@@ -163,7 +165,7 @@ async function main(): Promise<void> {
       errorRecords: true,
       limit: 50,
       ackTimeout: 5,
-      maxDeliveries: 50,
+      maxDeliveries: 5,
       orphanSweep: true,
       wires: [["r"], [], ["r"]],
     },
