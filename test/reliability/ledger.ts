@@ -51,7 +51,13 @@ export function summaryTable(list: ScenarioRow[] = rows): string {
     r.reportedLost !== undefined ? `${r.lost} (reported ≤${r.reportedLost})` : String(r.lost),
     String(r.badInputs),
   ]);
-  const sum = (k: keyof ScenarioRow) => list.reduce((n, r) => n + Number(r[k] ?? 0), 0);
+  const sum = (k: keyof ScenarioRow, rows = list) => rows.reduce((n, r) => n + Number(r[k] ?? 0), 0);
+  // Ack mode must lose nothing; auto mode (at-most-once) loses what a lost answer carried, and reports it.
+  const atMostOnce = list.filter((r) => r.reportedLost !== undefined);
+  const ackLost = sum(
+    "lost",
+    list.filter((r) => r.reportedLost === undefined),
+  );
   body.push([
     "TOTAL",
     `${list.length} scenarios`,
@@ -60,7 +66,7 @@ export function summaryTable(list: ScenarioRow[] = rows): string {
     String(sum("delivered")),
     String(sum("duplicates")),
     String(sum("acked")),
-    String(sum("lost")),
+    atMostOnce.length > 0 ? `${ackLost} (+${sum("lost", atMostOnce)} auto mode, reported)` : String(ackLost),
     String(sum("badInputs")),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
