@@ -250,7 +250,8 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
   private pendingCount = 0;
   private journal: JournalHandle | undefined;
   private started: Promise<void> | undefined;
-  private refusal: Bitrix24Error | undefined;
+  /** Set once the portal refused ack mode for good; every later trigger is refused with a fresh error. */
+  private refusal: { cause?: Bitrix24Error } | undefined;
   private running: Promise<void> | undefined;
   private followUp: DrainRequest | undefined;
   private phase: ConsumerPhase = "idle";
@@ -349,7 +350,11 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
     this.emitState();
   }
 
-  resume(): void {
+  /**
+   * Resumes fetching. A trigger that arrived while paused starts a drain now, unless `fetchNow` is false
+   * because the caller triggers one itself (msg.pause=false is also a trigger).
+   */
+  resume(fetchNow = true): void {
     if (!this.paused || this.closed) return;
     this.paused = false;
     this.emitState();
@@ -357,8 +362,9 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
       this.dueWhilePaused = false;
       this.scheduleRedelivery(0);
     }
-    if (this.resumeWanted) {
-      this.resumeWanted = false;
+    const wanted = this.resumeWanted;
+    this.resumeWanted = false;
+    if (wanted && fetchNow) {
       this.trigger().catch((err) => this.emit("failure", asError(err)));
     }
   }
@@ -777,7 +783,8 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
   // ---------------------------------------------------------------------------------------------- start
 
   private ensureStarted(tally: Tally): Promise<void> {
-    if (this.refusal) return Promise.reject(this.refusal);
+    // A fresh error each time: callers that report a failure once per error object still see every refusal.
+    if (this.refusal) return Promise.reject(extendedModeError(this.refusal.cause));
     if (!this.started) {
       this.started = this.start(tally).catch((err) => {
         this.started = undefined; // a failed start (network) is tried again by the next trigger
@@ -828,8 +835,8 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
       }
       return;
     }
-    this.refusal = extendedModeError(cause);
-    throw this.refusal;
+    this.refusal = { cause };
+    throw extendedModeError(cause);
   }
 
   /** Re-selects the journal's processes (clear=0, same flag and connector, no filter) and emits them first. */

@@ -321,17 +321,24 @@ export default function register(RED: NodeAPI): void {
     const reported = new WeakSet<Error>();
 
     node.on("input", (msg: GetInput, _send, done) => {
+      if (msg.pause !== undefined && msg.pause !== null && typeof msg.pause !== "boolean") {
+        // "true" or 1 may mean pause; taking it as a fetch trigger would drain what the user meant to hold.
+        showError(
+          reportFailure(node, invalid(`msg.pause must be true or false, got ${JSON.stringify(msg.pause)}`), msg, done),
+        );
+        return;
+      }
       if (msg.pause === true) {
         consumer.pause();
         done();
         return;
       }
-      if (msg.pause === false) consumer.resume();
+      if (msg.pause === false) consumer.resume(false); // this msg is the trigger
       let request: ReturnType<typeof parseOverrides>;
       try {
         request = parseOverrides(msg);
       } catch (err) {
-        reportFailure(node, err, msg, done);
+        showError(reportFailure(node, err, msg, done));
         return;
       }
       const run = request.processId

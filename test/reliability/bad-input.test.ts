@@ -149,9 +149,9 @@ describe("reliability: bad input", function () {
         const flow = await loadFlow(sb, getFlow(), { credentials: c.credentials?.(sb) });
         if (c.faults) sb.setFaults(c.faults);
         await expectMsgRefused(flow.get, {}, c.pattern);
-        // And again: a second trigger is reported too (not swallowed), and the status stays red. (Fails for the
-        // missing extended mode while the get node reports a failure once per error OBJECT and the consumer
-        // rejects every later trigger with its one cached refusal: the node then shows green "idle".)
+        // And again: a second trigger is reported too (not swallowed), and the status stays red. (The get node
+        // reports a failure once per error object, so a consumer that rejected every later trigger with one
+        // cached refusal made the node show green "idle".)
         await expectMsgRefused(flow.get, {}, c.pattern);
         should(lastStatus(flow.get)?.text).be.a.String().and.not.be.empty();
         sb.setFaults({});

@@ -1,0 +1,140 @@
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type BrowserContext, chromium, type Page } from "playwright-core";
+import should from "should";
+import { type Sandbox, startSandbox } from "../../src/sandbox";
+import { until } from "./example-flows";
+import { freshUserDir } from "./installed-package";
+import { type NodeRedProcess, startNodeRed } from "./node-red-process";
+
+/**
+ * The package as a user meets it in the editor, in a real (headless) Chromium: Debian's, never a downloaded
+ * one. Screenshots of each step go to test-artifacts/editor/ (git-ignored) for a look when something breaks.
+ */
+const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+const ARTIFACTS = join(__dirname, "..", "..", "test-artifacts", "editor");
+const WORKER_TYPES = [
+  "bitrix24-offline-trigger",
+  "bitrix24-offline-get",
+  "bitrix24-offline-clear",
+  "bitrix24-offline-error",
+  "bitrix24-offline-list",
+];
+
+async function openBrowser(locale: string): Promise<{ context: BrowserContext; close(): Promise<void> }> {
+  const profile = mkdtempSync(join(tmpdir(), "b24-chromium-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    locale,
+    viewport: { width: 1400, height: 900 },
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  return {
+    context,
+    close: async () => {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+async function openEditor(page: Page, url: string): Promise<void> {
+  await page.goto(url);
+  await page.locator('.red-ui-palette-node[data-palette-type="bitrix24-offline-get"]').waitFor({ timeout: 60000 });
+}
+
+describe("the editor in a real browser", function () {
+  this.timeout(180000);
+  let sandbox: Sandbox;
+  let nodeRed: NodeRedProcess;
+  let browser: { context: BrowserContext; close(): Promise<void> } | undefined;
+
+  before(async () => {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    sandbox = await startSandbox({ events: 30 });
+    nodeRed = await startNodeRed(freshUserDir("editor"));
+  });
+
+  afterEach(async () => {
+    await browser?.close();
+    browser = undefined;
+  });
+
+  after(async () => {
+    await nodeRed?.stop();
+    await sandbox?.close();
+  });
+
+  it("shows the Bitrix24 category; a get node dragged in, given a new portal and deployed, shows its status", async () => {
+    browser = await openBrowser("en-US");
+    const page = await browser.context.newPage();
+    await openEditor(page, nodeRed.url);
+
+    // the palette: one "Bitrix24" category holding every worker node type (the config node is not in palettes)
+    const header = page.locator(".red-ui-palette-header", { hasText: /^Bitrix24$/ });
+    await header.waitFor();
+    const category = page.locator(".red-ui-palette-category", { has: header });
+    for (const type of WORKER_TYPES) {
+      should(await category.locator(`.red-ui-palette-node[data-palette-type="${type}"]`).count()).equal(1, type);
+    }
+    await page.screenshot({ path: join(ARTIFACTS, "1-palette.png") });
+
+    // drag a get node onto the workspace
+    const paletteGet = category.locator('.red-ui-palette-node[data-palette-type="bitrix24-offline-get"]');
+    const from = await paletteGet.boundingBox();
+    const chart = await page.locator("#red-ui-workspace-chart").boundingBox();
+    if (!from || !chart) throw new Error("palette node or workspace not visible");
+    await page.mouse.move(from.x + from.width / 2, from.y + from.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(chart.x + 300, chart.y + 200, { steps: 15 });
+    await page.mouse.up();
+    const canvasNode = page.locator("#red-ui-workspace-chart g.red-ui-flow-node-group").first();
+    await canvasNode.waitFor();
+    await page.screenshot({ path: join(ARTIFACTS, "2-dropped.png") });
+
+    // its edit dialog, and a new portal config node created from it
+    await canvasNode.locator("rect.red-ui-flow-node").dblclick();
+    await page.locator("#node-input-portal").waitFor();
+    await page.screenshot({ path: join(ARTIFACTS, "3-get-dialog.png") });
+    await page.locator("#node-input-lookup-portal").click();
+    await page.locator("#node-config-input-portalUrl").waitFor();
+    await page.fill("#node-config-input-name", "Sandbox portal");
+    await page.fill("#node-config-input-portalUrl", sandbox.url);
+    await page.fill("#node-config-input-oauthServer", sandbox.url);
+    await page.fill("#node-config-input-clientId", sandbox.credentials.clientId);
+    await page.fill("#node-config-input-clientSecret", sandbox.credentials.clientSecret);
+    await page.fill("#node-config-input-accessToken", sandbox.credentials.accessToken);
+    await page.fill("#node-config-input-refreshToken", sandbox.credentials.refreshToken);
+    await page.fill("#node-config-input-applicationToken", sandbox.credentials.applicationToken);
+    await page.screenshot({ path: join(ARTIFACTS, "4-portal-dialog.png") });
+    await page.locator("#node-config-dialog-ok").click();
+    await until(
+      async () => (await page.locator("#node-input-portal option:checked").textContent()) === "Sandbox portal",
+      "the new portal selected in the get node's dialog",
+      20000,
+    );
+    await page.locator("#node-dialog-ok").click();
+
+    // deploy: the runtime starts the node, whose status appears under it on the canvas
+    await page.locator("#red-ui-header-button-deploy").click();
+    const status = canvasNode.locator(".red-ui-flow-node-status-label");
+    await until(
+      async () => /idle/.test((await status.textContent()) ?? ""),
+      "the get node's status after deploy",
+      30000,
+    );
+    await page.screenshot({ path: join(ARTIFACTS, "5-deployed.png") });
+    should(await status.textContent()).match(/^idle · 0 unacked$/);
+  });
+});
