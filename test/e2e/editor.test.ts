@@ -1,7 +1,7 @@
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
 import should from "should";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
 import { until } from "./example-flows";
@@ -28,7 +28,7 @@ async function openBrowser(locale: string): Promise<{ context: BrowserContext; c
     executablePath: CHROMIUM,
     headless: true,
     locale,
-    viewport: { width: 1400, height: 900 },
+    viewport: { width: 1920, height: 1080 },
     args: [
       "--headless",
       "--no-sandbox",
@@ -54,6 +54,22 @@ async function openEditor(page: Page, url: string): Promise<void> {
   await page.locator('.red-ui-palette-node[data-palette-type="bitrix24-offline-get"]').waitFor({ timeout: 60000 });
 }
 
+/** Drags a node type from the palette onto the workspace, as a user does; answers the node on the canvas. */
+async function dropNode(page: Page, type: string): Promise<Locator> {
+  const paletteNode = page.locator(`.red-ui-palette-node[data-palette-type="${type}"]`);
+  await paletteNode.scrollIntoViewIfNeeded();
+  const from = await paletteNode.boundingBox();
+  const chart = await page.locator("#red-ui-workspace-chart").boundingBox();
+  if (!from || !chart) throw new Error("palette node or workspace not visible");
+  await page.mouse.move(from.x + from.width / 2, from.y + from.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(chart.x + 300, chart.y + 200, { steps: 15 });
+  await page.mouse.up();
+  const canvasNode = page.locator("#red-ui-workspace-chart g.red-ui-flow-node-group").first();
+  await canvasNode.waitFor();
+  return canvasNode;
+}
+
 describe("the editor in a real browser", function () {
   this.timeout(180000);
   let sandbox: Sandbox;
@@ -61,6 +77,9 @@ describe("the editor in a real browser", function () {
   let browser: { context: BrowserContext; close(): Promise<void> } | undefined;
 
   before(async () => {
+    if (!existsSync(CHROMIUM)) {
+      throw new Error(`no Chromium at ${CHROMIUM}: apt-get install chromium (Debian's), or set CHROMIUM_PATH`);
+    }
     mkdirSync(ARTIFACTS, { recursive: true });
     sandbox = await startSandbox({ events: 30 });
     nodeRed = await startNodeRed(freshUserDir("editor"));
@@ -90,24 +109,14 @@ describe("the editor in a real browser", function () {
     }
     await page.screenshot({ path: join(ARTIFACTS, "1-palette.png") });
 
-    // drag a get node onto the workspace
-    const paletteGet = category.locator('.red-ui-palette-node[data-palette-type="bitrix24-offline-get"]');
-    const from = await paletteGet.boundingBox();
-    const chart = await page.locator("#red-ui-workspace-chart").boundingBox();
-    if (!from || !chart) throw new Error("palette node or workspace not visible");
-    await page.mouse.move(from.x + from.width / 2, from.y + from.height / 2);
-    await page.mouse.down();
-    await page.mouse.move(chart.x + 300, chart.y + 200, { steps: 15 });
-    await page.mouse.up();
-    const canvasNode = page.locator("#red-ui-workspace-chart g.red-ui-flow-node-group").first();
-    await canvasNode.waitFor();
+    const canvasNode = await dropNode(page, "bitrix24-offline-get");
     await page.screenshot({ path: join(ARTIFACTS, "2-dropped.png") });
 
     // its edit dialog, and a new portal config node created from it
-    await canvasNode.locator("rect.red-ui-flow-node").dblclick();
+    await canvasNode.dblclick();
     await page.locator("#node-input-portal").waitFor();
     await page.screenshot({ path: join(ARTIFACTS, "3-get-dialog.png") });
-    await page.locator("#node-input-lookup-portal").click();
+    await page.locator("#node-input-btn-portal-add").click();
     await page.locator("#node-config-input-portalUrl").waitFor();
     await page.fill("#node-config-input-name", "Sandbox portal");
     await page.fill("#node-config-input-portalUrl", sandbox.url);
@@ -136,5 +145,28 @@ describe("the editor in a real browser", function () {
     );
     await page.screenshot({ path: join(ARTIFACTS, "5-deployed.png") });
     should(await status.textContent()).match(/^idle · 0 unacked$/);
+  });
+
+  it("speaks Russian to a Russian browser: palette, node label, dialog labels and help", async () => {
+    await nodeRed.deploy([]); // an empty workspace: the node dropped below is the only one
+    browser = await openBrowser("ru-RU");
+    const page = await browser.context.newPage();
+    await openEditor(page, nodeRed.url);
+    const header = page.locator(".red-ui-palette-header", { hasText: /^Bitrix24$/ });
+    await header.waitFor();
+    const paletteGet = page.locator('.red-ui-palette-node[data-palette-type="bitrix24-offline-get"]');
+    // the palette label wraps in spans: compare the words
+    should((await paletteGet.textContent())?.replace(/\s+/g, " ").trim()).equal("офлайн: получить");
+    const canvasNode = await dropNode(page, "bitrix24-offline-get");
+    should(await canvasNode.locator(".red-ui-flow-node-label").first().textContent()).equal("офлайн: получить");
+    await canvasNode.dblclick();
+    await page.locator("#node-input-portal").waitFor();
+    await page.screenshot({ path: join(ARTIFACTS, "6-get-dialog-ru.png") });
+    should((await page.locator('label[for="node-input-limit"]').textContent())?.trim()).equal("Размер пакета");
+    should((await page.locator('label[for="node-input-portal"]').textContent())?.trim()).equal("Портал");
+    // the help Node-RED serves for a Russian browser is ours from locales/ru
+    const help = await page.locator('script[data-help-name="bitrix24-offline-get"]').innerHTML();
+    should(help).match(/Получает события из очереди офлайн-событий/);
+    await page.locator("#node-dialog-cancel").click();
   });
 });

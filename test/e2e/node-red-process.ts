@@ -56,6 +56,8 @@ export async function startNodeRed(
     flowFile: "flows.json",
     credentialSecret: false,
     editorTheme: { tours: false, projects: { enabled: false } },
+    // no consent prompt over the editor and no version check against the internet
+    telemetry: { enabled: false },
     ...options.settings,
   };
   writeFileSync(join(userDir, "settings.js"), `module.exports = ${JSON.stringify(settings)};\n`);
