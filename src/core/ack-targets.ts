@@ -193,7 +193,7 @@ export function errorTargets(msg: unknown): ErrorTarget[] {
   const explicit = explicitIds(method, m);
   let messageIds: string[];
   if (explicit) {
-    if (explicit.messageIds.length === 0) {
+    if (explicit.messageIds.length === 0 && explicit.ids.length > 0) {
       throw refuse(
         method,
         "msg.ids cannot be used here: event.offline.error marks records by MESSAGE_ID only; give msg.messageIds",
@@ -208,6 +208,8 @@ export function errorTargets(msg: unknown): ErrorTarget[] {
       return e.messageId;
     });
   }
-  if (messageIds.length === 0) throw refuse(method, "no message ids in the msg (an empty batch): nothing marked");
+  if (messageIds.length === 0) {
+    throw refuse(method, "no message ids in the msg (an empty batch or an empty msg.messageIds): nothing marked");
+  }
   return [{ ...origin, messageIds: [...new Set(messageIds)] }];
 }

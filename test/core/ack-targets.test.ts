@@ -139,6 +139,12 @@ describe("ack targets (msg -> what to clear / mark)", () => {
       );
     });
 
+    it("an empty msg.messageIds is named as empty, not as msg.ids", () => {
+      const refused = refusal(() => errorTargets({ messageIds: [], processId: P }));
+      should(refused.description).match(/empty msg\.messageIds/);
+      should(refused.description).not.match(/msg\.ids cannot/);
+    });
+
     it("refuses records fetched with error=1 clearly, suggesting to clear them after storing", () => {
       const err = refusal(() =>
         errorTargets({ payload: event(1, M1), bitrix24: meta({ id: 1, messageId: M1, error: 1 }) }),
