@@ -20,15 +20,28 @@ interface Waiter {
 const EPSILON = 1e-9;
 
 /**
+ * Requests of the burst we never use. Our copy of the bucket drains by the time requests leave this process;
+ * the portal's drains by the time they arrive there. When a request reaches the portal sooner after its
+ * predecessor than it left after it (the first requests of a burst queue behind connection set-up and a busy
+ * portal, the next one finds an idle socket), the portal has drained less than we think, and a bucket run at
+ * exactly `burst` gets a 503 at the end of the burst (the benchmark saw one per drain). One request of headroom
+ * absorbs such jitter up to 1 / perSecond seconds (500 ms at 2/s) and costs nothing once the burst is spent:
+ * the steady rate stays `perSecond`. A burst of 1 has no request to spare.
+ */
+const HEADROOM = 1;
+
+/**
  * A client-side copy of the portal's leaky bucket: every request adds 1, the level drains `perSecond` per
- * second, and a request goes out only while the level stays within `burst` — so over any window of t seconds
- * at most `burst + perSecond * t` requests leave, which is exactly what the portal tolerates.
+ * second, and a request goes out only while the level stays within `burst - 1` (see HEADROOM) — so over any
+ * window of t seconds at most `burst - 1 + perSecond * t` requests leave, one fewer than the portal tolerates.
  * Waiters are served strictly first come, first served; an aborted waiter leaves the queue without using a slot
  * (a redeployed config node must not inherit the reservations of the one it replaced).
  */
 export class LeakyBucket {
   private perSecond = 1;
   private burst = 1;
+  /** The highest level we let a request lift the bucket to: `burst` less the headroom. */
+  private capacity = 1;
   private level = 0;
   private updatedAt = performance.now();
   private readonly queue: Waiter[] = [];
@@ -53,13 +66,14 @@ export class LeakyBucket {
     this.drain();
     this.perSecond = o.perSecond;
     this.burst = Math.floor(o.burst);
+    this.capacity = this.burst > HEADROOM ? this.burst - HEADROOM : this.burst;
     this.pump();
   }
 
   /** How long (ms) a request arriving now would wait: for status displays ("rate-limited"). */
   wouldWait(): number {
     this.drain();
-    const excess = this.level + this.queue.length + 1 - this.burst;
+    const excess = this.level + this.queue.length + 1 - this.capacity;
     return excess > EPSILON ? Math.ceil((excess / this.perSecond) * 1000) : 0;
   }
 
@@ -67,7 +81,7 @@ export class LeakyBucket {
   acquire(signal?: AbortSignal): Promise<number> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     this.drain();
-    if (this.queue.length === 0 && this.level + 1 <= this.burst + EPSILON) {
+    if (this.queue.length === 0 && this.level + 1 <= this.capacity + EPSILON) {
       this.level += 1;
       return Promise.resolve(0);
     }
@@ -87,7 +101,10 @@ export class LeakyBucket {
     });
   }
 
-  /** After the portal answered 503 QUERY_LIMIT_EXCEEDED its bucket is full, whatever our copy believed. */
+  /**
+   * After the portal answered 503 QUERY_LIMIT_EXCEEDED its bucket is full, whatever our copy believed. The
+   * level mirrors the portal's (full = `burst`), so the headroom is restored before the next request leaves.
+   */
   penalize(): void {
     this.drain();
     this.level = Math.max(this.level, this.burst);
@@ -107,7 +124,7 @@ export class LeakyBucket {
 
   private pump(): void {
     this.drain();
-    while (this.queue.length > 0 && this.level + 1 <= this.burst + EPSILON) {
+    while (this.queue.length > 0 && this.level + 1 <= this.capacity + EPSILON) {
       const waiter = this.queue.shift()!;
       this.level += 1;
       if (waiter.signal && waiter.onAbort) waiter.signal.removeEventListener("abort", waiter.onAbort);
@@ -120,7 +137,7 @@ export class LeakyBucket {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     if (this.queue.length === 0) return;
-    const excess = this.level + 1 - this.burst;
+    const excess = this.level + 1 - this.capacity;
     const ms = Math.max(1, Math.ceil((excess / this.perSecond) * 1000));
     this.timer = setTimeout(() => {
       this.timer = undefined;

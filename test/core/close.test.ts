@@ -51,7 +51,8 @@ describe("core/client close()", () => {
       if (req.body.kind === "backoff") sendError(res, 503, "QUERY_LIMIT_EXCEEDED");
     };
     const c = client({
-      rateLimit: { perSecond: 0.5, burst: 2 },
+      // Burst 3: two requests go at once (the bucket keeps one as headroom), the rest queue.
+      rateLimit: { perSecond: 0.5, burst: 3 },
       retry: { maxAttempts: 6, baseDelayMs: 10000, maxDelayMs: 10000 },
     });
     const inFlight = c.call("event.get", { kind: "hang" }).catch((e: unknown) => e);
