@@ -1,103 +1,218 @@
-// `npm start`: the embedded sandbox portal (generating a steady trickle of events) + a throwaway Node-RED with
-// this package and the basic example flow deployed against the sandbox. Ctrl+C stops both.
+// `npm start`: the embedded sandbox portal (a steady trickle of events, ONOFFLINEEVENT pushes) + a throwaway
+// Node-RED with this package and the examples/ flows deployed against the sandbox. Ctrl+C stops both.
+// PORT (default 1880) and SANDBOX_PORT (default 8124) move them; DEMO_EVENTS_PER_SECOND sets the trickle.
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { createCipheriv, createHash, randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const require = createRequire(import.meta.url);
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const HOST = "127.0.0.1";
+const REPORT_EVERY_MS = 5000;
+
+function fail(message) {
+  console.error(`[demo] ${message}`);
+  process.exit(1);
+}
+
+function portFromEnv(name, fallback) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) fail(`${name}=${raw} is not a port number (1-65535)`);
+  return port;
+}
+
+/** Answers the error code (EADDRINUSE, EACCES, ...) if nothing can listen on host:port, else undefined. */
+function portProblem(port) {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once("error", (error) => resolve(error.code ?? String(error)));
+    server.listen(port, HOST, () => server.close(() => resolve(undefined)));
+  });
+}
+
+const port = portFromEnv("PORT", 1880);
+const sandboxPort = portFromEnv("SANDBOX_PORT", 8124);
+const eventsPerSecond = Number(process.env.DEMO_EVENTS_PER_SECOND ?? 5);
+if (!(eventsPerSecond >= 0)) fail(`DEMO_EVENTS_PER_SECOND=${process.env.DEMO_EVENTS_PER_SECOND} is not a number`);
+if (port === sandboxPort) fail(`PORT and SANDBOX_PORT are both ${port}: give them different ports`);
+
+const sandboxModule = join(root, "nodes/sandbox/index.js");
+if (!existsSync(sandboxModule)) fail(`${sandboxModule} is missing: run "npm run build" first (npm start does).`);
+
+// Checked before anything starts, so a busy port is one clear line instead of Node-RED's (or the sandbox's)
+// stack trace after a banner that already promised a URL.
+for (const [what, value, variable] of [
+  ["Node-RED", port, "PORT"],
+  ["the sandbox portal", sandboxPort, "SANDBOX_PORT"],
+]) {
+  const problem = await portProblem(value);
+  if (problem) {
+    const why =
+      problem === "EADDRINUSE" ? "is already in use (another Node-RED or demo?)" : `cannot be used (${problem})`;
+    fail(`port ${value} for ${what} ${why}. Stop what holds it, or choose another: ${variable}=${value + 1} npm start`);
+  }
+}
+
 const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
-const { startSandbox } = require(join(root, "nodes/sandbox/index.js"));
+const { startSandbox } = require(sandboxModule);
 const { demoFlow } = require(join(root, "scripts/demo-flow.cjs"));
 
-const port = Number(process.env.PORT ?? 1880);
-const sandboxPort = Number(process.env.SANDBOX_PORT ?? 8124);
-const eventsPerSecond = Number(process.env.DEMO_EVENTS_PER_SECOND ?? 5);
+/** @type {import("node:child_process").ChildProcess | undefined} */
+let nodeRed;
+let sandbox;
+let userDir;
+let trickle;
+let report;
+let stopping = false;
 
-const sandbox = await startSandbox({ port: sandboxPort, events: 200 });
-const userDir = mkdtempSync(join(tmpdir(), "bitrix24-demo-"));
+/** Node-RED's own format (@node-red/runtime lib/nodes/credentials.js): aes-256-ctr, key sha256(secret). */
+function encryptCredentials(secret, value) {
+  const key = createHash("sha256").update(secret).digest();
+  const iv = randomBytes(16);
+  const cipher = createCipheriv("aes-256-ctr", key, iv);
+  const text = cipher.update(JSON.stringify(value), "utf8", "base64") + cipher.final("base64");
+  return { $: iv.toString("hex") + text };
+}
+
+async function stop(exitCode) {
+  if (stopping) {
+    // a second Ctrl+C while Node-RED is still closing: do not make the user wait for it
+    nodeRed?.kill("SIGKILL");
+    return;
+  }
+  stopping = true;
+  clearInterval(trickle);
+  clearInterval(report);
+  if (nodeRed && nodeRed.exitCode === null && nodeRed.signalCode === null) {
+    const child = nodeRed;
+    await new Promise((resolve) => {
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10000);
+      child.once("exit", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      child.kill("SIGINT");
+    });
+  }
+  await sandbox?.close();
+  if (userDir) rmSync(userDir, { recursive: true, force: true });
+  console.log("[demo] stopped");
+  process.exit(exitCode);
+}
+process.on("SIGINT", () => stop(0));
+process.on("SIGTERM", () => stop(0));
+
+sandbox = await startSandbox({ port: sandboxPort, host: HOST, events: 200 });
+userDir = mkdtempSync(join(tmpdir(), "bitrix24-demo-"));
 mkdirSync(join(userDir, "node_modules"));
 symlinkSync(root, join(userDir, "node_modules", pkg.name), "dir");
+// Encrypted with a secret of this run only: credentialSecret false, or a plain flows_cred.json, makes Node-RED
+// print a credentials warning at every start, so the sandbox tokens are stored the way Node-RED stores them.
+const credentialSecret = randomBytes(16).toString("hex");
 writeFileSync(
   join(userDir, "settings.js"),
   `module.exports = ${JSON.stringify({
-    uiHost: "127.0.0.1",
+    uiHost: HOST,
     uiPort: port,
     flowFile: "flows.json",
-    credentialSecret: false,
-    editorTheme: { tours: false, projects: { enabled: false } },
+    credentialSecret,
+    // tours off and telemetry decided: the first screen is the flow, not a tour or the consent dialog;
+    // `projects: {}` leaves projects off without Node-RED's startup warning about the missing flag
+    editorTheme: { tours: false, projects: {} },
+    telemetry: { enabled: false, updateNotification: false },
     logging: { console: { level: "warn" } },
   })};\n`,
 );
+const editorUrl = `http://${HOST}:${port}`;
 const { flows, credentials } = demoFlow({
   sandboxUrl: sandbox.url,
   credentials: sandbox.credentials,
-  publicUrl: `http://127.0.0.1:${port}`,
+  publicUrl: editorUrl,
 });
 writeFileSync(join(userDir, "flows.json"), JSON.stringify(flows, null, 2));
-writeFileSync(join(userDir, "flows_cred.json"), JSON.stringify(credentials, null, 2));
+writeFileSync(join(userDir, "flows_cred.json"), JSON.stringify(encryptCredentials(credentialSecret, credentials)));
+const tabs = flows.filter((node) => node.type === "tab").map((tab) => tab.label);
 
-const nodeRed = spawn(
+nodeRed = spawn(
   process.execPath,
   [require.resolve("node-red/red.js"), "--userDir", userDir, "--settings", join(userDir, "settings.js")],
   { stdio: ["ignore", "inherit", "inherit"] },
 );
-
-// A steady trickle of portal activity: deal updates collapse per deal, contacts are new each time.
-let tick = 0;
-const trickle = setInterval(() => {
-  tick += 1;
-  sandbox.addEvents(eventsPerSecond, {
-    name: tick % 3 === 0 ? "ONCRMCONTACTADD" : "ONCRMDEALUPDATE",
-    data: (i) => ({ FIELDS: { ID: tick * 1000 + i } }),
-  });
-}, 1000);
-
-let lastDeleted = 0;
-const report = setInterval(() => {
-  const stats = sandbox.stats();
-  const rate = (stats.deleted - lastDeleted) / 5;
-  lastDeleted = stats.deleted;
-  process.stdout.write(
-    `[demo] drained ${rate.toFixed(1)} events/s · queue ${stats.queue.unprocessed} waiting, ${stats.queue.held} in flight, ${stats.queue.error} failed · ${stats.requests.total} requests, ${stats.requests.rejected503} answered 503\n`,
-  );
-}, 5000);
-
-console.log(`
-  Bitrix24 sandbox portal: ${sandbox.url}
-  Node-RED editor:         http://127.0.0.1:${port}/   (user dir ${userDir})
-  The "Bitrix24 offline events: basic sync" flow is deployed; more under Menu > Import > Examples.
-  Press Ctrl+C to stop.
-`);
-
-let stopping = false;
-async function stop() {
+nodeRed.on("exit", (code, signal) => {
   if (stopping) return;
-  stopping = true;
-  clearInterval(trickle);
-  clearInterval(report);
-  nodeRed.kill("SIGINT");
-  await new Promise((resolve) => {
-    const timer = setTimeout(() => nodeRed.kill("SIGKILL"), 10000);
-    nodeRed.once("exit", () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    if (nodeRed.exitCode !== null) resolve();
-  });
-  await sandbox.close();
-  rmSync(userDir, { recursive: true, force: true });
-  console.log("[demo] stopped");
-  process.exit(0);
-}
-process.on("SIGINT", stop);
-process.on("SIGTERM", stop);
-nodeRed.on("exit", (code) => {
-  if (!stopping) {
-    console.error(`[demo] Node-RED exited (${code})`);
-    stop();
-  }
+  console.error(`[demo] Node-RED exited (${signal ?? `code ${code}`}); its messages are above.`);
+  stop(1);
 });
+
+/** Node-RED answers its Admin API once the HTTP server and runtime are up. */
+async function waitForNodeRed() {
+  const deadline = Date.now() + 60000;
+  while (!stopping) {
+    try {
+      const response = await fetch(`${editorUrl}/settings`);
+      if (response.ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      console.error("[demo] Node-RED did not answer in 60 s");
+      await stop(1);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/** Our node types failing to load would leave the deployed flow "waiting for missing types": say so plainly. */
+async function checkNodesLoaded() {
+  const response = await fetch(`${editorUrl}/nodes`, { headers: { Accept: "application/json" } });
+  const sets = response.ok ? await response.json() : [];
+  const ours = sets.filter((set) => set.module === pkg.name);
+  const broken = ours.filter((set) => !set.enabled || set.err);
+  if (ours.length !== Object.keys(pkg["node-red"].nodes).length || broken.length > 0) {
+    const why = broken.map((set) => `${set.name}: ${set.err ?? "disabled"}`).join("; ") || "not registered";
+    console.error(`[demo] Node-RED did not load ${pkg.name} (${why}); is nodes/ built? (npm run build)`);
+    await stop(1);
+  }
+}
+
+await waitForNodeRed();
+if (!stopping) await checkNodesLoaded();
+if (!stopping) {
+  // A steady trickle of portal activity: deal updates collapse per deal, contacts are new each time.
+  let tick = 0;
+  trickle = setInterval(() => {
+    tick += 1;
+    sandbox.addEvents(eventsPerSecond, {
+      name: tick % 3 === 0 ? "ONCRMCONTACTADD" : "ONCRMDEALUPDATE",
+      data: (i) => ({ FIELDS: { ID: tick * 1000 + i } }),
+    });
+  }, 1000);
+
+  let last = { at: Date.now(), deleted: sandbox.stats().deleted };
+  report = setInterval(() => {
+    const stats = sandbox.stats();
+    const now = Date.now();
+    const rate = (stats.deleted - last.deleted) / ((now - last.at) / 1000);
+    last = { at: now, deleted: stats.deleted };
+    const { queue, requests } = stats;
+    console.log(
+      `[demo] drained ${rate.toFixed(1)} events/s · queue ${queue.unprocessed} waiting, ${queue.held} in flight, ${queue.error} failed · ${stats.pushes} pushes · ${requests.total} requests, ${requests.rejected503} answered 503`,
+    );
+  }, REPORT_EVERY_MS);
+
+  console.log(`
+  Node-RED editor:  ${editorUrl}/
+  Sandbox portal:   ${sandbox.url}   (its state: ${sandbox.url}/_sandbox/state)
+  Deployed from examples/, one tab each: ${tabs.map((label) => label.replace(/^Bitrix24: /, "")).join(", ")};
+  all on the "Sandbox portal" config node. The sandbox adds ${eventsPerSecond} events/s and pushes ONOFFLINEEVENT to
+  the push tab's trigger; every ${REPORT_EVERY_MS / 1000} s a line below shows the drain rate and the queue depth.
+  Press Ctrl+C to stop (it also deletes the throwaway user dir ${userDir}).
+`);
+}
