@@ -136,6 +136,8 @@ export const NO_EXTENDED_MODE =
 const MAX_BATCH = 50;
 const OFFLINE_CLEAR = "event.offline.clear";
 const MAX_TIMER_MS = 2_147_483_647;
+/** How long the journal may lag behind acks when no delivery writes it first (see handleAcked). */
+const ACK_PERSIST_DELAY_MS = 1000;
 
 /** The portal refused clear=0 for its plan (WRONG_LICENSE "…extended offline events handling"). */
 export function isExtendedModeRefusal(err: unknown): boolean {
@@ -261,6 +263,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
   private capacityWaiters: Array<() => void> = [];
   private redeliveryTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private persistTimer: NodeJS.Timeout | undefined;
   private dueWhilePaused = false;
   private readonly orphanSeen = new Map<string, number>();
   private readonly background = new Set<Promise<unknown>>();
@@ -760,8 +763,10 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
       }
     }
     if (proc.pending.size === 0 && !proc.busy) this.dropProcess(proc);
-    // Losing this write is harmless: a re-select of an acked record returns nothing.
-    if (this.journal && !this.closed) this.track(this.persist().catch((err) => this.emit("failure", asError(err))));
+    // Losing this write is harmless (a re-select of an acked record returns nothing), so it need not be durable
+    // at once: the next delivery's write carries it, or a timer writes it once the consumer is quiet. A snapshot
+    // per ack call would be wasted in a drain, where the acks ride in with the next get whose delivery writes anyway.
+    if (this.journal && !this.closed) this.persistSoon();
     this.wakeCapacityWaiters();
     this.emitState();
   }
@@ -1020,8 +1025,10 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
   private clearTimers(): void {
     if (this.redeliveryTimer) clearTimeout(this.redeliveryTimer);
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    if (this.persistTimer) clearTimeout(this.persistTimer);
     this.redeliveryTimer = undefined;
     this.sweepTimer = undefined;
+    this.persistTimer = undefined;
   }
 
   // ---------------------------------------------------------------------------------------------- misc
@@ -1040,7 +1047,20 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
   }
 
   private persist(): Promise<void> {
+    // This write carries every change so far, including acks waiting for persistSoon().
+    if (this.persistTimer) clearTimeout(this.persistTimer);
+    this.persistTimer = undefined;
     return this.journal ? this.journal.save(this.journalSnapshot()) : Promise.resolve();
+  }
+
+  /** Writes the journal within ACK_PERSIST_DELAY_MS unless another write carries the changes first. */
+  private persistSoon(): void {
+    if (this.persistTimer) return;
+    this.persistTimer = setTimeout(() => {
+      this.persistTimer = undefined;
+      if (this.closed) return; // close() writes the journal itself
+      this.track(this.persist().catch((err) => this.emit("failure", asError(err))));
+    }, ACK_PERSIST_DELAY_MS);
   }
 
   private track(p: Promise<unknown>): void {

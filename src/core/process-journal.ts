@@ -1,12 +1,28 @@
 import { createHash } from "node:crypto";
-import { promises as fs } from "node:fs";
+import { fdatasync as fdatasyncCallback, promises as fs, write as writeCallback } from "node:fs";
 import { join } from "node:path";
+import { promisify } from "node:util";
+
+// The callback API on a plain descriptor: the append path runs once per batch, and a FileHandle per call costs
+// more main-thread time than the write itself.
+const fdatasync = promisify(fdatasyncCallback);
+const writeFd = promisify(writeCallback);
+
+/** Past this size the next write replaces the log with the current state alone. */
+const COMPACT_BYTES = 1024 * 1024;
 
 /**
  * The process-id journal (DESIGN.md, "Delivery semantics"): which process ids a consumer holds on the portal and
  * which of their records are not acknowledged yet, with delivery counts. It lives in a file in the Node-RED user
  * directory and is fsync'd before events are emitted, so a crash never loses a process id (a lost process id
  * means its records stay held on the portal until its cleanup agent deletes them, about 30 days later).
+ *
+ * The file is a log: one line per write, each line the WHOLE state (a version 1 journal document), the last
+ * complete line wins. A write appends a line and fdatasyncs it: two file-system calls on an open descriptor
+ * instead of replacing the file (temp file, fsync, rename, directory fsync: nine calls), which a drain pays once
+ * per batch before it may emit. A crash mid-append leaves a torn last line, which the reader skips: the state
+ * before it, whose events were the last ones emitted. The first write after start, and any write that would let
+ * the log outgrow COMPACT_BYTES, replaces the file (atomically, durably) with the current state alone.
  *
  * Keyed by portal host + client id + auth_connector + error flag, NOT by node id (node ids change on copy and
  * import): any consumer with the same key adopts the journal. Consumers of one key in one Node-RED process
@@ -75,8 +91,26 @@ function isRecord(value: unknown): value is JournalRecord {
   );
 }
 
+/**
+ * The last complete line of a journal log. Lines that do not parse are skipped from the end (a torn append);
+ * a file without any parseable line throws, like a garbled file.
+ */
+function lastEntry(text: string): unknown {
+  const lines = text.split("\n");
+  let firstError: unknown;
+  for (let i = lines.length - 1; i >= 0; i--) {
+    if (lines[i].trim() === "") continue;
+    try {
+      return JSON.parse(lines[i]);
+    } catch (err) {
+      firstError ??= err;
+    }
+  }
+  throw firstError ?? new Error("the journal is empty");
+}
+
 function parseProcesses(text: string, key: JournalKey): JournalProcess[] {
-  const data = JSON.parse(text) as Partial<JournalFile>;
+  const data = lastEntry(text) as Partial<JournalFile>;
   if (data.version !== 1 || !Array.isArray(data.processes)) throw new Error("not a version 1 journal");
   if (!data.key || journalKeyString(data.key as JournalKey) !== journalKeyString(key)) {
     throw new Error("the journal belongs to another portal, application, connector or error flag");
@@ -96,11 +130,11 @@ function cloneProcess(p: JournalProcess): JournalProcess {
 }
 
 /** Replaces `file` atomically and durably: temp file, fsync, rename, fsync of the directory. */
-export async function writeFileDurably(dir: string, file: string, text: string): Promise<void> {
+export async function writeFileDurably(dir: string, file: string, text: string | Buffer): Promise<void> {
   const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
   const handle = await fs.open(tmp, "w", 0o600);
   try {
-    await handle.writeFile(text, "utf8");
+    await handle.writeFile(text);
     await handle.sync();
   } finally {
     await handle.close();
@@ -134,6 +168,11 @@ export class SharedJournal {
   private loaded = false;
   private chain: Promise<void> = Promise.resolve();
   private nextWrite: Promise<void> | undefined;
+  /** Set once the directory is known to exist: a drain writes per batch, a mkdir each time is wasted. */
+  private dirReady = false;
+  /** The log open for appending, once this process has written the file; closed when the last owner leaves. */
+  private fd: fs.FileHandle | undefined;
+  private fileBytes = 0;
 
   constructor(
     readonly dir: string,
@@ -179,10 +218,14 @@ export class SharedJournal {
     return { processes: adopted.map(cloneProcess), warning };
   }
 
-  /** @internal Replaces the owner's section and resolves once a write containing it is on disk. */
+  /**
+   * @internal Replaces the owner's section and resolves once a write containing it is on disk. The journal keeps
+   * `processes` as they are (no copy: the consumer builds a fresh snapshot per save), so callers must not change
+   * them afterwards.
+   */
   save(owner: symbol, processes: JournalProcess[]): Promise<void> {
     if (!this.sections.has(owner)) return Promise.resolve();
-    this.sections.set(owner, processes.map(cloneProcess));
+    this.sections.set(owner, processes);
     return this.requestWrite();
   }
 
@@ -192,7 +235,17 @@ export class SharedJournal {
     if (!section) return Promise.resolve();
     this.sections.delete(owner);
     this.unclaimed.push(...section);
-    return this.requestWrite();
+    const written = this.requestWrite();
+    // Nobody left to write: let the descriptor go (a redeploy's consumer starts with a fresh, compacted file).
+    this.chain = this.chain.then(() => (this.sections.size === 0 ? this.closeLog() : undefined));
+    return written;
+  }
+
+  private async closeLog(): Promise<void> {
+    const fd = this.fd;
+    this.fd = undefined;
+    this.fileBytes = 0;
+    await fd?.close().catch(() => undefined);
   }
 
   private async readFile(): Promise<{ processes: JournalProcess[]; warning?: JournalLoadWarning }> {
@@ -239,14 +292,44 @@ export class SharedJournal {
 
   private async writeNow(): Promise<void> {
     const processes = [...this.unclaimed, ...[...this.sections.values()].flat()];
-    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    if (!this.dirReady) {
+      await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+      this.dirReady = true;
+    }
+    try {
+      await this.writeProcesses(processes);
+    } catch (err) {
+      // Someone removed the directory since (a user cleaning up, a test): make it again, once.
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+      await this.writeProcesses(processes);
+    }
+  }
+
+  private async writeProcesses(processes: JournalProcess[]): Promise<void> {
     if (processes.length === 0) {
+      await this.closeLog();
       await fs.rm(this.file, { force: true });
       await syncDirectory(this.dir);
       return;
     }
     const data: JournalFile = { version: 1, key: this.key, updatedAt: Date.now(), processes };
-    await writeFileDurably(this.dir, this.file, JSON.stringify(data));
+    const line = Buffer.from(`${JSON.stringify(data)}\n`, "utf8");
+    if (this.fd && this.fileBytes + line.length <= COMPACT_BYTES) {
+      try {
+        const { bytesWritten } = await writeFd(this.fd.fd, line, 0, line.length);
+        if (bytesWritten !== line.length) throw new Error("short write");
+        await fdatasync(this.fd.fd);
+        this.fileBytes += line.length;
+        return;
+      } catch {
+        // A short or failed append may have left a torn line: replace the file below, which drops it.
+      }
+    }
+    await this.closeLog();
+    await writeFileDurably(this.dir, this.file, line);
+    this.fd = await fs.open(this.file, "a");
+    this.fileBytes = line.length;
   }
 }
 
@@ -265,7 +348,7 @@ export class JournalHandle {
     return this.journal.adopt(this.owner);
   }
 
-  /** Replaces this consumer's processes; resolves when they are durably on disk. */
+  /** Replaces this consumer's processes (kept as given, not copied); resolves when they are durably on disk. */
   save(processes: JournalProcess[]): Promise<void> {
     if (this.released) return Promise.resolve();
     return this.journal.save(this.owner, processes);

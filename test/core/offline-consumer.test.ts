@@ -251,7 +251,8 @@ describe("offline consumer (against the sandbox)", function () {
     const countsOnDiskAtEmit: number[] = [];
     h.consumer.on("deliver", (group) => {
       if (!group.deliveries[0].redelivered) return;
-      const data = JSON.parse(readFileSync(journalFile, "utf8"));
+      // The journal is a log of whole states: the last line is the one on disk now.
+      const data = JSON.parse(readFileSync(journalFile, "utf8").trimEnd().split("\n").pop() ?? "");
       countsOnDiskAtEmit.push(data.processes[0].pending[0].deliveryCount);
     });
     await h.consumer.trigger();

@@ -12,6 +12,12 @@ import {
 
 const key: JournalKey = { portalHost: "example.bitrix24.com", clientId: "local.app", authConnector: "", error: 0 };
 
+/** The state a journal file holds: its last line (the file is a log of whole states, the last one wins). */
+async function readState(file: string): Promise<{ version: number; processes: JournalProcess[] }> {
+  const lines = (await fs.readFile(file, "utf8")).split("\n").filter((l) => l.trim() !== "");
+  return JSON.parse(lines[lines.length - 1]);
+}
+
 function proc(processId: string, ids: number[], deliveryCount = 1): JournalProcess {
   return {
     processId,
@@ -47,7 +53,7 @@ describe("process journal", () => {
     should((await first.adopt()).processes).eql([]);
     await first.save([proc("p1", [1, 2, 3]), proc("p2", [4], 2)]);
     const file = join(dir, journalFileName(key));
-    const onDisk = JSON.parse(await fs.readFile(file, "utf8"));
+    const onDisk = await readState(file);
     should(onDisk.version).equal(1);
     should(onDisk.processes.map((p: JournalProcess) => p.processId)).eql(["p1", "p2"]);
     should((await fs.stat(file)).mode & 0o777).equal(0o600);
@@ -87,7 +93,7 @@ describe("process journal", () => {
     await a.save([proc("old", [1]), proc("a1", [2])]);
     await b.save([proc("b1", [3])]);
     should([...a.knownProcessIds()].sort()).eql(["a1", "b1", "old"]);
-    const onDisk = JSON.parse(await fs.readFile(join(dir, journalFileName(key)), "utf8"));
+    const onDisk = await readState(join(dir, journalFileName(key)));
     should(onDisk.processes.map((p: JournalProcess) => p.processId).sort()).eql(["a1", "b1", "old"]);
     // A consumer that closes leaves its processes for the next one.
     await a.release();
@@ -111,8 +117,47 @@ describe("process journal", () => {
         ]),
       );
     await Promise.all(saves);
-    const onDisk = JSON.parse(await fs.readFile(join(dir, journalFileName(key)), "utf8"));
+    const onDisk = await readState(join(dir, journalFileName(key)));
     should(onDisk.processes[0].pending).have.length(50);
+    await handle.release();
+  });
+
+  it("appends one line per save after the first and compacts to one line on the next start", async () => {
+    const file = join(dir, journalFileName(key));
+    const lines = async () => (await fs.readFile(file, "utf8")).split("\n").filter((l) => l.trim() !== "");
+    const first = new SharedJournal(dir, key).attach();
+    await first.adopt();
+    await first.save([proc("p1", [1, 2])]);
+    should(await lines()).have.length(1);
+    await first.save([proc("p1", [2])]);
+    await first.save([proc("p1", [2]), proc("p2", [3])]);
+    should(await lines()).have.length(3);
+    await first.release(); // writes the final state once more
+    should(await lines()).have.length(4);
+
+    const second = new SharedJournal(dir, key).attach();
+    should((await second.adopt()).processes.map((p) => p.processId)).eql(["p1", "p2"]);
+    await second.save([proc("p2", [3])]);
+    should(await lines()).have.length(1);
+    should((await readState(file)).processes.map((p) => p.processId)).eql(["p2"]);
+    await second.release();
+  });
+
+  it("a torn last line (a crash mid-append) is skipped: the state before it is adopted", async () => {
+    const file = join(dir, journalFileName(key));
+    const seed = new SharedJournal(dir, key).attach();
+    await seed.adopt();
+    await seed.save([proc("p1", [1])]);
+    await seed.release();
+    const whole = await fs.readFile(file, "utf8");
+    // What a crash half-way through appending the next state leaves behind.
+    await fs.appendFile(file, `{"version":1,"key":{"portalHost":"example.bitrix24.com","clientId":"local.ap`);
+    should(whole.endsWith("\n")).be.true();
+
+    const handle = new SharedJournal(dir, key).attach();
+    const { processes, warning } = await handle.adopt();
+    should(warning).be.undefined();
+    should(processes.map((p) => p.processId)).eql(["p1"]);
     await handle.release();
   });
 
