@@ -179,6 +179,45 @@ describe("bitrix24-offline-get node", function () {
     should(lastStatus(node)).match({ fill: "green" });
   });
 
+  it("each msg is its own object: distinct within a batch, and a second wire gets a copy, not the same msg", async () => {
+    await start({ events: 20 });
+    const { node, out, empty, acked } = await load({ limit: 10 });
+    node.receive({});
+    await until(() => empty.msgs.length === 1 && acked.msgs.length === 20);
+    should(new Set(out.msgs).size).equal(20);
+    should(new Set(out.msgs.map((m) => m.payload)).size).equal(20);
+    // The acker (on the same output as "out") passes on what it received: a copy of the msg "out" got.
+    const byId = new Map(acked.msgs.map((m) => [m.bitrix24.id, m]));
+    for (const m of out.msgs) {
+      const other = byId.get(m.bitrix24.id)!;
+      should(other).not.equal(m);
+      should(other.payload).not.equal(m.payload);
+      should(other.payload).eql(m.payload);
+    }
+    (out.msgs[0].payload as { EVENT_NAME: string }).EVENT_NAME = "CHANGED_DOWNSTREAM";
+    should((byId.get(out.msgs[0].bitrix24.id)!.payload as { EVENT_NAME: string }).EVENT_NAME).not.equal(
+      "CHANGED_DOWNSTREAM",
+    );
+  });
+
+  it("status during a drain: phase changes at once, unacked counts at most every 200 ms, the last state last", async () => {
+    await start({ events: 400 });
+    const { node, empty, acked } = await load({ limit: 10 });
+    const before = node.status.args.length;
+    const startedAt = Date.now();
+    node.receive({});
+    await until(() => empty.msgs.length === 1 && acked.msgs.length === 400);
+    const elapsed = Date.now() - startedAt;
+    const drawn = node.status.args.slice(before).map((a) => a[0]);
+    // 40 batches change the unacked count at least twice each (delivered, acked); drawn: the phases (fetching,
+    // idle) plus at most one count change per 200 ms of the drain.
+    should(drawn[0]).match({ fill: "blue" });
+    should(drawn.length).be.belowOrEqual(3 + Math.ceil(elapsed / 200));
+    should(drawn.length).be.below(40);
+    await sleep(250);
+    should(lastStatus(node)).match({ fill: "green", text: /unacked/ });
+  });
+
   it("acks ride in the get's batch: 500 events at limit 50 cost ~11 requests, not 20", async () => {
     await start({ events: 500 });
     const { node, empty, acked } = await load();
