@@ -55,7 +55,10 @@ export function runAckNode<T>(RED: NodeAPI, node: Node, portal: PortalNode | nul
   let pending = 0;
   let lastFailure: Bitrix24Error | undefined;
   let closing = false;
-  const inFlight = new Set<Promise<void>>();
+  // Msgs handed over and not settled yet: a count and the close handler's wake-up, not a promise per msg (a
+  // drain passes thousands of msgs a second through here).
+  let inFlight = 0;
+  let onIdle: (() => void) | undefined;
 
   // --- status, throttled
   let statusShownAt = 0;
@@ -137,32 +140,37 @@ export function runAckNode<T>(RED: NodeAPI, node: Node, portal: PortalNode | nul
       return;
     }
     pending++;
+    inFlight++;
     updateStatus();
-    const work = new Promise<void>((resolve) => {
-      hold(msg, () => {
-        Promise.all(targets.map((target) => spec.submit(acks, target))).then(
-          () => {
-            pending--;
-            acked++;
-            lastFailure = undefined;
-            msg.bitrix24 = { ...(msg.bitrix24 ?? {}), acked: true };
-            send(msg);
-            done();
-            updateStatus();
-            resolve();
-          },
-          (err) => {
-            pending--;
-            failed++;
-            lastFailure = reportFailure(node, err, msg, done);
-            updateStatus();
-            resolve();
-          },
-        );
-      });
+    const settled = () => {
+      if (--inFlight === 0 && onIdle) onIdle();
+    };
+    hold(msg, () => {
+      // One target is the rule (a msg of one event, or one batch): no Promise.all around a single promise.
+      const submitted =
+        targets.length === 1
+          ? spec.submit(acks, targets[0])
+          : Promise.all(targets.map((target) => spec.submit(acks, target)));
+      submitted.then(
+        () => {
+          pending--;
+          acked++;
+          lastFailure = undefined;
+          msg.bitrix24 = { ...(msg.bitrix24 ?? {}), acked: true };
+          send(msg);
+          done();
+          updateStatus();
+          settled();
+        },
+        (err) => {
+          pending--;
+          failed++;
+          lastFailure = reportFailure(node, err, msg, done);
+          updateStatus();
+          settled();
+        },
+      );
     });
-    inFlight.add(work);
-    void work.then(() => inFlight.delete(work));
   });
 
   node.on("close", (_removed: boolean, done: () => void) => {
@@ -171,7 +179,7 @@ export function runAckNode<T>(RED: NodeAPI, node: Node, portal: PortalNode | nul
     statusTimer = undefined;
     release(); // held msgs go to the queue now; the portal node flushes it on its own close
     const acks = portal?.acks;
-    if (inFlight.size === 0) {
+    if (inFlight === 0) {
       done();
       return;
     }
@@ -180,11 +188,12 @@ export function runAckNode<T>(RED: NodeAPI, node: Node, portal: PortalNode | nul
     const finish = () => {
       if (finished) return;
       finished = true;
+      onIdle = undefined;
       if (guard) clearTimeout(guard);
       done();
     };
     guard = setTimeout(finish, CLOSE_WAIT_MS);
+    onIdle = finish;
     acks?.flush().catch(() => undefined);
-    void Promise.all([...inFlight]).then(finish);
   });
 }
