@@ -116,6 +116,10 @@ describe("npm start (scripts/demo.mjs)", function () {
     should(editor.status).equal(200);
     should(editor.data).match(/<title>Node-RED<\/title>/);
 
+    // telemetry decided in the settings: the editor opens on the flow, not on the consent dialog
+    const settings = await axios.get<{ telemetryEnabled?: boolean }>(`${editorUrl}settings`);
+    should(settings.data.telemetryEnabled).equal(false);
+
     // every node type of the package is loaded, none with an error
     const nodes = await axios.get<Array<{ module: string; types: string[]; enabled: boolean; err?: string }>>(
       `${editorUrl}nodes`,
