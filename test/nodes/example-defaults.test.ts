@@ -1,0 +1,58 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import should from "should";
+
+/**
+ * The editor shows a property an imported node lacks as empty (an unticked checkbox) while the runtime applies
+ * its default: the dialog would lie, and a user clicking Done would save the opposite of what ran. So every
+ * node of every example flow carries every property its editor declares.
+ */
+const ROOT = join(__dirname, "..", "..");
+
+function editorDefaults(): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const file of readdirSync(join(ROOT, "src", "nodes")).filter((f) => f.endsWith(".html"))) {
+    const html = readFileSync(join(ROOT, "src", "nodes", file), "utf8");
+    const type = /registerType\("([\w-]+)"/.exec(html)?.[1];
+    const start = html.indexOf("defaults: {");
+    if (!type || start < 0) continue;
+    const block = html.slice(start, html.indexOf("\n    },", start));
+    out.set(
+      type,
+      [...block.matchAll(/^ {6}(\w+): \{/gm)].map((m) => m[1]),
+    );
+  }
+  return out;
+}
+
+describe("example flows", () => {
+  const defaults = editorDefaults();
+
+  it("reads the editor defaults of all six node types", () => {
+    should([...defaults.keys()].sort()).eql([
+      "bitrix24-offline-clear",
+      "bitrix24-offline-error",
+      "bitrix24-offline-get",
+      "bitrix24-offline-list",
+      "bitrix24-offline-trigger",
+      "bitrix24-portal",
+    ]);
+    should(defaults.get("bitrix24-offline-get")).containEql("orphanSweep");
+  });
+
+  for (const file of readdirSync(join(ROOT, "examples")).filter((f) => f.endsWith(".json"))) {
+    it(`${file}: every node of ours has every property its editor declares`, () => {
+      const flow = JSON.parse(readFileSync(join(ROOT, "examples", file), "utf8")) as Array<Record<string, unknown>>;
+      const missing: string[] = [];
+      let ours = 0;
+      for (const node of flow) {
+        const keys = defaults.get(String(node.type));
+        if (!keys) continue;
+        ours++;
+        for (const key of keys) if (!(key in node)) missing.push(`${node.id}.${key}`);
+      }
+      should(ours).be.above(0);
+      should(missing).eql([]);
+    });
+  }
+});
