@@ -4,7 +4,7 @@
 // prefix, so nothing here touches the project's dependencies. Results go to docs/COMPATIBILITY.md by hand.
 //
 //   node scripts/compat.mjs                  every combination, then the scorecard
-//   node scripts/compat.mjs nr5-node22 ...   only the named combinations (see COMBINATIONS), then the scorecard
+//   node scripts/compat.mjs nr5-node24 ...   only the named combinations (see COMBINATIONS), then the scorecard
 //   --no-scorecard / --scorecard-only        skip one half
 //   --fresh                                  reinstall into .tmp/ (picks up new patch releases)
 //   --no-build                               use the nodes/ already built
@@ -31,6 +31,8 @@ const COMBINATIONS = [
   { key: "nr4.1-default", node: null, nodeRed: null },
   { key: "nr4.1-node22", node: "22", nodeRed: "4.1" },
   { key: "nr5-node22", node: "22", nodeRed: "5" },
+  // run only when named: Node 24, the LTS after 22
+  { key: "nr5-node24", node: "24", nodeRed: "5", extra: true },
 ];
 
 // `npm start` (scripts/demo.mjs) runs the checkout's own Node-RED on the Node that runs it, whatever E2E_NODE_BINARY
@@ -221,7 +223,7 @@ async function main() {
   let ok = true;
   const results = [];
   if (!flag("--scorecard-only")) {
-    const chosen = selected.length ? COMBINATIONS.filter((c) => selected.includes(c.key)) : COMBINATIONS;
+    const chosen = COMBINATIONS.filter((c) => (selected.length ? selected.includes(c.key) : !c.extra));
     for (const combination of chosen) results.push(await runSuite(combination));
   }
   const scorecard = flag("--no-scorecard") ? undefined : await runScorecard();
