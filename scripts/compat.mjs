@@ -249,7 +249,8 @@ async function main() {
   }
   const scorecardOk = !scorecard || (scorecard.code === 0 && !scorecard.failed.length && !scorecard.errors.length);
   if (!scorecardOk) ok = false;
-  const passed = results.reduce((sum, r) => sum + r.passing, 0);
+  // the scorecard counts as one test of its own
+  const passed = results.reduce((sum, r) => sum + r.passing, 0) + (scorecard && scorecardOk ? 1 : 0);
   // a run that broke without a failing test (wrong Node-RED picked up, crash, timeout) and a failed scorecard
   // each count as one failure, so the closing line never reads clean when the matrix is not
   const broken = results.filter((r) => r.failing === 0 && r.problems.length).length + (scorecardOk ? 0 : 1);
