@@ -260,7 +260,7 @@ describe("reliability: bad input", function () {
         [clear, { processId: "p".repeat(32), ids: [-1, 0] }, /positive integer/],
         [error, { payload: { MESSAGE_ID: "a".repeat(32) } }, /no process id/],
         [error, { messageIds: ["a".repeat(32)] }, /no process id/],
-        [error, { processId: "p".repeat(32), messageIds: [] }, /MESSAGE_ID/],
+        [error, { processId: "p".repeat(32), messageIds: [] }, /empty msg\.messageIds/],
         [error, { processId: "p".repeat(32), messageIds: "nope" }, /messageIds/],
       ];
       for (const [node, msg, pattern] of bad) {
