@@ -2,6 +2,7 @@ import type { Node, NodeAPI, NodeMessageInFlow } from "node-red";
 import type { AckQueue } from "../core/ack-queue";
 import { Bitrix24Error } from "../core/errors";
 import type { PortalNode } from "./bitrix24-portal";
+import { closeWaitMs } from "./close-wait";
 import { errorStatusText, reportFailure } from "./error-report";
 import type { Bitrix24Meta } from "./msg-contract";
 
@@ -24,8 +25,6 @@ export interface AckNodeSpec<T> {
 
 type AckMessage = NodeMessageInFlow & { bitrix24?: Partial<Bitrix24Meta> };
 
-/** Node-RED waits 15 s for close handlers; leave it room. */
-const CLOSE_WAIT_MS = 10_000;
 /** Status updates at most this often: thousands of acks per second must not flood the editor's comms. */
 const STATUS_INTERVAL_MS = 200;
 
@@ -192,7 +191,7 @@ export function runAckNode<T>(RED: NodeAPI, node: Node, portal: PortalNode | nul
       if (guard) clearTimeout(guard);
       done();
     };
-    guard = setTimeout(finish, CLOSE_WAIT_MS);
+    guard = setTimeout(finish, closeWaitMs(RED));
     onIdle = finish;
     acks?.flush().catch(() => undefined);
   });

@@ -5,6 +5,7 @@ import { Bitrix24Client, type ClientOptions, DEFAULT_OAUTH_SERVER, validatePorta
 import { Bitrix24Error } from "../core/errors";
 import { OfflineEventsApi } from "../core/offline-api";
 import { FileTokenStore } from "../core/token-store";
+import { closeWaitMs } from "./close-wait";
 import { registerPortalAdminRoutes } from "./portal-admin";
 
 export interface PortalCredentials {
@@ -47,12 +48,6 @@ export interface PortalNode extends Node<PortalCredentials> {
 export function stateDirFor(RED: NodeAPI): string {
   const userDir = (RED.settings as { userDir?: string }).userDir ?? join(process.cwd(), ".node-red");
   return join(userDir, ".bitrix24-offline-events");
-}
-
-/** How long close() waits for pending acks: two thirds of Node-RED's nodeCloseTimeout (default 15 s). */
-function closeWaitMs(RED: NodeAPI): number {
-  const limit = Number((RED.settings as { nodeCloseTimeout?: unknown }).nodeCloseTimeout);
-  return ((Number.isFinite(limit) && limit > 0 ? limit : 15000) * 2) / 3;
 }
 
 function positiveNumber(value: unknown, fallback: number): number {
