@@ -30,7 +30,7 @@ export async function memoryFlat(ctx) {
       flow: { limit, prefetch: 1, rate: false, maxInFlight },
       timeoutMs: 1_200_000,
       sampleEveryMs: 500,
-      memoryEveryMs: ctx.quick ? 500 : 2000,
+      memoryEveryMs: ctx.quick ? 200 : 2000,
     });
     const problems = [];
     const notes = run.retriggers > 0 ? [`the drain stalled and needed ${run.retriggers} more trigger(s)`] : [];

@@ -12,9 +12,9 @@ export async function rateLimitedDrain(ctx) {
   // Full run: the 5 000-event queue for limit 50 (25 s after the burst); the other variants get queues
   // that leave about 15 s after their (bigger) bursts.
   const variants = [
-    { label: "limit 50", limit: 50, prefetch: 1, events: ctx.quick ? 750 : 5000 },
-    { label: "limit 500", limit: 500, prefetch: 1, events: ctx.quick ? 7500 : 40000 },
-    { label: "limit 50, prefetch 4", limit: 50, prefetch: 4, events: ctx.quick ? 3000 : 16000 },
+    { label: "limit 50", limit: 50, prefetch: 1, events: ctx.quick ? 1000 : 5000 },
+    { label: "limit 500", limit: 500, prefetch: 1, events: ctx.quick ? 10000 : 40000 },
+    { label: "limit 50, prefetch 4", limit: 50, prefetch: 4, events: ctx.quick ? 4000 : 16000 },
   ];
   const rows = [];
   const problems = [];
