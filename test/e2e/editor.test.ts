@@ -1,12 +1,13 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import axios from "axios";
 import { type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
 import should from "should";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
 import { until } from "./example-flows";
 import { freshUserDir } from "./installed-package";
-import { type NodeRedProcess, startNodeRed } from "./node-red-process";
+import { type FlowNode, type NodeRedProcess, startNodeRed } from "./node-red-process";
 
 /**
  * The package as a user meets it in the editor, in a real (headless) Chromium: Debian's, never a downloaded
@@ -85,9 +86,12 @@ describe("the editor in a real browser", function () {
     nodeRed = await startNodeRed(freshUserDir("editor"));
   });
 
+  const extraSandboxes: Sandbox[] = [];
+
   afterEach(async () => {
     await browser?.close();
     browser = undefined;
+    for (const extra of extraSandboxes.splice(0)) await extra.close();
   });
 
   after(async () => {
@@ -126,6 +130,14 @@ describe("the editor in a real browser", function () {
     await page.fill("#node-config-input-accessToken", sandbox.credentials.accessToken);
     await page.fill("#node-config-input-refreshToken", sandbox.credentials.refreshToken);
     await page.fill("#node-config-input-applicationToken", sandbox.credentials.applicationToken);
+    // Test connection: the admin endpoint calls the portal with what the dialog holds, before any deploy
+    await page.locator("#node-config-bitrix24-test").click();
+    const result = page.locator("#node-config-bitrix24-result");
+    await until(async () => /Records in the queue/.test((await result.textContent()) ?? ""), "the test's report");
+    should(await result.textContent()).match(
+      /Portal reachable: yes\nAuthorization: yes\n.*: yes\nExtended mode \(ack mode\): yes\nRecords in the queue: 30/,
+    );
+    should(await result.getAttribute("class")).match(/bitrix24-ok/);
     await page.screenshot({ path: join(ARTIFACTS, "4-portal-dialog.png") });
     await page.locator("#node-config-dialog-ok").click();
     await until(
@@ -145,6 +157,64 @@ describe("the editor in a real browser", function () {
     );
     await page.screenshot({ path: join(ARTIFACTS, "5-deployed.png") });
     should(await status.textContent()).match(/^idle · 0 unacked$/);
+  });
+
+  it("Authorize: the OAuth popup comes back with tokens, which land in the credentials and drive the deployed node", async () => {
+    await nodeRed.deploy([]);
+    // a portal of its own: nothing from the first test (its token file, keyed by portal host) can stand in
+    const portal = await startSandbox({ events: 30 });
+    extraSandboxes.push(portal);
+    browser = await openBrowser("en-US");
+    const page = await browser.context.newPage();
+    await openEditor(page, nodeRed.url);
+    const canvasNode = await dropNode(page, "bitrix24-offline-get");
+    await canvasNode.dblclick();
+    await page.locator("#node-input-btn-portal-add").click();
+    await page.locator("#node-config-input-portalUrl").waitFor();
+    // no tokens typed: only what a user has after creating the local application
+    await page.fill("#node-config-input-name", "Authorized portal");
+    await page.fill("#node-config-input-portalUrl", portal.url);
+    await page.fill("#node-config-input-oauthServer", portal.url);
+    await page.fill("#node-config-input-clientId", portal.credentials.clientId);
+    await page.fill("#node-config-input-clientSecret", portal.credentials.clientSecret);
+    const popupOpened = page.waitForEvent("popup");
+    await page.locator("#node-config-bitrix24-authorize").click();
+    const popup = await popupOpened;
+    // the sandbox's consent page approves at once and sends the browser back to Node-RED's callback
+    await popup.waitForEvent("close", { timeout: 30000 }).catch(() => undefined);
+    const result = page.locator("#node-config-bitrix24-result");
+    await until(async () => /^Authorized/.test((await result.textContent()) ?? ""), "the authorized message");
+    should(await page.locator("#node-config-input-accessToken").inputValue()).equal("__PWRD__");
+    await page.screenshot({ path: join(ARTIFACTS, "7-authorized.png") });
+    await page.locator("#node-config-dialog-ok").click();
+    await until(
+      async () => (await page.locator("#node-input-portal option:checked").textContent()) === "Authorized portal",
+      "the authorized portal selected",
+    );
+    await page.locator("#node-dialog-ok").click();
+    await page.locator("#red-ui-header-button-deploy").click();
+    const status = canvasNode.locator(".red-ui-flow-node-status-label");
+    await until(async () => /idle/.test((await status.textContent()) ?? ""), "the get node's status", 30000);
+    // the deployed get node fetches with the tokens the popup brought (none was typed): an inject added to the
+    // deployed flow through the Admin API (a full deploy keeps the portal's stored credentials) triggers it
+    should(portal.stats().queue.held).equal(0);
+    const deployed = (await axios.get(`${nodeRed.url}/flows`)).data as FlowNode[];
+    const get = deployed.find((n) => n.type === "bitrix24-offline-get");
+    if (!get) throw new Error("the get node is not in the deployed flow");
+    await nodeRed.deploy([
+      ...deployed,
+      {
+        id: "inject-once",
+        type: "inject",
+        z: get.z,
+        once: true,
+        onceDelay: 0.1,
+        repeat: "",
+        wires: [[get.id]],
+      },
+    ]);
+    await until(() => portal.stats().queue.held === 30, "the 30 events fetched (held until acked)", 30000);
+    await until(async () => /^idle · 30 unacked$/.test((await status.textContent()) ?? ""), "the status counts them");
   });
 
   it("speaks Russian to a Russian browser: palette, node label, dialog labels and help", async () => {
