@@ -71,6 +71,17 @@ async function dropNode(page: Page, type: string): Promise<Locator> {
   return canvasNode;
 }
 
+/** From an open node dialog: a new portal config node with the application's URL, OAuth server, id and secret. */
+async function addPortal(page: Page, name: string, portal: Sandbox): Promise<void> {
+  await page.locator("#node-input-btn-portal-add").click();
+  await page.locator("#node-config-input-portalUrl").waitFor();
+  await page.fill("#node-config-input-name", name);
+  await page.fill("#node-config-input-portalUrl", portal.url);
+  await page.fill("#node-config-input-oauthServer", portal.url);
+  await page.fill("#node-config-input-clientId", portal.credentials.clientId);
+  await page.fill("#node-config-input-clientSecret", portal.credentials.clientSecret);
+}
+
 describe("the editor in a real browser", function () {
   this.timeout(180000);
   let sandbox: Sandbox;
@@ -120,13 +131,7 @@ describe("the editor in a real browser", function () {
     await canvasNode.dblclick();
     await page.locator("#node-input-portal").waitFor();
     await page.screenshot({ path: join(ARTIFACTS, "3-get-dialog.png") });
-    await page.locator("#node-input-btn-portal-add").click();
-    await page.locator("#node-config-input-portalUrl").waitFor();
-    await page.fill("#node-config-input-name", "Sandbox portal");
-    await page.fill("#node-config-input-portalUrl", sandbox.url);
-    await page.fill("#node-config-input-oauthServer", sandbox.url);
-    await page.fill("#node-config-input-clientId", sandbox.credentials.clientId);
-    await page.fill("#node-config-input-clientSecret", sandbox.credentials.clientSecret);
+    await addPortal(page, "Sandbox portal", sandbox);
     await page.fill("#node-config-input-accessToken", sandbox.credentials.accessToken);
     await page.fill("#node-config-input-refreshToken", sandbox.credentials.refreshToken);
     await page.fill("#node-config-input-applicationToken", sandbox.credentials.applicationToken);
@@ -169,14 +174,8 @@ describe("the editor in a real browser", function () {
     await openEditor(page, nodeRed.url);
     const canvasNode = await dropNode(page, "bitrix24-offline-get");
     await canvasNode.dblclick();
-    await page.locator("#node-input-btn-portal-add").click();
-    await page.locator("#node-config-input-portalUrl").waitFor();
     // no tokens typed: only what a user has after creating the local application
-    await page.fill("#node-config-input-name", "Authorized portal");
-    await page.fill("#node-config-input-portalUrl", portal.url);
-    await page.fill("#node-config-input-oauthServer", portal.url);
-    await page.fill("#node-config-input-clientId", portal.credentials.clientId);
-    await page.fill("#node-config-input-clientSecret", portal.credentials.clientSecret);
+    await addPortal(page, "Authorized portal", portal);
     const popupOpened = page.waitForEvent("popup");
     await page.locator("#node-config-bitrix24-authorize").click();
     const popup = await popupOpened;
