@@ -206,6 +206,8 @@ async function main(): Promise<void> {
   const end = started + MINUTES * 60_000;
   const heap: Array<{ t: number; mb: number }> = [{ t: 0, mb: heapMb() }];
   const profiles: Record<string, number> = {};
+  // The profile in force when the faults stop explains how long the queue then takes to empty.
+  let lastProfile = "";
   let expiries = 0;
   let lastReport = started;
 
@@ -225,6 +227,7 @@ async function main(): Promise<void> {
     if (now >= nextFaultAt) {
       const profile = randomFaults();
       profiles[profile.name] = (profiles[profile.name] ?? 0) + 1;
+      lastProfile = profile.name;
       sandbox.setFaults(profile.faults);
       if (profile.expire) {
         sandbox.expireTokens();
@@ -284,6 +287,7 @@ async function main(): Promise<void> {
     leftInQueue: leftover,
     notYetDelivered: undelivered.length,
     drainAfterStopMs: drainMs,
+    lastFaultProfile: lastProfile,
     faultAnswersSeenByClient: counter.faults,
     requests: counter.requests,
     tokenRefreshes: counter.tokenRequests,
