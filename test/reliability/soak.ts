@@ -253,8 +253,15 @@ async function main(): Promise<void> {
   clearInterval(arrivals);
   sandbox.setFaults({});
   const drainStart = Date.now();
+  // What is left, every 2 s of the wind-down: which kind of record (waiting, held, error) keeps the queue up.
+  const windDown: string[] = [];
+  let windDownNoteAt = 0;
   while (Date.now() - drainStart < DRAIN_GRACE_MS) {
     const q = sandbox.stats().queue;
+    if (Date.now() - windDownNoteAt >= 2000) {
+      windDownNoteAt = Date.now();
+      windDown.push(`${((windDownNoteAt - drainStart) / 1000).toFixed(0)}s:${q.unprocessed}/${q.held}/${q.error}`);
+    }
     if (q.total === 0) break;
     await sleep(500);
   }
@@ -288,6 +295,7 @@ async function main(): Promise<void> {
     notYetDelivered: undelivered.length,
     drainAfterStopMs: drainMs,
     lastFaultProfile: lastProfile,
+    windDownWaitingHeldError: windDown.join(" "),
     faultAnswersSeenByClient: counter.faults,
     requests: counter.requests,
     tokenRefreshes: counter.tokenRequests,
