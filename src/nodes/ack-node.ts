@@ -5,6 +5,7 @@ import type { PortalNode } from "./bitrix24-portal";
 import { closeWaitMs } from "./close-wait";
 import { errorStatusText, reportFailure } from "./error-report";
 import type { Bitrix24Meta } from "./msg-contract";
+import { StatusThrottle } from "./status-throttle";
 
 /**
  * The runtime both ack nodes share (bitrix24-offline-clear, bitrix24-offline-error): read targets from each msg,
@@ -24,9 +25,6 @@ export interface AckNodeSpec<T> {
 }
 
 type AckMessage = NodeMessageInFlow & { bitrix24?: Partial<Bitrix24Meta> };
-
-/** Status updates at most this often: thousands of acks per second must not flood the editor's comms. */
-const STATUS_INTERVAL_MS = 200;
 
 function batchOf(msg: AckMessage): { key: string; index: number; size: number } | undefined {
   const meta = msg.bitrix24;
@@ -60,10 +58,7 @@ export function runAckNode<T>(RED: NodeAPI, node: Node, portal: PortalNode | nul
   let onIdle: (() => void) | undefined;
 
   // --- status, throttled
-  let statusShownAt = 0;
-  let statusTimer: NodeJS.Timeout | undefined;
-  const showStatus = () => {
-    statusShownAt = Date.now();
+  const status = new StatusThrottle(() => {
     if (pending > 0) {
       node.status({ fill: "blue", shape: "dot", text: t("status.pending", { pending, acked }) });
     } else if (lastFailure) {
@@ -73,18 +68,9 @@ export function runAckNode<T>(RED: NodeAPI, node: Node, portal: PortalNode | nul
     } else {
       node.status({ fill: "green", shape: "dot", text: t("status.acked", { acked }) });
     }
-  };
+  });
   const updateStatus = () => {
-    if (statusTimer || closing) return;
-    const wait = STATUS_INTERVAL_MS - (Date.now() - statusShownAt);
-    if (wait <= 0) {
-      showStatus();
-      return;
-    }
-    statusTimer = setTimeout(() => {
-      statusTimer = undefined;
-      showStatus();
-    }, wait);
+    if (!closing) status.soon();
   };
 
   // --- optional hold window before the queue
@@ -174,8 +160,7 @@ export function runAckNode<T>(RED: NodeAPI, node: Node, portal: PortalNode | nul
 
   node.on("close", (_removed: boolean, done: () => void) => {
     closing = true;
-    if (statusTimer) clearTimeout(statusTimer);
-    statusTimer = undefined;
+    status.cancel();
     release(); // held msgs go to the queue now; the portal node flushes it on its own close
     const acks = portal?.acks;
     if (inFlight === 0) {

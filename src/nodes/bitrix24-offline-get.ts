@@ -15,9 +15,9 @@ import type { OfflineEvent, OfflineFilter, OfflineOrder } from "../core/types";
 import type { PortalNode } from "./bitrix24-portal";
 import { asBitrix24Error, errorStatusText, reportFailure } from "./error-report";
 import type { Bitrix24Meta, EventMessage } from "./msg-contract";
+import { StatusThrottle } from "./status-throttle";
 
 const TYPE = "bitrix24-offline-get";
-const STATUS_INTERVAL_MS = 200;
 
 /** Property names are a contract (DESIGN.md): flows written by users and by our tests rely on them. */
 export interface GetConfig extends NodeDef {
@@ -227,11 +227,8 @@ export default function register(RED: NodeAPI): void {
     let stickyError: NodeStatus | undefined;
     let rateLimitedUntil = 0;
     let rateTimer: NodeJS.Timeout | undefined;
-    // A drain changes the unacked count several times per batch; drawing each change cost ~6 µs per event
-    // (translation + the runtime's status event) for numbers nobody can read at that pace. A change of phase is
-    // drawn at once; count changes at most every STATUS_INTERVAL_MS, the latest one always drawn last.
-    let statusShownAt = 0;
-    let statusTimer: NodeJS.Timeout | undefined;
+    // A drain changes the unacked count several times per batch (~6 µs per event when each change was drawn): a
+    // change of phase is drawn at once, count changes through the throttle.
     let shownPhase: ConsumerState["phase"] | undefined;
 
     function stateStatus(state: ConsumerState): NodeStatus {
@@ -254,10 +251,7 @@ export default function register(RED: NodeAPI): void {
       }
     }
 
-    function render(): void {
-      if (statusTimer) clearTimeout(statusTimer);
-      statusTimer = undefined;
-      statusShownAt = Date.now();
+    function draw(): void {
       const state = consumer.state;
       shownPhase = state.phase;
       if (stickyError && state.phase !== "fetching") {
@@ -272,26 +266,15 @@ export default function register(RED: NodeAPI): void {
       node.status(stateStatus(state));
     }
 
-    function renderSoon(): void {
-      if (consumer.state.phase !== shownPhase) {
-        render();
-        return;
-      }
-      if (statusTimer) return; // it draws whatever the state is when it fires
-      const wait = STATUS_INTERVAL_MS - (Date.now() - statusShownAt);
-      if (wait <= 0) {
-        render();
-        return;
-      }
-      statusTimer = setTimeout(render, wait);
-    }
+    const status = new StatusThrottle(draw);
+    const render = () => status.now();
+    const renderSoon = () => (consumer.state.phase !== shownPhase ? status.now() : status.soon());
 
     function showError(err: Bitrix24Error): void {
       const text = err.description === NO_EXTENDED_MODE ? t("status.noExtended") : errorStatusText(err);
       stickyError = { fill: "red", shape: "ring", text };
       // The error is the newest news: a count change waiting to be drawn must not paint over it.
-      if (statusTimer) clearTimeout(statusTimer);
-      statusTimer = undefined;
+      status.cancel();
       node.status(stickyError);
     }
 
@@ -394,8 +377,7 @@ export default function register(RED: NodeAPI): void {
       api.client.off("rate-limited", onRateLimited);
       if (rateTimer) clearTimeout(rateTimer);
       rateTimer = undefined;
-      if (statusTimer) clearTimeout(statusTimer);
-      statusTimer = undefined;
+      status.cancel();
       consumer.close().then(
         () => done(),
         () => done(),
