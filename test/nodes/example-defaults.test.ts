@@ -28,8 +28,9 @@ function editorDefaults(): Map<string, string[]> {
 describe("example flows", () => {
   const defaults = editorDefaults();
 
-  it("reads the editor defaults of all six node types", () => {
+  it("reads the editor defaults of all seven node types", () => {
     should([...defaults.keys()].sort()).eql([
+      "bitrix24-call",
       "bitrix24-offline-clear",
       "bitrix24-offline-error",
       "bitrix24-offline-get",
