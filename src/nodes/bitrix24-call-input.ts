@@ -1,5 +1,5 @@
-import type { CallMode } from "../core/rest-calls";
 import { Bitrix24Error } from "../core/errors";
+import type { CallMode } from "../core/rest-calls";
 
 /** Property names are a contract (DESIGN.md): flows written by users and by our tests rely on them. */
 export interface CallSettings {
@@ -104,7 +104,10 @@ export function shapeParams(
 ): Record<string, unknown> | unknown[] {
   if (mode === "each") {
     if (!Array.isArray(value)) {
-      throw invalid(method, `each mode needs an array of parameter objects (or IDs) in ${source}, got ${describe(value)}`);
+      throw invalid(
+        method,
+        `each mode needs an array of parameter objects (or IDs) in ${source}, got ${describe(value)}`,
+      );
     }
     for (let i = 0; i < value.length; i++) {
       const item = value[i];

@@ -209,10 +209,15 @@ export default function register(RED: NodeAPI): void {
         delete base.total;
         delete base.next;
         msg.payload = result;
-        if (msg.bitrix24 !== undefined || total !== undefined || next !== undefined) msg.bitrix24 = { ...base, ...meta };
+        if (msg.bitrix24 !== undefined || total !== undefined || next !== undefined)
+          msg.bitrix24 = { ...base, ...meta };
         send(msg);
       }
-      show({ fill: "green", shape: "dot", text: t("status.called", { method, time: new Date().toLocaleTimeString() }) });
+      show({
+        fill: "green",
+        shape: "dot",
+        text: t("status.called", { method, time: new Date().toLocaleTimeString() }),
+      });
     }
 
     async function runEach(
