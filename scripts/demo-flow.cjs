@@ -1,9 +1,9 @@
 // The flows the demo (and the end-to-end tests) deploy: each example in its own tab, all sharing ONE
 // bitrix24-portal config pointed at a running sandbox, with the sandbox's credentials.
 const { readFileSync } = require("node:fs");
-const { join } = require("node:path");
+const { isAbsolute, join } = require("node:path");
 
-const EXAMPLES = ["basic-sync", "push", "error-replay", "queue-monitor"];
+const EXAMPLES = ["basic-sync", "deal-sync", "deal-export", "push", "error-replay", "queue-monitor"];
 const PORTAL_ID = "b24-sandbox-portal";
 
 /** The nodes of one examples/<name>.json file, as shipped. */
@@ -15,9 +15,18 @@ function readExample(name) {
  * options: sandboxUrl, credentials (the sandbox's), publicUrl (where the sandbox reaches Node-RED, for push
  * bindings), examples (names, default all), inlineCredentials (true: credentials inside the portal node, as
  * POST /flows takes them; false: returned apart, as flows_cred.json holds them unencrypted), portal (property
- * overrides for the portal node, e.g. rateLimit).
+ * overrides for the portal node, e.g. rateLimit), fileDir (where the file nodes' relative paths point, instead of
+ * Node-RED's working directory).
  */
-function demoFlow({ sandboxUrl, credentials, publicUrl, examples = EXAMPLES, inlineCredentials = false, portal = {} }) {
+function demoFlow({
+  sandboxUrl,
+  credentials,
+  publicUrl,
+  examples = EXAMPLES,
+  inlineCredentials = false,
+  portal = {},
+  fileDir,
+}) {
   const flows = [];
   let portalNode;
   for (const name of examples) {
@@ -30,6 +39,9 @@ function demoFlow({ sandboxUrl, credentials, publicUrl, examples = EXAMPLES, inl
         continue;
       }
       if (node.type === "bitrix24-offline-trigger" && node.publicUrl) node.publicUrl = publicUrl;
+      if (node.type === "file" && fileDir && node.filename && !isAbsolute(node.filename)) {
+        node.filename = join(fileDir, node.filename);
+      }
       flows.push({ ...node, z: tab });
     }
   }

@@ -1,3 +1,6 @@
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import axios from "axios";
 import should from "should";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
@@ -54,7 +57,14 @@ describe("the example flows in a real Node-RED against the sandbox", function ()
   }
 
   it("covers every examples/*.json file", () => {
-    should(EXAMPLES.slice().sort()).eql(["basic-sync", "error-replay", "push", "queue-monitor"]);
+    should(EXAMPLES.slice().sort()).eql([
+      "basic-sync",
+      "deal-export",
+      "deal-sync",
+      "error-replay",
+      "push",
+      "queue-monitor",
+    ]);
   });
 
   it("basic sync: drains the queue in ack mode, every event acknowledged and deleted", async () => {
@@ -191,5 +201,110 @@ describe("the example flows in a real Node-RED against the sandbox", function ()
     await until(() => comms.statusOf("qm-debug") === "130", "the debug node's status shows the total");
     should(sandbox.stats().deleted).equal(0);
     should(sandbox.stats().queue.total).equal(130);
+  });
+
+  /** n deals through the sandbox's REST API (50 to a batch request); their IDs in order. */
+  async function addDeals(n: number): Promise<number[]> {
+    const ids: number[] = [];
+    for (let from = 1; from <= n; from += 50) {
+      const cmd: Record<string, string> = {};
+      for (let i = from; i < Math.min(from + 50, n + 1); i++) cmd[`d${i}`] = `crm.deal.add?fields[TITLE]=Deal%20${i}`;
+      const answer = await rest<{ result: Record<string, number> }>("batch", { halt: 1, cmd });
+      for (let i = from; i < Math.min(from + 50, n + 1); i++) ids.push(Number(answer.result[`d${i}`]));
+    }
+    return ids;
+  }
+
+  /** The example with its file nodes writing into `dir` instead of Node-RED's working directory. */
+  function withFilesIn(name: string, dir: string): FlowNode[] {
+    return exampleFlow(name, sandbox).map((node) =>
+      node.type === "file" ? { ...node, filename: join(dir, String(node.filename)) } : node,
+    );
+  }
+
+  function lines(file: string): Array<Record<string, string>> {
+    try {
+      return readFileSync(file, "utf8")
+        .split("\n")
+        .filter((line) => line.trim())
+        .map((line) => JSON.parse(line) as Record<string, string>);
+    } catch {
+      return [];
+    }
+  }
+
+  it("deal sync: each changed deal is read, handed on, written back with the connector (no echo) and cleared", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "b24-deal-sync-"));
+    try {
+      const ids = await addDeals(12);
+      await nodeRed.deploy(withFilesIn("deal-sync", dir));
+      await until(async () => {
+        const state = (await axios.get(`${sandbox.url}/_sandbox/state`)).data as { bindings: unknown[] };
+        return JSON.stringify(state.bindings).includes("deal-sync");
+      }, "the deal events bound under the deal-sync connector");
+      await until(() => /idle/.test(comms.statusOf("ds-get") ?? ""), "the on-deploy drain finished");
+
+      // Someone changes 10 deals and deletes one: 11 events in the flow's queue.
+      const changed = ids.slice(0, 10);
+      for (const id of changed) await rest("crm.deal.update", { id, fields: { OPPORTUNITY: 100 + id } });
+      await rest("crm.deal.delete", { id: ids[11] });
+
+      const file = join(dir, "bitrix24-deal-sync.ndjson");
+      await until(() => lines(file).length === 10, "10 deals handed to the other system (the file)", 60000);
+      should(
+        lines(file)
+          .map((deal) => Number(deal.ID))
+          .sort((a, b) => a - b),
+      ).eql(changed);
+      for (const deal of lines(file)) should(Number(deal.OPPORTUNITY)).equal(100 + Number(deal.ID));
+
+      // written back: every changed deal carries the comment
+      for (const id of changed) {
+        const deal = await rest<{ COMMENTS: string }>("crm.deal.get", { id });
+        should(deal.COMMENTS).match(/^synced to the other system at /);
+      }
+      // every event acknowledged, and the write-back queued nothing for the flow's own binding (no echo)
+      await until(
+        () => sandbox.records().filter((r) => r.CONNECTOR === "deal-sync").length === 0,
+        "the deal-sync queue empty",
+      );
+      await until(() => /idle · 0 unacked/.test(comms.statusOf("ds-get") ?? ""), "nothing left unacked");
+      await new Promise((r) => setTimeout(r, 1500));
+      should(sandbox.records().filter((r) => r.CONNECTOR === "deal-sync")).be.empty();
+      should(lines(file).length).equal(10);
+      // the debug sidebar shows the deals as read
+      await until(() => debugFrom("ds-seen").length === 10, "10 deals in the debug sidebar");
+      should(debugFrom("ds-failed")).be.empty();
+      should(debugFrom("ds-dead")).be.empty();
+      should(nodeRed.output()).not.match(/\[error\]/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("deal export: every deal of the table streamed into a file, the count on the last msg", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "b24-deal-export-"));
+    try {
+      const ids = await addDeals(130);
+      await nodeRed.deploy(withFilesIn("deal-export", dir));
+      await until(() => debugFrom("dx-debug").length > 0, "the export summary in the debug sidebar");
+      should(JSON.parse(debugFrom("dx-debug")[0].msg)).eql({ exported: 130 });
+      const file = join(dir, "bitrix24-deals.ndjson");
+      const deals = lines(file);
+      should(deals.map((deal) => Number(deal.ID)).sort((a, b) => a - b)).eql(ids);
+      should(Object.keys(deals[0]).sort()).eql([
+        "CURRENCY_ID",
+        "DATE_MODIFY",
+        "ID",
+        "OPPORTUNITY",
+        "STAGE_ID",
+        "TITLE",
+      ]);
+      await until(() => /130/.test(comms.statusOf("dx-read") ?? ""), "the call node's status shows the count");
+      should(debugFrom("dx-failed")).be.empty();
+      should(nodeRed.output()).not.match(/\[error\]/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
