@@ -98,7 +98,11 @@ export default function register(RED: NodeAPI): void {
               description: `params is not valid JSON: ${(err as Error).message}`,
             });
           }
-          shapeParams(jsonParams, settings.mode, settings.method, "the JSON parameters");
+          try {
+            shapeParams(jsonParams, settings.mode, settings.method, "the JSON parameters");
+          } catch (err) {
+            throw new Bitrix24Error({ code: "INVALID_CONFIG", description: asBitrix24Error(err).description });
+          }
         } else if (settings.paramsType === "jsonata") {
           try {
             jsonata = RED.util.prepareJSONataExpression(settings.params, node);

@@ -36,7 +36,7 @@ interface OutMsg {
     next?: number;
     item?: number;
     failures?: Array<{ index: number; code: string; description: string }>;
-    error?: { code: string; description: string };
+    error?: { code: string; description: string; method: string };
   };
   error?: { message: string; code?: string };
   [key: string]: unknown;
@@ -107,8 +107,7 @@ describe("bitrix24-call node", function () {
   async function load(call: Record<string, unknown> = {}, options: LoadOptions = {}) {
     const c = sandbox.credentials;
     const target = options.via ? "via" : "out";
-    const flow: Array<Record<string, unknown>> = [
-      { id: "f", type: "tab" },
+    const flow: Array<Record<string, unknown> & { id: string; type: string }> = [
       {
         id: "p",
         type: "bitrix24-portal",
@@ -120,7 +119,6 @@ describe("bitrix24-call node", function () {
       },
       {
         id: "c",
-        z: "f",
         type: "bitrix24-call",
         portal: "p",
         method: "",
@@ -132,11 +130,11 @@ describe("bitrix24-call node", function () {
         ...call,
         wires: [[target]],
       },
-      { id: "out", z: "f", type: "helper" },
-      { id: "catch", z: "f", type: "catch", scope: ["c"], uncaught: false, wires: [["caught"]] },
-      { id: "caught", z: "f", type: "helper" },
+      { id: "out", type: "helper" },
+      { id: "k", type: "catch", scope: ["c"], uncaught: false, wires: [["caught"]] },
+      { id: "caught", type: "helper" },
     ];
-    if (options.via) flow.push({ id: "via", z: "f", ...options.via, wires: [["out"]] });
+    if (options.via) flow.push({ type: "join", ...options.via, id: "via", wires: [["out"]] });
     await helper.load([portalNode, callNode, joinNode, catchNode], flow, {
       p: {
         clientId: c.clientId,
