@@ -42,7 +42,10 @@ interface OutMsg {
   [key: string]: unknown;
 }
 
-/** What a get node puts in msg.bitrix24: the call node must pass every field on. */
+/**
+ * What a get node puts in msg.bitrix24: the call node must pass every field on (on a failure, `error` becomes
+ * the failure's detail, as the msg contract says: FROM_GET_BUT_ERROR is the rest).
+ */
 const FROM_GET = {
   portal: "example.bitrix24.com",
   processId: "yh3gu929sf0d32lsfysqas2y1hlpp09q",
@@ -54,6 +57,7 @@ const FROM_GET = {
   redelivered: false,
   batch: { index: 0, size: 1 },
 };
+const { error: _flag, ...FROM_GET_BUT_ERROR } = FROM_GET;
 
 describe("bitrix24-call node", function () {
   this.timeout(20000);
@@ -107,7 +111,9 @@ describe("bitrix24-call node", function () {
   async function load(call: Record<string, unknown> = {}, options: LoadOptions = {}) {
     const c = sandbox.credentials;
     const target = options.via ? "via" : "out";
+    // every node on a tab: flow context needs one
     const flow: Array<Record<string, unknown> & { id: string; type: string }> = [
+      { id: "f", type: "tab" },
       {
         id: "p",
         type: "bitrix24-portal",
@@ -119,6 +125,7 @@ describe("bitrix24-call node", function () {
       },
       {
         id: "c",
+        z: "f",
         type: "bitrix24-call",
         portal: "p",
         method: "",
@@ -130,11 +137,11 @@ describe("bitrix24-call node", function () {
         ...call,
         wires: [[target]],
       },
-      { id: "out", type: "helper" },
-      { id: "k", type: "catch", scope: ["c"], uncaught: false, wires: [["caught"]] },
-      { id: "caught", type: "helper" },
+      { id: "out", z: "f", type: "helper" },
+      { id: "k", z: "f", type: "catch", scope: ["c"], uncaught: false, wires: [["caught"]] },
+      { id: "caught", z: "f", type: "helper" },
     ];
-    if (options.via) flow.push({ type: "join", ...options.via, id: "via", wires: [["out"]] });
+    if (options.via) flow.push({ type: "join", ...options.via, id: "via", z: "f", wires: [["out"]] });
     await helper.load([portalNode, callNode, joinNode, catchNode], flow, {
       p: {
         clientId: c.clientId,
@@ -302,7 +309,7 @@ describe("bitrix24-call node", function () {
       const report = caught[0];
       should(report.payload).eql(items); // untouched: a flow can retry the failed items by index
       should(report._tag).equal("in");
-      should(report.bitrix24).match(FROM_GET);
+      should(report.bitrix24).match(FROM_GET_BUT_ERROR);
       const failures = report.bitrix24?.failures ?? [];
       should(failures.map((f) => f.index)).eql([1, 3]);
       for (const f of failures) {
@@ -462,7 +469,7 @@ describe("bitrix24-call node", function () {
       should(caught[0].error?.code).equal("WRITE_MAY_HAVE_RUN");
       should(caught[0].payload).eql(payload);
       should(caught[0]._tag).equal("w");
-      should(caught[0].bitrix24).match(FROM_GET);
+      should(caught[0].bitrix24).match(FROM_GET_BUT_ERROR);
       should(caught[0].bitrix24?.error?.code).equal("WRITE_MAY_HAVE_RUN");
       should(requests("crm.deal.update")).equal(1);
       sandbox.setFaults({});
