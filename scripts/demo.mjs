@@ -1,6 +1,8 @@
 // `npm start`: the embedded sandbox portal (a steady trickle of events, ONOFFLINEEVENT pushes) + a throwaway
 // Node-RED with this package and the examples/ flows deployed against the sandbox. Ctrl+C stops both.
 // PORT (default 1880) and SANDBOX_PORT (default 8124) move them; DEMO_EVENTS_PER_SECOND sets the trickle.
+// The sandbox also holds 100 deals, one of which "a user" edits every second, so the
+// deal-sync tab shows the offline-events guide's workflow: read the deal, hand it on, write back, clear.
 import { spawn } from "node:child_process";
 import { createCipheriv, createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
@@ -14,6 +16,7 @@ const require = createRequire(import.meta.url);
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const HOST = "127.0.0.1";
 const REPORT_EVERY_MS = 5000;
+const DEMO_DEALS = 100;
 
 function fail(message) {
   console.error(`[demo] ${message}`);
@@ -110,6 +113,7 @@ process.on("SIGINT", () => stop(0));
 process.on("SIGTERM", () => stop(0));
 
 sandbox = await startSandbox({ port: sandboxPort, host: HOST, events: 200 });
+sandbox.crm.seed("deal", DEMO_DEALS);
 userDir = mkdtempSync(join(tmpdir(), "bitrix24-demo-"));
 mkdirSync(join(userDir, "node_modules"));
 symlinkSync(root, join(userDir, "node_modules", pkg.name), "dir");
@@ -135,6 +139,7 @@ const { flows, credentials } = demoFlow({
   sandboxUrl: sandbox.url,
   credentials: sandbox.credentials,
   publicUrl: editorUrl,
+  fileDir: userDir, // the examples' files go with the throwaway user dir
 });
 writeFileSync(join(userDir, "flows.json"), JSON.stringify(flows, null, 2));
 writeFileSync(join(userDir, "flows_cred.json"), JSON.stringify(encryptCredentials(credentialSecret, credentials)));
@@ -169,6 +174,29 @@ async function waitForNodeRed() {
   }
 }
 
+/**
+ * A portal user edits a deal: a REST write as any other application makes it (through the sandbox's inbound
+ * webhook, whose secret never expires), so the portal queues ONCRMDEALUPDATE for every offline binding.
+ */
+function editDeal(id, tick) {
+  fetch(`${sandbox.credentials.webhookUrl}crm.deal.update.json`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ id, fields: { OPPORTUNITY: 1000 + tick } }),
+  }).catch((error) => {
+    if (!stopping) console.error(`[demo] editing deal ${id} failed: ${error.message}`);
+  });
+}
+
+/** Deals the deal-sync tab wrote back (its update sets COMMENTS). */
+function syncedDeals() {
+  let synced = 0;
+  for (let id = 1; id <= DEMO_DEALS; id++) {
+    if (/^synced/.test(String(sandbox.crm.get("deal", id)?.COMMENTS ?? ""))) synced++;
+  }
+  return synced;
+}
+
 /** Our node types failing to load would leave the deployed flow "waiting for missing types": say so plainly. */
 async function checkNodesLoaded() {
   const response = await fetch(`${editorUrl}/nodes`, { headers: { Accept: "application/json" } });
@@ -193,6 +221,7 @@ if (!stopping) {
       name: tick % 3 === 0 ? "ONCRMCONTACTADD" : "ONCRMDEALUPDATE",
       data: (i) => ({ FIELDS: { ID: tick * 1000 + i } }),
     });
+    editDeal(1 + (tick % DEMO_DEALS), tick);
   }, 1000);
 
   let last = { at: Date.now(), deleted: sandbox.stats().deleted };
@@ -203,7 +232,7 @@ if (!stopping) {
     last = { at: now, deleted: stats.deleted };
     const { queue, requests } = stats;
     console.log(
-      `[demo] drained ${rate.toFixed(1)} events/s · queue ${queue.unprocessed} waiting, ${queue.held} in flight, ${queue.error} failed · ${stats.pushes} pushes · ${requests.total} requests, ${requests.rejected503} answered 503`,
+      `[demo] drained ${rate.toFixed(1)} events/s · queue ${queue.unprocessed} waiting, ${queue.held} in flight, ${queue.error} failed · ${stats.pushes} pushes · ${requests.total} requests, ${requests.rejected503} answered 503 · ${syncedDeals()} of ${DEMO_DEALS} deals synced`,
     );
   }, REPORT_EVERY_MS);
 
@@ -212,7 +241,9 @@ if (!stopping) {
   Sandbox portal:   ${sandbox.url}   (its state: ${sandbox.url}/_sandbox/state)
   Deployed from examples/, one tab each: ${tabs.map((label) => label.replace(/^Bitrix24: /, "")).join(", ")};
   all on the "Sandbox portal" config node. The sandbox adds ${eventsPerSecond} events/s and pushes ONOFFLINEEVENT to
-  the push tab's trigger; every ${REPORT_EVERY_MS / 1000} s a line below shows the drain rate and the queue depth.
+  the push tab's trigger; every second a user edits one of its ${DEMO_DEALS} deals, which the deal sync tab reads,
+  hands on and writes back (its debug sidebar shows each deal). Every ${REPORT_EVERY_MS / 1000} s a line below shows
+  the drain rate, the queue depth and how many deals were synced.
   Press Ctrl+C to stop (it also deletes the throwaway user dir ${userDir}).
 `);
 }
