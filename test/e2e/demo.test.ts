@@ -139,6 +139,8 @@ describe("npm start (scripts/demo.mjs)", function () {
     const tabs = flows.data.filter((node) => node.type === "tab").map((node) => node.label);
     should(tabs).containEql("Bitrix24: basic sync");
     should(tabs).containEql("Bitrix24: push");
+    should(tabs).containEql("Bitrix24: deal sync");
+    should(tabs).containEql("Bitrix24: deal export");
     const portals = flows.data.filter((node) => node.type === "bitrix24-portal");
     should(portals).have.length(1);
     should(portals[0].portalUrl).equal(sandboxUrl);
@@ -148,6 +150,8 @@ describe("npm start (scripts/demo.mjs)", function () {
     await until(async () => (await state()).deleted >= 250, "250 events drained", 60000, 500);
     await until(async () => (await state()).pushes >= 1, "an ONOFFLINEEVENT push", 30000, 500);
     await until(() => /\[demo\] drained [1-9]/.test(running.output()), "a printed drain rate above 0", 30000, 500);
+    // the deal-sync tab reads the deals a user edits and writes them back
+    await until(() => / [1-9]\d* of 100 deals synced/.test(running.output()), "deals synced", 40000, 500);
     const drained = await state();
     // 5 events/s arrive; 10 s of them still waiting would mean the drain stalls
     should(drained.queue.unprocessed + drained.queue.held).be.below(50);
