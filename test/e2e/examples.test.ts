@@ -203,16 +203,18 @@ describe("the example flows in a real Node-RED against the sandbox", function ()
     should(sandbox.stats().queue.total).equal(130);
   });
 
-  /** n deals through the sandbox's REST API (50 to a batch request); their IDs in order. */
-  async function addDeals(n: number): Promise<number[]> {
-    const ids: number[] = [];
-    for (let from = 1; from <= n; from += 50) {
-      const cmd: Record<string, string> = {};
-      for (let i = from; i < Math.min(from + 50, n + 1); i++) cmd[`d${i}`] = `crm.deal.add?fields[TITLE]=Deal%20${i}`;
-      const answer = await rest<{ result: Record<string, number> }>("batch", { halt: 1, cmd });
-      for (let i = from; i < Math.min(from + 50, n + 1); i++) ids.push(Number(answer.result[`d${i}`]));
-    }
-    return ids;
+  /** n deals in the sandbox's store (the portal's existing data: no events); their IDs in order. */
+  function seedDeals(n: number): number[] {
+    sandbox.crm.seed("deal", n);
+    return [...sandbox.crm.tables.deal.ascending()].map((row) => row.id);
+  }
+
+  /**
+   * A change made by a portal user: a REST write through the inbound webhook (its own rate-limit bucket, so the
+   * test does not compete with Node-RED for the application's), queued as an event for every offline binding.
+   */
+  async function userWrites(method: string, params: Record<string, unknown>): Promise<void> {
+    await axios.post(`${sandbox.credentials.webhookUrl}${method}.json`, params);
   }
 
   /** The example with its file nodes writing into `dir` instead of Node-RED's working directory. */
@@ -236,18 +238,21 @@ describe("the example flows in a real Node-RED against the sandbox", function ()
   it("deal sync: each changed deal is read, handed on, written back with the connector (no echo) and cleared", async () => {
     const dir = mkdtempSync(join(tmpdir(), "b24-deal-sync-"));
     try {
-      const ids = await addDeals(12);
+      const ids = seedDeals(12);
       await nodeRed.deploy(withFilesIn("deal-sync", dir));
       await until(async () => {
-        const state = (await axios.get(`${sandbox.url}/_sandbox/state`)).data as { bindings: unknown[] };
-        return JSON.stringify(state.bindings).includes("deal-sync");
+        const state = (await axios.get(`${sandbox.url}/_sandbox/state`)).data as {
+          bindings: Array<{ event: string; connector: string }>;
+        };
+        const bound = state.bindings.filter((b) => b.connector === "deal-sync").map((b) => b.event);
+        return ["ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALDELETE"].every((event) => bound.includes(event));
       }, "the deal events bound under the deal-sync connector");
       await until(() => /idle/.test(comms.statusOf("ds-get") ?? ""), "the on-deploy drain finished");
 
       // Someone changes 10 deals and deletes one: 11 events in the flow's queue.
       const changed = ids.slice(0, 10);
-      for (const id of changed) await rest("crm.deal.update", { id, fields: { OPPORTUNITY: 100 + id } });
-      await rest("crm.deal.delete", { id: ids[11] });
+      for (const id of changed) await userWrites("crm.deal.update", { id, fields: { OPPORTUNITY: 100 + id } });
+      await userWrites("crm.deal.delete", { id: ids[11] });
 
       const file = join(dir, "bitrix24-deal-sync.ndjson");
       await until(() => lines(file).length === 10, "10 deals handed to the other system (the file)", 60000);
@@ -259,10 +264,12 @@ describe("the example flows in a real Node-RED against the sandbox", function ()
       for (const deal of lines(file)) should(Number(deal.OPPORTUNITY)).equal(100 + Number(deal.ID));
 
       // written back: every changed deal carries the comment
-      for (const id of changed) {
-        const deal = await rest<{ COMMENTS: string }>("crm.deal.get", { id });
-        should(deal.COMMENTS).match(/^synced to the other system at /);
-      }
+      const comment = (id: number) => String(sandbox.crm.get("deal", id)?.COMMENTS ?? "");
+      await until(
+        () => changed.every((id) => /^synced to the other system at /.test(comment(id))),
+        "every changed deal written back",
+      );
+      should(sandbox.crm.get("deal", ids[10])?.COMMENTS).not.match(/synced/); // not changed, not synced
       // every event acknowledged, and the write-back queued nothing for the flow's own binding (no echo)
       await until(
         () => sandbox.records().filter((r) => r.CONNECTOR === "deal-sync").length === 0,
@@ -285,7 +292,7 @@ describe("the example flows in a real Node-RED against the sandbox", function ()
   it("deal export: every deal of the table streamed into a file, the count on the last msg", async () => {
     const dir = mkdtempSync(join(tmpdir(), "b24-deal-export-"));
     try {
-      const ids = await addDeals(130);
+      const ids = seedDeals(130);
       await nodeRed.deploy(withFilesIn("deal-export", dir));
       await until(() => debugFrom("dx-debug").length > 0, "the export summary in the debug sidebar");
       should(JSON.parse(debugFrom("dx-debug")[0].msg)).eql({ exported: 130 });
