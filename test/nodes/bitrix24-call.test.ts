@@ -1,24 +1,23 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import axios from "axios";
-import helper from "node-red-node-test-helper";
 import should from "should";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
+import {
+  callsOf,
+  freshUserDir,
+  helper,
+  lastStatus,
+  nodes,
+  portalConfig,
+  portalCredentials,
+  removeDir,
+  type SpiedNode,
+  statusesOf,
+} from "../reliability/node-rig";
 
 // The build output, as Node-RED loads it; join and catch are Node-RED's own core nodes.
-const portalNode = require("../../nodes/nodes/bitrix24-portal.js").default;
 const callNode = require("../../nodes/nodes/bitrix24-call.js").default;
 const joinNode = require("@node-red/nodes/core/sequence/17-split.js");
 const catchNode = require("@node-red/nodes/core/common/25-catch.js");
-
-helper.init(require.resolve("node-red"));
-
-interface SpiedNode {
-  status: { args: Array<[{ fill?: string; shape?: string; text?: string }]> };
-  error: { args: unknown[][] };
-  receive(msg: Record<string, unknown>): void;
-}
 
 interface Deal {
   ID: string;
@@ -66,14 +65,13 @@ describe("bitrix24-call node", function () {
 
   beforeEach(async () => {
     sandbox = await startSandbox({ rateLimit: false });
-    userDir = mkdtempSync(join(tmpdir(), "b24-call-"));
-    helper.settings({ userDir });
+    userDir = freshUserDir();
   });
 
   afterEach(async () => {
     await helper.unload();
     await sandbox.close();
-    rmSync(userDir, { recursive: true, force: true });
+    removeDir(userDir);
   });
 
   /** The sandbox's REST API as another application would call it (to prepare and check deals). */
@@ -109,20 +107,11 @@ describe("bitrix24-call node", function () {
   }
 
   async function load(call: Record<string, unknown> = {}, options: LoadOptions = {}) {
-    const c = sandbox.credentials;
     const target = options.via ? "via" : "out";
     // every node on a tab: flow context needs one
     const flow: Array<Record<string, unknown> & { id: string; type: string }> = [
       { id: "f", type: "tab" },
-      {
-        id: "p",
-        type: "bitrix24-portal",
-        portalUrl: sandbox.url,
-        authType: "oauth",
-        oauthServer: sandbox.url,
-        rateLimit: 2,
-        rateBurst: 50,
-      },
+      portalConfig(sandbox) as { id: string; type: string },
       {
         id: "c",
         z: "f",
@@ -142,15 +131,7 @@ describe("bitrix24-call node", function () {
       { id: "caught", z: "f", type: "helper" },
     ];
     if (options.via) flow.push({ type: "join", ...options.via, id: "via", z: "f", wires: [["out"]] });
-    await helper.load([portalNode, callNode, joinNode, catchNode], flow, {
-      p: {
-        clientId: c.clientId,
-        clientSecret: c.clientSecret,
-        accessToken: c.accessToken,
-        refreshToken: c.refreshToken,
-        applicationToken: c.applicationToken,
-      },
-    });
+    await helper.load([nodes.portal, callNode, joinNode, catchNode], flow, portalCredentials(sandbox));
     const node = helper.getNode("c") as unknown as SpiedNode & {
       context(): { flow: { set(k: string, v: unknown): void }; global: { set(k: string, v: unknown): void } };
     };
@@ -175,10 +156,6 @@ describe("bitrix24-call node", function () {
   }
 
   const settle = () => new Promise((r) => setTimeout(r, 100));
-
-  function lastStatus(node: SpiedNode) {
-    return node.status.args[node.status.args.length - 1]?.[0];
-  }
 
   describe("call mode", () => {
     it("reads one deal: payload replaced, msg.bitrix24 and the rest of the msg kept", async () => {
@@ -276,7 +253,7 @@ describe("bitrix24-call node", function () {
       should(requests("batch") - before).equal(3);
       should(requests("crm.deal.get")).equal(0);
       should(out[0].bitrix24).eql(FROM_GET);
-      const texts = node.status.args.map((a) => a[0].text);
+      const texts = statusesOf(node).map((st) => st.text);
       should(texts).containEql("bitrix24-call.status.item");
       should(lastStatus(node)).match({ fill: "green", text: "bitrix24-call.status.items" });
     });
@@ -369,7 +346,7 @@ describe("bitrix24-call node", function () {
       should(deals.length).equal(2501);
       should(new Set(deals.map((d) => d.ID)).size).equal(2501);
       should(out[0].bitrix24).match(FROM_GET);
-      should(node.status.args.map((a) => a[0].text)).containEql("bitrix24-call.status.page");
+      should(statusesOf(node).map((st) => st.text)).containEql("bitrix24-call.status.page");
     });
 
     it("sends nothing on split for an empty table, one empty array otherwise", async () => {
@@ -405,7 +382,7 @@ describe("bitrix24-call node", function () {
       });
       const out = collect();
       node.receive({});
-      await until(() => node.status.args.some((a) => a[0].text === "bitrix24-call.status.page"), "the read to start");
+      await until(() => statusesOf(node).some((st) => st.text === "bitrix24-call.status.page"), "the read to start");
       const started = Date.now();
       await helper.unload();
       should(Date.now() - started).be.below(10000);
@@ -481,14 +458,14 @@ describe("bitrix24-call node", function () {
   describe("bad input", () => {
     async function refused(node: SpiedNode, msg: Record<string, unknown>, pattern: RegExp): Promise<void> {
       const caught = collect("caught");
-      const errorsBefore = node.error.args.length;
+      const errorsBefore = callsOf(node, "error").length;
       const requestsBefore = sandbox.stats().requests.total;
       node.receive(msg);
       await until(() => caught.length === 1, "the refusal");
       should(caught[0].error?.code).equal("INVALID_ARGUMENT");
       should(caught[0].error?.message).match(pattern);
       should(caught[0].bitrix24?.error?.code).equal("INVALID_ARGUMENT");
-      should(node.error.args.length).equal(errorsBefore + 1);
+      should(callsOf(node, "error").length).equal(errorsBefore + 1);
       should(lastStatus(node)).match({ fill: "red" });
       should(sandbox.stats().requests.total).equal(requestsBefore);
     }
@@ -519,8 +496,8 @@ describe("bitrix24-call node", function () {
         { method: "crm.deal.get", params: "$$$(", paramsType: "jsonata" },
       ]) {
         const node = await load(config);
-        should(node.status.args[0][0].fill).equal("red");
-        should((node.error.args[0][0] as { code: string }).code).equal("INVALID_CONFIG");
+        should(statusesOf(node)[0].fill).equal("red");
+        should((callsOf(node, "error")[0][0] as { code: string }).code).equal("INVALID_CONFIG");
         const caught = collect("caught");
         node.receive({ payload: {} });
         await until(() => caught.length === 1, "the refusal");
