@@ -202,8 +202,16 @@ function isEmpty(value: unknown): boolean {
   return value === null || value === undefined || value === "" || value === false;
 }
 
+/** A number as the database sees a filter value: text that is not a number counts as 0 (PHP's intval). */
+function numberOf(value: unknown): number {
+  const n = Number(value);
+  if (Number.isFinite(n)) return n;
+  const parsed = Number.parseFloat(String(value));
+  return Number.isNaN(parsed) ? 0 : parsed;
+}
+
 function compare(a: unknown, b: unknown, kind: ValueKind): number {
-  if (kind === "number") return Number(a) - Number(b);
+  if (kind === "number") return numberOf(a) - numberOf(b);
   if (kind === "time") return timeOf(a) - timeOf(b);
   const x = String(a).toLowerCase();
   const y = String(b).toLowerCase();
@@ -282,8 +290,7 @@ function idBounds(group: FilterGroup, schema: Schema): { from: number; to: numbe
   if (group.logic !== "AND") return bounds;
   for (const node of group.items) {
     if (isGroup(node) || node.def.name !== schema.idField || Array.isArray(node.value)) continue;
-    const n = Number(node.value);
-    if (!Number.isFinite(n)) continue;
+    const n = numberOf(node.value);
     if (node.op === "gt") bounds.from = Math.max(bounds.from, Math.floor(n) + 1);
     else if (node.op === "ge" || node.op === "eq") bounds.from = Math.max(bounds.from, Math.ceil(n));
     if (node.op === "lt") bounds.to = Math.min(bounds.to, Math.ceil(n) - 1);
