@@ -15,6 +15,24 @@ import { ObjectTable } from "./object-table";
 
 export type SeedableKind = CrmEntityName;
 
+/** How many objects of each kind to seed (the CLI's --deals, --contacts, ... and POST /_sandbox/objects). */
+export interface SeedCounts {
+  deals?: number;
+  contacts?: number;
+  leads?: number;
+  companies?: number;
+}
+
+// Companies and contacts first, so seeded deals can point at them.
+const SEED_ORDER: readonly [keyof SeedCounts, SeedableKind][] = [
+  ["companies", "company"],
+  ["contacts", "contact"],
+  ["leads", "lead"],
+  ["deals", "deal"],
+];
+
+export const SEED_FLAGS: readonly (keyof SeedCounts)[] = SEED_ORDER.map(([flag]) => flag);
+
 const DEAL_STAGES = ["NEW", "PREPARATION", "PREPAYMENT_INVOICE", "EXECUTING", "FINAL_INVOICE", "WON", "LOSE"];
 const FIRST_NAMES = ["Anna", "Boris", "Clara", "Dmitri", "Elena", "Fedor", "Galina", "Ivan"];
 const LAST_NAMES = ["Ivanova", "Petrov", "Smirnova", "Kuznetsov", "Popova", "Sokolov", "Lebedeva", "Kozlov"];
@@ -68,6 +86,23 @@ export class CrmStore {
       entity.derive(fields);
       row.fields = fields;
     }
+  }
+
+  seedAll(counts: SeedCounts): void {
+    for (const [flag, kind] of SEED_ORDER) {
+      const n = Math.floor(Number(counts[flag] ?? 0));
+      if (n > 0) this.seed(kind, n);
+    }
+  }
+
+  /** How many objects each table holds. */
+  counts(): Record<SeedableKind, number> {
+    return {
+      deal: this.count("deal"),
+      contact: this.count("contact"),
+      lead: this.count("lead"),
+      company: this.count("company"),
+    };
   }
 
   clear(): void {

@@ -3,10 +3,10 @@
  * OAuth, batch, the rate limit and ONOFFLINEEVENT pushes, with fault injection for reliability tests.
  * See README.md beside this file for every behaviour and the choices made where the docs are silent.
  */
-import type { CrmStore } from "./crm-store";
+import type { CrmStore, SeedCounts } from "./crm-store";
 import { SandboxPortal } from "./portal";
 
-export type { CrmStore } from "./crm-store";
+export type { CrmStore, SeedCounts } from "./crm-store";
 
 export interface SandboxOptions {
   /** 0 = random (default). */
@@ -25,6 +25,8 @@ export interface SandboxOptions {
   batchAllowsOffline?: boolean;
   /** Seed this many events at start. */
   events?: number;
+  /** Seed this many objects at start (they are the portal's existing data: no events). */
+  objects?: SeedCounts;
   /** Fixed values instead of generated ones. */
   credentials?: Partial<SandboxCredentials>;
   /** Where log lines go (default: nowhere). The CLI passes stderr. */

@@ -110,6 +110,7 @@ export class SandboxPortal implements Sandbox {
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
     portal.url = `http://${host}:${address.port}`;
     portal.initCredentials(options.credentials ?? {});
+    if (options.objects) portal.crm.seedAll(options.objects);
     if (options.events && options.events > 0) {
       portal.addGenerated(options.events, (i) => SEED_EVENT_NAMES[i % SEED_EVENT_NAMES.length], "", undefined, false);
     }
