@@ -18,7 +18,8 @@ interface CliOptions {
 
 const USAGE = `usage: bitrix24-sandbox [--port 0] [--host 127.0.0.1] [--events N] [--rate-limit off|BURST/PER_SECOND]
                         [--token-ttl SECONDS] [--trickle N/s]
-                        [--deals N] [--contacts N] [--leads N] [--companies N]`;
+                        [--deals N] [--contacts N] [--leads N] [--companies N]
+                        [--items N] [--tasks N] [--users N]`;
 
 function fail(message: string): never {
   process.stderr.write(`bitrix24-sandbox: ${message}\n${USAGE}\n`);
@@ -77,6 +78,9 @@ export function parseArgs(argv: readonly string[]): CliOptions {
       case "--contacts":
       case "--leads":
       case "--companies":
+      case "--items":
+      case "--tasks":
+      case "--users":
         options.objects[flag.slice(2) as keyof SeedCounts] = Math.floor(number(flag, value()));
         break;
       case "--help":

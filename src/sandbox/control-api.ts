@@ -1,6 +1,5 @@
 import type { ServerResponse } from "node:http";
-import { isCrmEntityName } from "./crm-entities";
-import type { SeedCounts } from "./crm-store";
+import { isSeedableKind, type SeedCounts } from "./crm-store";
 import { sendJson } from "./http-io";
 import type { Faults, SandboxSwitches } from "./index";
 import type { SandboxPortal } from "./portal";
@@ -57,7 +56,7 @@ export function handleControl(
     }
     // GET /_sandbox/objects/<kind>/<id>: what <kind>'s get method would answer.
     const object = /^objects\/(\w+)\/(\d+)$/.exec(action);
-    if (object && isCrmEntityName(object[1])) {
+    if (object && isSeedableKind(object[1])) {
       const found = portal.crm.get(object[1], Number(object[2]));
       if (found) sendJson(res, 200, found);
       else sendJson(res, 404, { error: "NOT_FOUND", error_description: `No ${object[1]} ${object[2]}` });

@@ -1,6 +1,7 @@
 import { CRM_HANDLERS } from "./crm-methods";
 import type { CrmStore } from "./crm-store";
 import type { EventBindings } from "./event-bindings";
+import { ITEM_HANDLERS } from "./item-methods";
 import type { ObjectEvents } from "./object-events";
 import type { OfflineQueue } from "./offline-queue";
 import { intval, text } from "./param-values";
@@ -9,6 +10,8 @@ import { GET_FIELDS, LIST_FIELDS, parseFilter, parseOrder } from "./queue-filter
 import type { QueueRecord } from "./queue-record";
 import { argumentError, RestError, systemError } from "./rest-error";
 import { isoFromSeconds } from "./rest-time";
+import { TASK_HANDLERS } from "./task-methods";
+import { USER_HANDLERS } from "./user-methods";
 
 /** The REST methods the sandbox serves, each a plain function of the portal state and the call's params. */
 
@@ -246,6 +249,9 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
   "event.unbind": eventUnbind,
   "event.get": eventGet,
   ...CRM_HANDLERS,
+  ...ITEM_HANDLERS,
+  ...TASK_HANDLERS,
+  ...USER_HANDLERS,
 };
 
 export function isOfflineMethod(method: string): boolean {

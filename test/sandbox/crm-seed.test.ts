@@ -24,7 +24,7 @@ describe("sandbox: seeding objects, programmatic access, lost answers", () => {
   });
 
   it("startSandbox({objects}) seeds at start, without queueing events", async () => {
-    should(sandbox.crm.counts()).eql({ deal: 30, contact: 5, lead: 0, company: 0 });
+    should(sandbox.crm.counts()).eql({ deal: 30, contact: 5, lead: 0, company: 0, item: 0, task: 0, user: 1 });
     should(sandbox.stats().queue.total).equal(0);
     const list = await rest(sandbox, "crm.deal.list", { select: ["ID"] });
     should(list.body.total).equal(30);
@@ -38,7 +38,7 @@ describe("sandbox: seeding objects, programmatic access, lost answers", () => {
   it("POST /_sandbox/objects seeds more; GET /_sandbox/objects counts; GET objects/<kind>/<id> reads one", async () => {
     sandbox.reset();
     const seeded = await control(sandbox.url, "objects", { deals: 100, companies: 2 });
-    should(seeded.body).eql({ deal: 100, contact: 0, lead: 0, company: 2 });
+    should(seeded.body).eql({ deal: 100, contact: 0, lead: 0, company: 2, item: 0, task: 0, user: 1 });
     should((await control(sandbox.url, "objects")).body.deal).equal(100);
     const deal = await control(sandbox.url, "objects/deal/7");
     should(deal.body).have.properties({ ID: "7", TITLE: "Deal #7" });
