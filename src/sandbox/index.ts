@@ -23,6 +23,9 @@ export interface SandboxOptions {
   admin?: boolean;
   /** Default true (false: offline methods in batch -> ERROR_BATCH_METHOD_NOT_ALLOWED). */
   batchAllowsOffline?: boolean;
+  /** The application's (and webhook's) scopes, e.g. ["crm", "user"]; default null = every scope. A method of a
+   * scope not listed (crm.* -> crm, tasks.* -> task, user.* -> user) answers 403 insufficient_scope. */
+  scopes?: string[] | null;
   /** Seed this many events at start. */
   events?: number;
   /** Seed this many objects at start (they are the portal's existing data: no events). */
@@ -87,7 +90,7 @@ export interface AddEventsSpec {
 }
 
 export type SandboxSwitches = Partial<
-  Pick<SandboxOptions, "rateLimit" | "extendedMode" | "admin" | "batchAllowsOffline" | "tokenTtlSec">
+  Pick<SandboxOptions, "rateLimit" | "extendedMode" | "admin" | "batchAllowsOffline" | "tokenTtlSec" | "scopes">
 >;
 
 export interface Sandbox {

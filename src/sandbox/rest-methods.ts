@@ -19,6 +19,8 @@ export interface PortalSwitches {
   extendedMode: boolean;
   admin: boolean;
   batchAllowsOffline: boolean;
+  /** null = every scope. */
+  scopes: string[] | null;
 }
 
 export interface PortalState {
@@ -254,6 +256,14 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
   ...USER_HANDLERS,
 };
 
+/** The scope a method needs; the event.* and feature.get methods need none an app could lack. */
+function scopeOf(method: string): string | null {
+  if (method.startsWith("crm.")) return "crm";
+  if (method.startsWith("tasks.")) return "task";
+  if (method.startsWith("user.")) return "user";
+  return null;
+}
+
 export function isOfflineMethod(method: string): boolean {
   return method.startsWith("event.offline.");
 }
@@ -266,6 +276,8 @@ export function hasMethod(method: string): boolean {
 export function callMethod(state: PortalState, method: string, params: Params, context: CallContext): MethodAnswer {
   const handler = HANDLERS[method];
   if (!handler) throw systemError("ERROR_METHOD_NOT_FOUND");
+  const scope = scopeOf(method);
+  if (scope && state.switches.scopes && !state.switches.scopes.includes(scope)) throw systemError("insufficient_scope");
   const upper: Params = {};
   for (const [k, v] of Object.entries(params)) upper[k.toUpperCase()] = v;
   return handler(state, upper, context);
