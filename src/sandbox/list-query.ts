@@ -86,6 +86,8 @@ export interface QueryPolicy {
   badDirection(field: string, direction: string): RestError | null;
   filterNotObject(): RestError;
   orderNotObject(): RestError;
+  /** A plain `FIELD: "Iva%"` is a LIKE pattern (user.get, tasks.task.list's TITLE), not an exact match. */
+  percentIsPattern?: boolean;
 }
 
 type Op = "eq" | "ne" | "gt" | "ge" | "lt" | "le" | "in" | "notIn" | "like" | "notLike" | "pattern" | "notPattern";
@@ -158,7 +160,9 @@ export function parseFilter(raw: ParamValue | undefined, schema: Schema, policy:
       if (error) throw error;
       continue;
     }
-    group.items.push({ def, kind: kindOf(def), op: prefix ? prefix[1] : "eq", value });
+    let op: Op = prefix ? prefix[1] : "eq";
+    if (policy.percentIsPattern && op === "eq" && typeof value === "string" && value.includes("%")) op = "pattern";
+    group.items.push({ def, kind: kindOf(def), op, value });
   }
   return group;
 }
@@ -202,8 +206,16 @@ function isEmpty(value: unknown): boolean {
   return value === null || value === undefined || value === "" || value === false;
 }
 
+/** A number as the database sees a filter value: text that is not a number counts as 0 (PHP's intval). */
+function numberOf(value: unknown): number {
+  const n = Number(value);
+  if (Number.isFinite(n)) return n;
+  const parsed = Number.parseFloat(String(value));
+  return Number.isNaN(parsed) ? 0 : parsed;
+}
+
 function compare(a: unknown, b: unknown, kind: ValueKind): number {
-  if (kind === "number") return Number(a) - Number(b);
+  if (kind === "number") return numberOf(a) - numberOf(b);
   if (kind === "time") return timeOf(a) - timeOf(b);
   const x = String(a).toLowerCase();
   const y = String(b).toLowerCase();
@@ -282,8 +294,7 @@ function idBounds(group: FilterGroup, schema: Schema): { from: number; to: numbe
   if (group.logic !== "AND") return bounds;
   for (const node of group.items) {
     if (isGroup(node) || node.def.name !== schema.idField || Array.isArray(node.value)) continue;
-    const n = Number(node.value);
-    if (!Number.isFinite(n)) continue;
+    const n = numberOf(node.value);
     if (node.op === "gt") bounds.from = Math.max(bounds.from, Math.floor(n) + 1);
     else if (node.op === "ge" || node.op === "eq") bounds.from = Math.max(bounds.from, Math.ceil(n));
     if (node.op === "lt") bounds.to = Math.min(bounds.to, Math.ceil(n) - 1);
