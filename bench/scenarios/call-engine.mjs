@@ -158,25 +158,15 @@ export async function callAll(ctx) {
   } finally {
     await sandbox.close();
   }
-  const main = rows[0];
-  const baseline = rows.at(-1);
-  const met = main !== undefined && main.ratioToBound >= GOAL && rows.every((r) => r.rejected503 === 0);
-  return {
+  return outcome({
     id: "call-all",
     title: "7. Call node engine: all records of a list",
     config: { bucket, deals, windowSeconds: windowMs / 1000, select: SELECT },
     rows,
-    speedUp: main && baseline ? round(main.perSecond / baseline.perSecond, 1) : null,
-    goal: {
-      text: `>= ${GOAL * 100} % of Y × 2 500 records/s, at most ⌈N / 2 500⌉ + 1 requests, zero 503s`,
-      met,
-      headline: main
-        ? `${main.perSecond} records/s vs bound ${main.bound} (${pct(main.ratioToBound)}), ${main.requests} requests, ${main.rejected503} × 503; baseline ${baseline?.perSecond} records/s`
-        : "no result",
-    },
     problems,
-    notes: [],
-  };
+    unit: "records",
+    goalText: `>= ${GOAL * 100} % of Y × 2 500 records/s, at most ⌈N / 2 500⌉ + 1 requests, zero 503s`,
+  });
 }
 
 export async function callEach(ctx) {
@@ -248,20 +238,33 @@ export async function callEach(ctx) {
   } finally {
     await sandbox.close();
   }
-  const main = rows[0];
-  const baseline = rows.at(-1);
-  const met = main !== undefined && main.ratioToBound >= GOAL && rows.every((r) => r.rejected503 === 0);
-  return {
+  return outcome({
     id: "call-each",
     title: "8. Call node engine: one call per item",
     config: { bucket, items, windowSeconds: windowMs / 1000 },
     rows,
+    problems,
+    unit: "items",
+    goalText: `>= ${GOAL * 100} % of Y × 50 items/s, zero 503s`,
+  });
+}
+
+/** The measurement's result: rows[0] is measured against its bound, the last row is the baseline. */
+function outcome({ id, title, config, rows, problems, unit, goalText }) {
+  const main = rows[0];
+  const baseline = rows.at(-1);
+  const met = main !== undefined && main.ratioToBound >= GOAL && rows.every((r) => r.rejected503 === 0);
+  return {
+    id,
+    title,
+    config,
+    rows,
     speedUp: main && baseline ? round(main.perSecond / baseline.perSecond, 1) : null,
     goal: {
-      text: `>= ${GOAL * 100} % of Y × 50 items/s, zero 503s`,
+      text: goalText,
       met,
       headline: main
-        ? `${main.perSecond} items/s vs bound ${main.bound} (${pct(main.ratioToBound)}), ${main.requests} requests, ${main.rejected503} × 503; baseline ${baseline?.perSecond} items/s`
+        ? `${main.perSecond} ${unit}/s vs bound ${main.bound} (${pct(main.ratioToBound)}), ${main.requests} requests, ${main.rejected503} × 503; baseline ${baseline?.perSecond} ${unit}/s`
         : "no result",
     },
     problems,

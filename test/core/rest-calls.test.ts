@@ -1,9 +1,10 @@
 import should from "should";
 import { Bitrix24Client, type ClientOptions } from "../../src/core/client";
-import { Bitrix24Error } from "../../src/core/errors";
+import type { Bitrix24Error } from "../../src/core/errors";
 import { isReadMethod, RestCalls } from "../../src/core/rest-calls";
 import { FakeCrm, type Unresolved } from "./fixtures/fake-crm";
 import { sendError } from "./fixtures/fake-portal";
+import { rejection } from "./fixtures/rejection";
 
 const bound = (n: number) => Math.ceil(n / 2500) + 1;
 
@@ -34,15 +35,6 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
     should(out.failures).eql([]);
     should(out.count).equal(records.length);
     return { records, requests: crm.requests() - before, reported: out.requests };
-  }
-
-  async function failure(promise: Promise<unknown>): Promise<Bitrix24Error> {
-    const err = await promise.then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    should(err).be.instanceOf(Bitrix24Error);
-    return err as Bitrix24Error;
   }
 
   /** The commands of every batch request the portal got, as `<method>?<query>` lines. */
@@ -102,7 +94,7 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
     it("an aborted signal stops it before anything is sent", async () => {
       const controller = new AbortController();
       controller.abort();
-      const err = await failure(calls().call("crm.deal.get", { id: 3 }, { signal: controller.signal }));
+      const err = await rejection(calls().call("crm.deal.get", { id: 3 }, { signal: controller.signal }));
       should(err.code).equal("ABORTED");
       should(crm.requests()).equal(0);
     });
@@ -273,7 +265,7 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
         throw new Error("always");
       };
       const records2: unknown[] = [];
-      const err = await failure(calls().all("crm.deal.list", {}, { onRecords: (p) => void records2.push(...p) }));
+      const err = await rejection(calls().all("crm.deal.list", {}, { onRecords: (p) => void records2.push(...p) }));
       should(err.code).equal("INTERNAL_SERVER_ERROR");
       should(records2).have.length(0);
     });
@@ -281,11 +273,11 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
     it("refuses a method that is not a read, and stops when the signal aborts", async () => {
       crm.seed(3000);
       const rc = calls();
-      should((await failure(rc.all("crm.deal.add", {}, { onRecords: () => {} }))).code).equal("INVALID_ARGUMENT");
+      should((await rejection(rc.all("crm.deal.add", {}, { onRecords: () => {} }))).code).equal("INVALID_ARGUMENT");
       should(crm.requests()).equal(0);
       const controller = new AbortController();
       let seen = 0;
-      const err = await failure(
+      const err = await rejection(
         rc.all(
           "crm.deal.list",
           {},
@@ -353,7 +345,7 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
         raw.socket.destroy();
         return true;
       };
-      const err = await failure(calls().call("crm.deal.add", { fields: { TITLE: "once" } }));
+      const err = await rejection(calls().call("crm.deal.add", { fields: { TITLE: "once" } }));
       should(err.code).equal("WRITE_MAY_HAVE_RUN");
       should(err.retryable).be.false();
       should(err.method).equal("crm.deal.add");
@@ -371,10 +363,10 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
         return true;
       };
       const rc = calls({ timeoutMs: 100 });
-      const timeout = await failure(rc.call("crm.deal.add", { fields: { TITLE: "slow" } }));
+      const timeout = await rejection(rc.call("crm.deal.add", { fields: { TITLE: "slow" } }));
       should(timeout.code).equal("WRITE_MAY_HAVE_RUN");
       should((timeout.cause as Bitrix24Error).code).equal("TIMEOUT");
-      const five = await failure(rc.call("crm.deal.add", { fields: { TITLE: "500" } }));
+      const five = await rejection(rc.call("crm.deal.add", { fields: { TITLE: "500" } }));
       should(five.code).equal("WRITE_MAY_HAVE_RUN");
       should(five.status).equal(500);
       should(crm.rows).have.length(2);
@@ -436,7 +428,7 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
         raw.socket.destroy();
         return true;
       };
-      const err = await failure(calls().call("event.offline.get", { clear: 1 }));
+      const err = await rejection(calls().call("event.offline.get", { clear: 1 }));
       should(err.code).equal("EVENTS_MAY_BE_LOST");
       should(crm.requests()).equal(1);
     });
