@@ -84,10 +84,9 @@ export async function callAll(ctx) {
   const rows = [];
   try {
     sandbox.crm.seed("deal", deals);
-    const variants = [
-      { label: `all, select ${SELECT.length} fields`, params: { select: SELECT } },
-      { label: "all, every field", params: {} },
-    ];
+    // Every field (~1 KB of JSON per deal) shows what the CPU costs; the quick run leaves it out for time.
+    const variants = [{ label: `all, select ${SELECT.length} fields`, params: { select: SELECT } }];
+    if (!ctx.quick) variants.push({ label: "all, every field", params: {} });
     for (const v of variants) {
       const client = clientFor(sandbox, bucket);
       try {
