@@ -57,9 +57,10 @@ function grouped(n: number): string {
 
 /**
  * One error for every failure of a run: the code is theirs when they share it (a Catch flow can switch on
- * msg.error.code), MIXED_FAILURES otherwise; the list itself travels in msg.bitrix24.failures.
+ * msg.error.code), MIXED_FAILURES otherwise; the list itself travels in msg.bitrix24.failures. `what` says what
+ * failed, e.g. "2 of 5 items" (each: an index is the item's) or "2 pages" (all: an index is the page's offset).
  */
-function failuresError(method: string, failures: ItemFailure[], of: number, noun: string): Bitrix24Error {
+function failuresError(method: string, failures: ItemFailure[], what: string, at: string): Bitrix24Error {
   const first = failures[0];
   const shared = failures.every((f) => f.code === first.code);
   const more = failures.length > 1 ? ` (and ${failures.length - 1} more in msg.bitrix24.failures)` : "";
@@ -67,7 +68,7 @@ function failuresError(method: string, failures: ItemFailure[], of: number, noun
     code: shared ? first.code : "MIXED_FAILURES",
     status: shared ? first.status : 0,
     method,
-    description: `${failures.length} of ${of} ${noun} failed: #${first.index} ${first.code}: ${first.description}${more}`,
+    description: `${what} failed: ${at}${first.index} ${first.code}: ${first.description}${more}`,
     retryable: false,
   });
 }
@@ -175,9 +176,9 @@ export default function register(RED: NodeAPI): void {
     }
 
     /** To Catch: the input msg as it came, with every failure in msg.bitrix24.failures. */
-    function reportFailures(catchMsg: CallInput, method: string, failures: ItemFailure[], of: number, noun: string) {
+    function reportFailures(catchMsg: CallInput, error: Bitrix24Error, failures: ItemFailure[]) {
       catchMsg.bitrix24 = { ...(catchMsg.bitrix24 ?? {}), failures };
-      reportFailure(node, failuresError(method, failures, of, noun), catchMsg);
+      reportFailure(node, error, catchMsg);
     }
 
     // ------------------------------------------------------------------------------------------ runs
@@ -258,7 +259,8 @@ export default function register(RED: NodeAPI): void {
       }
       const counts = { count: grouped(items.length), requests: grouped(outcome.requests) };
       if (catchMsg) {
-        reportFailures(catchMsg, method, outcome.failures, items.length, "items");
+        const what = `${failed.size} of ${items.length} items`;
+        reportFailures(catchMsg, failuresError(method, outcome.failures, what, "item #"), outcome.failures);
         show({ fill: "yellow", shape: "ring", text: t("status.failed", { failed: grouped(failed.size), ...counts }) });
       } else {
         show({ fill: "green", shape: "dot", text: t("status.items", counts) });
@@ -321,11 +323,12 @@ export default function register(RED: NodeAPI): void {
       }
       const counts = { count: grouped(outcome.count), requests: grouped(outcome.requests) };
       if (outcome.failures.length > 0) {
-        reportFailures(catchMsg, method, outcome.failures, outcome.count + outcome.failures.length, "records");
+        const what = `${outcome.failures.length} page${outcome.failures.length > 1 ? "s" : ""} of records`;
+        reportFailures(catchMsg, failuresError(method, outcome.failures, what, "start="), outcome.failures);
         show({
           fill: "yellow",
           shape: "ring",
-          text: t("status.failed", { failed: grouped(outcome.failures.length), ...counts }),
+          text: t("status.pagesFailed", { failed: grouped(outcome.failures.length), ...counts }),
         });
       } else {
         show({ fill: "green", shape: "dot", text: t("status.records", counts) });

@@ -294,7 +294,7 @@ describe("bitrix24-call node", function () {
         should(f.description).be.a.String().and.not.be.empty();
       }
       should(report.error?.code).equal(failures[0].code);
-      should(report.error?.message).match(/2 of 5 items failed/);
+      should(report.error?.message).match(/2 of 5 items failed: item #1 /);
       should(report.bitrix24?.error?.code).equal(failures[0].code);
       should(lastStatus(node)).match({ fill: "yellow", text: "bitrix24-call.status.failed" });
     });
@@ -368,6 +368,36 @@ describe("bitrix24-call node", function () {
       node.receive({});
       await until(() => out.length === 1, "the empty result");
       should(out[0].payload).eql([]);
+    });
+
+    it("a read that fails midway: what was read goes out as a complete sequence, the error to Catch", async () => {
+      sandbox.crm.seed("deal", 2600);
+      // slow answers: the second request is still waiting when the first one's records arrive
+      sandbox.setFaults({ latencyMs: 300 });
+      const node = await load({
+        method: "crm.deal.list",
+        mode: "all",
+        output: "split",
+        params: "{}",
+        paramsType: "json",
+      });
+      const out = collect();
+      const caught = collect("caught");
+      helper.getNode("out").once("input", () => {
+        sandbox.setFaults({ latencyMs: 300, errorRate: 1, errorCode: "ACCESS_DENIED" });
+      });
+      node.receive({ _tag: "all", bitrix24: { ...FROM_GET } });
+      await until(() => caught.length === 1, "the error");
+      await settle();
+      should(caught[0].error?.code).equal("ACCESS_DENIED");
+      should(caught[0]._tag).equal("all");
+      // the 2 500 records of the first request, as a sequence a join completes: one id, indexes 0.., count on the last
+      should(out.length).equal(2500);
+      should(new Set(out.map((m) => m.parts?.id)).size).equal(1);
+      should(out.map((m) => m.parts?.index)).eql(Array.from({ length: 2500 }, (_, i) => i));
+      should(out.slice(0, -1).every((m) => m.parts?.count === undefined)).be.true();
+      should(out[2499].parts?.count).equal(2500);
+      should(lastStatus(node)?.fill).equal("red");
     });
 
     it("stops cleanly on close in the middle of a read, within Node-RED's close timeout", async () => {
