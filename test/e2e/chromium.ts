@@ -1,5 +1,6 @@
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { type BrowserContext, chromium } from "playwright-core";
@@ -52,18 +53,26 @@ function unpackedPackage(entry: string, version: string): string {
   try {
     // The package unpacks into os.tmpdir(); a child with its own TMPDIR keeps this process's untouched. The
     // Amazon Linux marker makes it unpack its NSS libraries too, for machines without them (see nssFallback).
-    execFileSync(
-      process.execPath,
-      ["-e", `require(${JSON.stringify(entry)}).executablePath().then((path) => process.stdout.write(path))`],
-      { env: { ...process.env, TMPDIR: staging, AWS_EXECUTION_ENV: "AWS_Lambda_nodejs20.x" }, stdio: "pipe" },
-    );
-    // its own fonts.conf names /tmp/fonts; this one adds the packed fonts to the machine's, if it has any
+    const unpack = spawnSync(process.execPath, ["-e", `require(${JSON.stringify(entry)}).executablePath()`], {
+      env: { ...process.env, TMPDIR: staging, AWS_EXECUTION_ENV: "AWS_Lambda_nodejs20.x" },
+      encoding: "utf8",
+    });
+    if (unpack.status !== 0) throw new Error(`could not unpack ${PACKAGE}@${version}: ${unpack.stderr}`);
+    // Its own fonts.conf names /tmp/fonts. This one adds the packed Open Sans (Latin and Cyrillic) to the
+    // machine's fonts, if it has any, and prefers it for the editor's sans-serif stack: text then renders the
+    // same on every machine, fonts installed or not (monospace and other scripts still come from the machine).
+    const sans = ["sans-serif", "Helvetica Neue", "Helvetica", "Arial"]
+      .map(
+        (family) =>
+          `  <alias binding="strong"><family>${family}</family><prefer><family>Open Sans</family></prefer></alias>\n`,
+      )
+      .join("");
     writeFileSync(
       join(staging, "fonts.conf"),
       `<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n<fontconfig>\n` +
         `  <include ignore_missing="yes">/etc/fonts/fonts.conf</include>\n` +
         `  <dir>${join(dir, "fonts", "fonts")}</dir>\n  <cachedir>${join(dir, "fontconfig-cache")}</cachedir>\n` +
-        `</fontconfig>\n`,
+        `${sans}</fontconfig>\n`,
     );
     chmodSync(staging, 0o755); // mkdtemp's 0700 would hide the cache from the machine's other users
     try {
@@ -105,7 +114,8 @@ export function findChromium(): ChromiumBinary {
   }
   let entry: string;
   try {
-    entry = require.resolve(PACKAGE);
+    // from __filename: under tsx's tsImport (scripts/screenshot.mjs) the plain require's answers carry a query
+    entry = createRequire(__filename).resolve(PACKAGE);
   } catch {
     throw new Error(`${PACKAGE} is not installed: run npm install (or set CHROMIUM_PATH)`);
   }
