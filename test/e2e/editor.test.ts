@@ -5,7 +5,7 @@ import type { Locator, Page } from "playwright-core";
 import should from "should";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
 import { findChromium, launchChromium, type OpenBrowser } from "./chromium";
-import { until } from "./example-flows";
+import { sandboxPortal, until } from "./example-flows";
 import { freshUserDir } from "./installed-package";
 import { type FlowNode, type NodeRedProcess, startNodeRed } from "./node-red-process";
 
@@ -21,6 +21,7 @@ const WORKER_TYPES = [
   "bitrix24-offline-clear",
   "bitrix24-offline-error",
   "bitrix24-offline-list",
+  "bitrix24-call",
 ];
 
 function openBrowser(locale: string): Promise<OpenBrowser> {
@@ -211,6 +212,83 @@ describe("the editor in a real browser", function () {
     // the help Node-RED serves for a Russian browser is ours from locales/ru
     const help = await page.locator('script[data-help-name="bitrix24-offline-get"]').innerHTML();
     should(help).match(/Получает события из очереди офлайн-событий/);
+    const callHelp = await page.locator('script[data-help-name="bitrix24-call"]').innerHTML();
+    should(callHelp).match(/Вызывает любой метод REST API Битрикс24/);
     await page.locator("#node-dialog-cancel").click();
+  });
+
+  it("the call node's dialog: method suggestions, parameter sources, mode hints, validation, deploy", async () => {
+    await nodeRed.deploy([{ id: "t1", type: "tab", label: "Flow 1" }, sandboxPortal(sandbox)]);
+    browser = await openBrowser("en-US");
+    const page = await browser.context.newPage();
+    await openEditor(page, nodeRed.url);
+    const canvasNode = await dropNode(page, "bitrix24-call");
+    should(await canvasNode.locator(".red-ui-flow-node-label").first().textContent()).equal("bitrix24 call");
+    await canvasNode.dblclick();
+    await page.locator("#node-input-method").waitFor();
+    await page.selectOption("#node-input-portal", { label: "Sandbox portal" });
+
+    // the method field suggests common methods as one types
+    await page.locator("#node-input-method").pressSequentially("deal.upd");
+    const suggestion = page.locator(".red-ui-autoComplete-container li", { hasText: "crm.deal.update" });
+    await suggestion.waitFor({ timeout: 10000 });
+    await page.screenshot({ path: join(ARTIFACTS, "8-call-method-suggestions.png") });
+    await suggestion.click();
+    should(await page.locator("#node-input-method").inputValue()).equal("crm.deal.update");
+
+    // parameters: msg.payload by default, in a typedInput offering the five sources
+    should(await page.locator("#node-input-paramsType").inputValue()).equal("msg");
+    should(await page.locator("#node-input-params").inputValue()).equal("payload");
+    await page
+      .locator("#node-input-params + .red-ui-typedInput-container button.red-ui-typedInput-type-select")
+      .click();
+    const menu = page.locator(".red-ui-typedInput-options:visible");
+    await menu.waitFor();
+    const types = await menu.locator("a").evaluateAll((links) => links.map((a) => a.getAttribute("value")));
+    await page.keyboard.press("Escape");
+    should(types).eql(["msg", "json", "jsonata", "flow", "global"]);
+
+    // each mode says what it wants; all mode has no connector to set (it only reads)
+    await page.selectOption("#node-input-mode", "each");
+    should(await page.locator("#bitrix24-call-hint-each").isVisible()).be.true();
+    should(await page.locator("#bitrix24-call-hint-call").isVisible()).be.false();
+    should(await page.locator("#bitrix24-call-row-authConnector").isVisible()).be.true();
+    await page.selectOption("#node-input-mode", "all");
+    should(await page.locator("#bitrix24-call-row-authConnector").isVisible()).be.false();
+    await page.selectOption("#node-input-mode", "each");
+    await page.screenshot({ path: join(ARTIFACTS, "9-call-dialog.png") });
+
+    // a name that is no method marks the node invalid; a good one makes it valid again
+    const valid = () =>
+      page.evaluate(() => {
+        const red = (globalThis as unknown as { RED: { nodes: { filterNodes(f: object): Array<{ valid: boolean }> } } })
+          .RED;
+        return red.nodes.filterNodes({ type: "bitrix24-call" })[0].valid;
+      });
+    await page.fill("#node-input-method", "crm deal/update");
+    await page.locator("#node-dialog-ok").click();
+    await until(async () => (await valid()) === false, "the node marked invalid");
+    await canvasNode.dblclick();
+    await page.fill("#node-input-method", "crm.deal.update");
+    await page.locator("#node-dialog-ok").click();
+    await until(async () => (await valid()) === true, "the node valid again");
+    const label = canvasNode.locator(".red-ui-flow-node-label").first();
+    await until(async () => (await label.textContent()) === "crm.deal.update · each", "the label: method · mode");
+
+    // deployed as configured
+    await page.locator("#red-ui-header-button-deploy").click();
+    await until(async () => {
+      const deployed = (await axios.get(`${nodeRed.url}/flows`)).data as FlowNode[];
+      return deployed.some((n) => n.type === "bitrix24-call");
+    }, "the call node deployed");
+    const deployed = (await axios.get(`${nodeRed.url}/flows`)).data as FlowNode[];
+    should(deployed.find((n) => n.type === "bitrix24-call")).match({
+      method: "crm.deal.update",
+      mode: "each",
+      output: "one",
+      params: "payload",
+      paramsType: "msg",
+      authConnector: "",
+    });
   });
 });
