@@ -91,6 +91,18 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
       should(bodies[1].AUTH_CONNECTOR).equal("mine");
     });
 
+    it("a signal ends the wait for the rate limiter without sending", async () => {
+      const rc = calls({ rateLimit: { burst: 1, perSecond: 0.01 } });
+      await rc.call("crm.deal.list", {});
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), 30);
+      const started = Date.now();
+      const err = await rejection(rc.call("crm.deal.list", {}, { signal: controller.signal }));
+      should(err.code).equal("ABORTED");
+      should(Date.now() - started).be.below(5000);
+      should(crm.requests()).equal(1);
+    });
+
     it("an aborted signal stops it before anything is sent", async () => {
       const controller = new AbortController();
       controller.abort();
@@ -136,6 +148,12 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
       should((out.results[0] as { ID: string }).ID).equal(String(good[0]));
       should((out.results[2] as { ID: string }).ID).equal(String(good[1]));
       should((out.results.at(-1) as { ID: string }).ID).equal(String(good[54]));
+    });
+
+    it("refuses items that are not an array, sending nothing", async () => {
+      const err = await rejection(calls().each("crm.deal.get", { id: 1 } as unknown as unknown[]));
+      should(err.code).equal("INVALID_ARGUMENT");
+      should(crm.requests()).equal(0);
     });
 
     it("writes carry auth_connector in every command; IDs use the family's parameter name", async () => {
@@ -317,6 +335,15 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
       crm.seed(120);
       const { records, requests } = await readAll("crm.deal.list", { filter: { ">ID": "abc" } });
       should(ids(records)).eql(tableIds());
+      should(requests).equal(2);
+    });
+
+    it("a count above the first page says there is more even without next", async () => {
+      crm.seed(120);
+      crm.omitNext = true;
+      const { records, requests } = await readAll("crm.deal.list", { order: { TITLE: "ASC" } });
+      should(records).have.length(120);
+      should(new Set(ids(records)).size).equal(120);
       should(requests).equal(2);
     });
 
