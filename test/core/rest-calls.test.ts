@@ -415,6 +415,16 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
       should(crm.requests()).equal(3);
     });
 
+    it("a write whose connection is refused (nothing sent) is retried, and fails as NETWORK_ERROR", async () => {
+      const rc = calls();
+      await crm.close();
+      const retries: unknown[] = [];
+      clients[0].on("retry", (r) => retries.push(r));
+      const err = await rejection(rc.call("crm.deal.add", { fields: { TITLE: "x" } }));
+      should(err.code).equal("NETWORK_ERROR");
+      should(retries).have.length(3);
+    });
+
     it("a read that times out is retried", async () => {
       crm.seed(5);
       let slow = 1;
