@@ -1,36 +1,20 @@
 import should from "should";
-import { Bitrix24Client } from "../../src/core/client";
+import type { Bitrix24Client } from "../../src/core/client";
 import type { Bitrix24Error } from "../../src/core/errors";
 import { RestCalls } from "../../src/core/rest-calls";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
 import { rejection } from "./fixtures/rejection";
+import { sandboxClient } from "./fixtures/sandbox-client";
 
 describe("core/rest-calls against the sandbox portal", () => {
   let sandbox: Sandbox;
   let client: Bitrix24Client;
 
-  function oauthClient(): Bitrix24Client {
-    const c = sandbox.credentials;
-    return new Bitrix24Client({
-      portalUrl: sandbox.url,
-      auth: {
-        type: "oauth",
-        clientId: c.clientId,
-        clientSecret: c.clientSecret,
-        accessToken: c.accessToken,
-        refreshToken: c.refreshToken,
-        oauthServer: sandbox.url,
-      },
-      rateLimit: false,
-      retry: { maxAttempts: 4, baseDelayMs: 1, maxDelayMs: 2 },
-    });
-  }
-
   const batches = () => sandbox.stats().requests.byMethod.batch ?? 0;
 
   beforeEach(async () => {
     sandbox = await startSandbox({ rateLimit: false });
-    client = oauthClient();
+    client = sandboxClient(sandbox, { retry: { maxAttempts: 4, baseDelayMs: 1, maxDelayMs: 2 } });
   });
 
   afterEach(async () => {
