@@ -27,6 +27,11 @@ export interface FieldDef {
   default?: unknown;
 }
 
+/** A field definition, as the schemas list them. */
+export function field(name: string, type: string, title: string, flags: Partial<FieldDef> = {}): FieldDef {
+  return { name, type, title, ...flags };
+}
+
 type ValueKind = "number" | "time" | "text";
 
 const NUMERIC_TYPES = new Set([
@@ -86,6 +91,8 @@ export interface QueryPolicy {
   badDirection(field: string, direction: string): RestError | null;
   filterNotObject(): RestError;
   orderNotObject(): RestError;
+  /** A plain `FIELD: "Iva%"` is a LIKE pattern (user.get, tasks.task.list's TITLE), not an exact match. */
+  percentIsPattern?: boolean;
 }
 
 type Op = "eq" | "ne" | "gt" | "ge" | "lt" | "le" | "in" | "notIn" | "like" | "notLike" | "pattern" | "notPattern";
@@ -158,7 +165,9 @@ export function parseFilter(raw: ParamValue | undefined, schema: Schema, policy:
       if (error) throw error;
       continue;
     }
-    group.items.push({ def, kind: kindOf(def), op: prefix ? prefix[1] : "eq", value });
+    let op: Op = prefix ? prefix[1] : "eq";
+    if (policy.percentIsPattern && op === "eq" && typeof value === "string" && value.includes("%")) op = "pattern";
+    group.items.push({ def, kind: kindOf(def), op, value });
   }
   return group;
 }
