@@ -36,6 +36,27 @@ describe("core/rest-calls against the sandbox portal", () => {
     should(batches()).equal(2);
   });
 
+  for (const [method, kind, params, id] of [
+    ["crm.item.list", "item", { entityTypeId: 128, select: ["title"] }, "id"],
+    ["tasks.task.list", "task", { select: ["TITLE"] }, "id"],
+    ["user.get", "user", { sort: "ID", order: "asc" }, "ID"],
+    ["crm.contact.list", "contact", { filter: { ">=ID": 3 }, select: ["NAME"] }, "ID"],
+  ] as const) {
+    it(`all: ${method} comes out as plain records, every ID once (2 600 seeded)`, async () => {
+      sandbox.crm.seed(kind, 2600);
+      const seen: number[] = [];
+      const out = await new RestCalls(client).all(method, params, {
+        onRecords: (page) => void seen.push(...page.map((r) => Number((r as Record<string, unknown>)[id]))),
+      });
+      // The sandbox's portal has its administrator, user 1, before the seeded users.
+      const first = kind === "contact" ? 3 : 1;
+      const last = kind === "user" ? 2601 : 2600;
+      should(seen).eql(Array.from({ length: last + 1 - first }, (_, i) => i + first));
+      should(out.requests).equal(2);
+      should(batches()).equal(2);
+    });
+  }
+
   it("all: the access token expiring mid-read is refreshed and the read goes on", async () => {
     sandbox.crm.seed("deal", 6000);
     const refreshed: string[] = [];
