@@ -150,6 +150,22 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
       should((out.results.at(-1) as { ID: string }).ID).equal(String(good[54]));
     });
 
+    it("after an authorisation failure of a whole batch, the remaining items fail with it unsent", async () => {
+      crm.intercept = (_req, res) => {
+        sendError(res, 401, "NO_AUTH_FOUND", "Wrong authorization data");
+        return true;
+      };
+      const out = await calls().each(
+        "crm.deal.get",
+        Array.from({ length: 120 }, (_, i) => i + 1),
+      );
+      should(out.requests).equal(1);
+      should(crm.requests()).equal(1);
+      should(out.failures).have.length(120);
+      should(out.failures.every((f) => f.code === "NO_AUTH_FOUND" && f.status === 401)).be.true();
+      should(out.results.every((r) => r === null)).be.true();
+    });
+
     it("refuses items that are not an array, sending nothing", async () => {
       const err = await rejection(calls().each("crm.deal.get", { id: 1 } as unknown as unknown[]));
       should(err.code).equal("INVALID_ARGUMENT");
