@@ -1,4 +1,4 @@
-import { type FieldDef, Schema, timeOf } from "./list-query";
+import { type FieldDef, field, Schema, timeOf } from "./list-query";
 import type { StoredObject } from "./object-table";
 import { isoFromSeconds } from "./rest-time";
 
@@ -22,11 +22,7 @@ export interface CrmEntity {
   derive(fields: Record<string, unknown>): void;
 }
 
-type Flags = Partial<Pick<FieldDef, "readOnly" | "immutable" | "required" | "multiple" | "extra" | "default">>;
-
-function f(name: string, type: string, title: string, flags: Flags = {}): FieldDef {
-  return { name, type, title, ...flags };
-}
+const f = field;
 
 const RO = { readOnly: true } as const;
 const MULTI_FIELD = { multiple: true } as const;

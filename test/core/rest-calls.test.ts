@@ -91,6 +91,18 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
       should(bodies[1].AUTH_CONNECTOR).equal("mine");
     });
 
+    it("a signal ends the wait for the rate limiter without sending", async () => {
+      const rc = calls({ rateLimit: { burst: 1, perSecond: 0.01 } });
+      await rc.call("crm.deal.list", {});
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), 30);
+      const started = Date.now();
+      const err = await rejection(rc.call("crm.deal.list", {}, { signal: controller.signal }));
+      should(err.code).equal("ABORTED");
+      should(Date.now() - started).be.below(5000);
+      should(crm.requests()).equal(1);
+    });
+
     it("an aborted signal stops it before anything is sent", async () => {
       const controller = new AbortController();
       controller.abort();
@@ -136,6 +148,28 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
       should((out.results[0] as { ID: string }).ID).equal(String(good[0]));
       should((out.results[2] as { ID: string }).ID).equal(String(good[1]));
       should((out.results.at(-1) as { ID: string }).ID).equal(String(good[54]));
+    });
+
+    it("after an authorisation failure of a whole batch, the remaining items fail with it unsent", async () => {
+      crm.intercept = (_req, res) => {
+        sendError(res, 401, "NO_AUTH_FOUND", "Wrong authorization data");
+        return true;
+      };
+      const out = await calls().each(
+        "crm.deal.get",
+        Array.from({ length: 120 }, (_, i) => i + 1),
+      );
+      should(out.requests).equal(1);
+      should(crm.requests()).equal(1);
+      should(out.failures).have.length(120);
+      should(out.failures.every((f) => f.code === "NO_AUTH_FOUND" && f.status === 401)).be.true();
+      should(out.results.every((r) => r === null)).be.true();
+    });
+
+    it("refuses items that are not an array, sending nothing", async () => {
+      const err = await rejection(calls().each("crm.deal.get", { id: 1 } as unknown as unknown[]));
+      should(err.code).equal("INVALID_ARGUMENT");
+      should(crm.requests()).equal(0);
     });
 
     it("writes carry auth_connector in every command; IDs use the family's parameter name", async () => {
@@ -320,6 +354,15 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
       should(requests).equal(2);
     });
 
+    it("a count above the first page says there is more even without next", async () => {
+      crm.seed(120);
+      crm.omitNext = true;
+      const { records, requests } = await readAll("crm.deal.list", { order: { TITLE: "ASC" } });
+      should(records).have.length(120);
+      should(new Set(ids(records)).size).equal(120);
+      should(requests).equal(2);
+    });
+
     it("a page that fails is reported with its offset; the others still come", async () => {
       crm.seed(200);
       crm.beforeCommand = (_m, params) => {
@@ -386,6 +429,16 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
       should(answer.result).equal(crm.rows[0].id);
       should(crm.rows).have.length(1);
       should(crm.requests()).equal(3);
+    });
+
+    it("a write whose connection is refused (nothing sent) is retried, and fails as NETWORK_ERROR", async () => {
+      const rc = calls();
+      await crm.close();
+      const retries: unknown[] = [];
+      clients[0].on("retry", (r) => retries.push(r));
+      const err = await rejection(rc.call("crm.deal.add", { fields: { TITLE: "x" } }));
+      should(err.code).equal("NETWORK_ERROR");
+      should(retries).have.length(3);
     });
 
     it("a read that times out is retried", async () => {

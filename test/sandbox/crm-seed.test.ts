@@ -1,17 +1,7 @@
 import should from "should";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
 import { parseArgs } from "../../src/sandbox/cli";
-import { rest } from "./rest-call";
-
-async function control(url: string, action: string, body?: unknown) {
-  const res = await fetch(`${url}/_sandbox/${action}`, {
-    method: body === undefined ? "GET" : "POST",
-    headers: { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  // biome-ignore lint/suspicious/noExplicitAny: control answers are plain JSON
-  return { status: res.status, body: (await res.json()) as any };
-}
+import { control, rest } from "./rest-call";
 
 describe("sandbox: seeding objects, programmatic access, lost answers", () => {
   let sandbox: Sandbox;
