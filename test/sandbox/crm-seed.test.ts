@@ -20,9 +20,12 @@ describe("sandbox: seeding objects, programmatic access, lost answers", () => {
     should(list.body.total).equal(30);
   });
 
-  it("the CLI takes --deals/--contacts/--leads/--companies", () => {
+  it("the CLI takes --deals/--contacts/--leads/--companies/--items/--tasks/--users and --scopes", () => {
     const options = parseArgs(["--deals", "1000", "--contacts=200", "--leads", "3", "--companies", "4"]);
     should(options.objects).eql({ deals: 1000, contacts: 200, leads: 3, companies: 4 });
+    const more = parseArgs(["--items", "5", "--tasks", "100", "--users=7", "--scopes", "crm,user"]);
+    should(more.objects).eql({ items: 5, tasks: 100, users: 7 });
+    should(more.scopes).eql(["crm", "user"]);
   });
 
   it("POST /_sandbox/objects seeds more; GET /_sandbox/objects counts; GET objects/<kind>/<id> reads one", async () => {
