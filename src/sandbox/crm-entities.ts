@@ -162,6 +162,8 @@ const deal = (): CrmEntity => ({
       fields.STAGE_SEMANTIC_ID = semantic;
       fields.CLOSED = semantic === "P" ? "N" : "Y";
     }
+    // The deprecated single CONTACT_ID follows the first of CONTACT_IDS.
+    if (Array.isArray(fields.CONTACT_IDS)) fields.CONTACT_ID = fields.CONTACT_IDS[0] ?? null;
   },
 });
 

@@ -64,6 +64,7 @@ describe("sandbox: crm.deal.*", () => {
       should(deal.DATE_MODIFY).match(ISO);
       should(deal.BEGINDATE).match(ISO);
       should(deal).not.have.property("CONTACT_IDS");
+      should(deal.CONTACT_ID).equal("84"); // the deprecated single contact follows CONTACT_IDS[0]
       should(sandbox.crm.get("deal", 1)).eql(deal);
     });
 
