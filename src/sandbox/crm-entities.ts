@@ -258,10 +258,6 @@ const company = (): CrmEntity => ({
 
 export const CRM_ENTITY_NAMES: readonly CrmEntityName[] = ["deal", "contact", "lead", "company"];
 
-export function isCrmEntityName(name: string): name is CrmEntityName {
-  return (CRM_ENTITY_NAMES as readonly string[]).includes(name);
-}
-
 /** Fresh schemas per sandbox: user fields a write creates must not leak into another sandbox. */
 export function crmEntities(): Record<CrmEntityName, CrmEntity> {
   return { deal: deal(), contact: contact(), lead: lead(), company: company() };
