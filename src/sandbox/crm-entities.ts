@@ -162,6 +162,8 @@ const deal = (): CrmEntity => ({
       fields.STAGE_SEMANTIC_ID = semantic;
       fields.CLOSED = semantic === "P" ? "N" : "Y";
     }
+    // The deprecated single CONTACT_ID follows the first of CONTACT_IDS.
+    if (Array.isArray(fields.CONTACT_IDS)) fields.CONTACT_ID = fields.CONTACT_IDS[0] ?? null;
   },
 });
 
@@ -255,10 +257,6 @@ const company = (): CrmEntity => ({
 });
 
 export const CRM_ENTITY_NAMES: readonly CrmEntityName[] = ["deal", "contact", "lead", "company"];
-
-export function isCrmEntityName(name: string): name is CrmEntityName {
-  return (CRM_ENTITY_NAMES as readonly string[]).includes(name);
-}
 
 /** Fresh schemas per sandbox: user fields a write creates must not leak into another sandbox. */
 export function crmEntities(): Record<CrmEntityName, CrmEntity> {

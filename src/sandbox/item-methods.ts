@@ -1,6 +1,15 @@
 import { scalarInput } from "./crm-entities";
 import { fieldsAnswer } from "./crm-methods";
-import { type FieldDef, field, listPage, pagingOf, parseFilter, parseOrder, type QueryPolicy, Schema } from "./list-query";
+import {
+  type FieldDef,
+  field,
+  listPage,
+  pagingOf,
+  parseFilter,
+  parseOrder,
+  type QueryPolicy,
+  Schema,
+} from "./list-query";
 import type { StoredObject } from "./object-table";
 import { intval, isPlainObject, text } from "./param-values";
 import type { Params } from "./php-params";

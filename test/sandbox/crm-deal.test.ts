@@ -64,6 +64,7 @@ describe("sandbox: crm.deal.*", () => {
       should(deal.DATE_MODIFY).match(ISO);
       should(deal.BEGINDATE).match(ISO);
       should(deal).not.have.property("CONTACT_IDS");
+      should(deal.CONTACT_ID).equal("84"); // the deprecated single contact follows CONTACT_IDS[0]
       should(sandbox.crm.get("deal", 1)).eql(deal);
     });
 
@@ -281,6 +282,28 @@ describe("sandbox: crm.deal.*", () => {
       should(sandbox.records().map((r) => r.CONNECTOR)).eql(["other"]);
       const mine = await rest(sandbox, "event.offline.get", { auth_connector: "mine", clear: 0 });
       should(mine.body.result.events).have.length(0);
+    });
+
+    it("the guide's loop: get the event, read the deal, write back with the connector, nothing echoes", async () => {
+      await bindOffline(sandbox, ["ONCRMDEALUPDATE"], "sync");
+      sandbox.crm.seed("deal", 3);
+      // someone edits deal 2 twice in the portal
+      await rest(sandbox, "crm.deal.update", { id: 2, fields: { TITLE: "edited" } });
+      await rest(sandbox, "crm.deal.update", { id: 2, fields: { COMMENTS: "again" } });
+      const got = await rest(sandbox, "event.offline.get", { auth_connector: "sync", clear: 0 });
+      const [event] = got.body.result.events;
+      should(got.body.result.events).have.length(1);
+      const deal = await rest(sandbox, "crm.deal.get", { id: event.EVENT_DATA.FIELDS.ID });
+      should(deal.body.result).have.properties({ TITLE: "edited", COMMENTS: "again" });
+      // the other system's answer is written back with the app's connector
+      await rest(sandbox, "crm.deal.update", { id: 2, fields: { UF_CRM_EXT: "ext-2" }, auth_connector: "sync" });
+      await rest(sandbox, "event.offline.clear", {
+        process_id: got.body.result.process_id,
+        message_id: [event.MESSAGE_ID],
+        auth_connector: "sync",
+      });
+      should(sandbox.stats().queue.total).equal(0);
+      should(sandbox.crm.get("deal", 2)?.UF_CRM_EXT).equal("ext-2");
     });
 
     it("an offline write notifies ONOFFLINEEVENT handlers once per change", async () => {
