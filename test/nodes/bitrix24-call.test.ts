@@ -58,6 +58,9 @@ const FROM_GET = {
 };
 const { error: _flag, ...FROM_GET_BUT_ERROR } = FROM_GET;
 
+/** A core join node in automatic mode between the call node and "out": it reassembles what msg.parts says. */
+const THROUGH_JOIN = { via: { type: "join", mode: "auto", build: "array", property: "payload", propertyType: "msg" } };
+
 describe("bitrix24-call node", function () {
   this.timeout(20000);
   let sandbox: Sandbox;
@@ -187,7 +190,7 @@ describe("bitrix24-call node", function () {
       await addDeals(7);
       const node = await load(
         { method: "crm.deal.list", params: '{"order": {"ID": "ASC"}}', paramsType: "json", output: "split" },
-        { via: { type: "join", mode: "auto", build: "array", property: "payload", propertyType: "msg" } },
+        THROUGH_JOIN,
       );
       const out = collect();
       node.receive({ topic: "t", bitrix24: { ...FROM_GET } });
@@ -260,10 +263,7 @@ describe("bitrix24-call node", function () {
 
     it("splits: one msg per result, and a core join node gets them back in order", async () => {
       const ids = await addDeals(60);
-      const node = await load(
-        { method: "crm.deal.get", mode: "each", output: "split" },
-        { via: { type: "join", mode: "auto", build: "array", property: "payload", propertyType: "msg" } },
-      );
+      const node = await load({ method: "crm.deal.get", mode: "each", output: "split" }, THROUGH_JOIN);
       const out = collect();
       node.receive({ payload: ids.map((id) => ({ id })), bitrix24: { ...FROM_GET } });
       await until(() => out.length === 1, "the joined msg");
@@ -301,10 +301,7 @@ describe("bitrix24-call node", function () {
 
     it("splits only the successes, counted so the join completes", async () => {
       const ids = await addDeals(2);
-      const node = await load(
-        { method: "crm.deal.get", mode: "each", output: "split" },
-        { via: { type: "join", mode: "auto", build: "array", property: "payload", propertyType: "msg" } },
-      );
+      const node = await load({ method: "crm.deal.get", mode: "each", output: "split" }, THROUGH_JOIN);
       const out = collect();
       const caught = collect("caught");
       node.receive({ payload: [ids[0], 777777, ids[1]] });
@@ -337,7 +334,7 @@ describe("bitrix24-call node", function () {
       await addDeals(2501);
       const node = await load(
         { method: "crm.deal.list", mode: "all", output: "split", params: "{}", paramsType: "json" },
-        { via: { type: "join", mode: "auto", build: "array", property: "payload", propertyType: "msg" } },
+        THROUGH_JOIN,
       );
       const out = collect();
       node.receive({ bitrix24: { ...FROM_GET } });
