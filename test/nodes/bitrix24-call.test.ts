@@ -1,5 +1,6 @@
 import axios from "axios";
 import should from "should";
+import type { PortalNode } from "../../src/nodes/bitrix24-portal";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
 import {
   callsOf,
@@ -395,6 +396,35 @@ describe("bitrix24-call node", function () {
       should(out.slice(0, -1).every((m) => m.parts?.count === undefined)).be.true();
       should(out[2499].parts?.count).equal(2500);
       should(lastStatus(node)?.fill).equal("red");
+    });
+
+    it("goes on through a token refresh in the middle of the read", async () => {
+      sandbox.crm.seed("deal", 2600);
+      sandbox.setFaults({ latencyMs: 200 });
+      const node = await load({
+        method: "crm.deal.list",
+        mode: "all",
+        output: "split",
+        params: "{}",
+        paramsType: "json",
+      });
+      const out = collect();
+      const caught = collect("caught");
+      // the access token expires once the first answer is in: the next request is refused, refreshed, sent again
+      helper.getNode("out").once("input", () => sandbox.expireTokens());
+      const client = (helper.getNode("p") as unknown as PortalNode).client;
+      let refreshedAfter = -1;
+      client?.once("tokens", () => {
+        refreshedAfter = out.length;
+      });
+      node.receive({});
+      await until(() => out.length === 2600 || caught.length > 0, "every record");
+      should(caught).be.empty();
+      should(refreshedAfter).be.above(0).and.below(2600); // refreshed in the middle of the read
+      should(client?.tokens?.accessToken).not.equal(sandbox.credentials.accessToken);
+      should(new Set(out.map((m) => (m.payload as Deal).ID)).size).equal(2600);
+      should(out[2599].parts?.count).equal(2600);
+      should(lastStatus(node)).match({ fill: "green", text: "bitrix24-call.status.records" });
     });
 
     it("stops cleanly on close in the middle of a read, within Node-RED's close timeout", async () => {
