@@ -50,6 +50,12 @@ interface SequenceParts {
   parts?: unknown;
 }
 
+/** msg.bitrix24 without an earlier call node's total/next, which must not pass for this answer's. */
+function withoutPageNumbers(meta: CallMeta | undefined): CallMeta {
+  const { total: _total, next: _next, ...rest } = meta ?? {};
+  return rest;
+}
+
 /** Large counts as a user reads them in a status: 1 000, 12 500. */
 function grouped(n: number): string {
   return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, " ");
@@ -159,7 +165,10 @@ export default function register(RED: NodeAPI): void {
     }
 
     // ------------------------------------------------------------------------------------------ output
-    /** A msg for one result of a split: the input msg without its payload (not cloned per result). */
+    /**
+     * The msgs of a split: each a copy of the input msg without its payload (the items, maybe thousands, are not
+     * copied into every result), with the result as payload and the sequence in msg.parts.
+     */
     function splitter(msg: CallInput) {
       const { payload: _payload, ...rest } = msg;
       const id = RED.util.generateId();
@@ -167,10 +176,10 @@ export default function register(RED: NodeAPI): void {
         const out = RED.util.cloneMessage(rest as NodeMessage) as CallInput;
         const parts: SequenceParts = { id, index, type: "array", len: 1 };
         if (count !== undefined) parts.count = count;
-        if (msg.parts !== undefined) parts.parts = msg.parts;
+        if (out.parts !== undefined) parts.parts = out.parts;
         out.parts = parts;
         out.payload = payload;
-        out.bitrix24 = { ...(msg.bitrix24 ?? {}), ...meta };
+        out.bitrix24 = { ...withoutPageNumbers(out.bitrix24), ...meta };
         return out;
       };
     }
@@ -209,13 +218,10 @@ export default function register(RED: NodeAPI): void {
         const make = splitter(msg);
         for (let i = 0; i < result.length; i++) send(make(result[i], i, meta, result.length));
       } else {
-        const base = { ...(msg.bitrix24 ?? {}) };
-        // a previous call node's page numbers must not pass for this answer's
-        delete base.total;
-        delete base.next;
         msg.payload = result;
-        if (msg.bitrix24 !== undefined || total !== undefined || next !== undefined)
-          msg.bitrix24 = { ...base, ...meta };
+        if (msg.bitrix24 !== undefined || total !== undefined || next !== undefined) {
+          msg.bitrix24 = { ...withoutPageNumbers(msg.bitrix24), ...meta };
+        }
         send(msg);
       }
       show({
@@ -317,7 +323,7 @@ export default function register(RED: NodeAPI): void {
       if (make) finish();
       else {
         msg.payload = records;
-        msg.bitrix24 = { ...(msg.bitrix24 ?? {}), total: outcome.count };
+        msg.bitrix24 = { ...withoutPageNumbers(msg.bitrix24), total: outcome.count };
         if (outcome.failures.length > 0) msg.bitrix24.failures = outcome.failures;
         send(msg);
       }
