@@ -5,6 +5,7 @@ import { type Sandbox, startSandbox } from "../../src/sandbox";
 import {
   callsOf,
   freshUserDir,
+  GET_DEFAULTS,
   helper,
   lastStatus,
   nodes,
@@ -19,6 +20,7 @@ import {
 const callNode = require("../../nodes/nodes/bitrix24-call.js").default;
 const joinNode = require("@node-red/nodes/core/sequence/17-split.js");
 const catchNode = require("@node-red/nodes/core/common/25-catch.js");
+const changeNode = require("@node-red/nodes/core/function/15-change.js");
 
 interface Deal {
   ID: string;
@@ -58,6 +60,8 @@ const FROM_GET = {
   batch: { index: 0, size: 1 },
 };
 const { error: _flag, ...FROM_GET_BUT_ERROR } = FROM_GET;
+
+type FlowItem = Record<string, unknown> & { id: string; type: string };
 
 /** A core join node in automatic mode between the call node and "out": it reassembles what msg.parts says. */
 const THROUGH_JOIN = { via: { type: "join", mode: "auto", build: "array", property: "payload", propertyType: "msg" } };
@@ -113,9 +117,9 @@ describe("bitrix24-call node", function () {
   async function load(call: Record<string, unknown> = {}, options: LoadOptions = {}) {
     const target = options.via ? "via" : "out";
     // every node on a tab: flow context needs one
-    const flow: Array<Record<string, unknown> & { id: string; type: string }> = [
+    const flow: FlowItem[] = [
       { id: "f", type: "tab" },
-      portalConfig(sandbox) as { id: string; type: string },
+      portalConfig(sandbox) as FlowItem,
       {
         id: "c",
         z: "f",
@@ -509,6 +513,94 @@ describe("bitrix24-call node", function () {
       sandbox.setFaults({});
       should((await rest<Deal>("crm.deal.get", { id })).TITLE).equal("applied once");
       should(lastStatus(node)?.fill).equal("red");
+    });
+  });
+
+  describe("in a flow with the offline nodes", () => {
+    it("get → call → clear: per event, no configuration; the write carries the event's connector", async () => {
+      const ids = await addDeals(3);
+      await rest("event.bind", { event: "ONCRMDEALUPDATE", event_type: "offline", auth_connector: "sync" });
+      await rest("event.bind", { event: "ONCRMDEALUPDATE", event_type: "offline", auth_connector: "other" });
+      for (const id of ids) await rest("crm.deal.update", { id, fields: { OPPORTUNITY: 7 } });
+      should(sandbox.records().length).equal(6);
+      await helper.load(
+        [nodes.portal, nodes.get, nodes.clear, callNode],
+        <FlowItem[]>[
+          portalConfig(sandbox) as FlowItem,
+          { ...GET_DEFAULTS, id: "g", authConnector: "sync", wires: [["read"], [], []] },
+          {
+            id: "read",
+            type: "bitrix24-call",
+            portal: "p",
+            method: "crm.deal.get",
+            params: '{"id": payload.EVENT_DATA.FIELDS.ID}',
+            paramsType: "jsonata",
+            wires: [["write"]],
+          },
+          {
+            id: "write",
+            type: "bitrix24-call",
+            portal: "p",
+            method: "crm.deal.update",
+            params: '{"id": payload.ID, "fields": {"COMMENTS": "synced"}}',
+            paramsType: "jsonata",
+            wires: [["clear"]],
+          },
+          { id: "clear", type: "bitrix24-offline-clear", portal: "p", by: "id", wires: [["out"]] },
+          { id: "out", type: "helper" },
+        ],
+        portalCredentials(sandbox),
+      );
+      const out = collect();
+      (helper.getNode("g") as unknown as SpiedNode).receive({});
+      await until(() => out.length === 3, "3 events read, written back and acknowledged");
+      for (const msg of out) should(msg.bitrix24?.acked).be.true();
+      for (const id of ids) should(sandbox.crm.get("deal", id)?.COMMENTS).equal("synced");
+      // acknowledged and deleted from the sync queue; the write-backs queued nothing there, 3 more for "other"
+      should(sandbox.records().filter((r) => r.CONNECTOR === "sync")).be.empty();
+      should(sandbox.records().filter((r) => r.CONNECTOR === "other").length).equal(3);
+    });
+
+    it("a batch at a time: get (one msg per batch) → change (ids) → call each → clear", async () => {
+      const ids = await addDeals(60);
+      await rest("event.bind", { event: "ONCRMDEALUPDATE", event_type: "offline" });
+      for (const id of ids) await rest("crm.deal.update", { id, fields: { OPPORTUNITY: 7 } });
+      await helper.load(
+        [nodes.portal, nodes.get, nodes.clear, callNode, changeNode],
+        <FlowItem[]>[
+          portalConfig(sandbox) as FlowItem,
+          { ...GET_DEFAULTS, id: "g", output: "batch", wires: [["ids"], [], []] },
+          {
+            id: "ids",
+            type: "change",
+            rules: [{ t: "set", p: "ids", pt: "msg", to: "[payload.ID]", tot: "jsonata" }],
+            wires: [["read"]],
+          },
+          {
+            id: "read",
+            type: "bitrix24-call",
+            portal: "p",
+            method: "crm.deal.get",
+            params: "[payload.EVENT_DATA.FIELDS.ID]",
+            paramsType: "jsonata",
+            mode: "each",
+            wires: [["clear"]],
+          },
+          { id: "clear", type: "bitrix24-offline-clear", portal: "p", by: "id", wires: [["out"]] },
+          { id: "out", type: "helper" },
+        ],
+        portalCredentials(sandbox),
+      );
+      const out = collect();
+      const before = requests("batch");
+      (helper.getNode("g") as unknown as SpiedNode).receive({});
+      await until(() => out.reduce((n, m) => n + (m.payload as Deal[]).length, 0) === 60, "60 deals read and acked");
+      should(out.flatMap((m) => (m.payload as Deal[]).map((d) => Number(d.ID))).sort((a, b) => a - b)).eql(ids);
+      should(out.every((m) => m.bitrix24?.acked === true)).be.true();
+      await until(() => sandbox.records().length === 0, "the queue empty");
+      // two get batches of 50 + 10: one each request for their 50 and 10 reads (the gets and acks come on top)
+      should(requests("batch") - before).be.belowOrEqual(6);
+      should(requests("crm.deal.get")).equal(0); // never one request per deal
     });
   });
 
