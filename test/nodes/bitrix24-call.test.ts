@@ -61,6 +61,9 @@ const FROM_GET = {
 };
 const { error: _flag, ...FROM_GET_BUT_ERROR } = FROM_GET;
 
+/** Every deal, one msg per record. */
+const EVERY_DEAL_SPLIT = { method: "crm.deal.list", mode: "all", output: "split", params: "{}", paramsType: "json" };
+
 type FlowItem = Record<string, unknown> & { id: string; type: string };
 
 /** A core join node in automatic mode between the call node and "out": it reassembles what msg.parts says. */
@@ -337,10 +340,7 @@ describe("bitrix24-call node", function () {
 
     it("streams records one msg each, count on the last, and a core join reassembles all 2 501", async () => {
       await addDeals(2501);
-      const node = await load(
-        { method: "crm.deal.list", mode: "all", output: "split", params: "{}", paramsType: "json" },
-        THROUGH_JOIN,
-      );
+      const node = await load(EVERY_DEAL_SPLIT, THROUGH_JOIN);
       const out = collect();
       node.receive({ bitrix24: { ...FROM_GET } });
       await until(() => out.length === 1, "the joined records", 15000);
@@ -352,13 +352,7 @@ describe("bitrix24-call node", function () {
     });
 
     it("sends nothing on split for an empty table, one empty array otherwise", async () => {
-      let node = await load({
-        method: "crm.deal.list",
-        mode: "all",
-        output: "split",
-        params: "{}",
-        paramsType: "json",
-      });
+      let node = await load(EVERY_DEAL_SPLIT);
       let out = collect();
       node.receive({});
       await until(() => lastStatus(node)?.fill === "green", "the run to end");
@@ -376,13 +370,7 @@ describe("bitrix24-call node", function () {
       sandbox.crm.seed("deal", 2600);
       // slow answers: the second request is still waiting when the first one's records arrive
       sandbox.setFaults({ latencyMs: 300 });
-      const node = await load({
-        method: "crm.deal.list",
-        mode: "all",
-        output: "split",
-        params: "{}",
-        paramsType: "json",
-      });
+      const node = await load(EVERY_DEAL_SPLIT);
       const out = collect();
       const caught = collect("caught");
       helper.getNode("out").once("input", () => {
@@ -405,13 +393,7 @@ describe("bitrix24-call node", function () {
     it("goes on through a token refresh in the middle of the read", async () => {
       sandbox.crm.seed("deal", 2600);
       sandbox.setFaults({ latencyMs: 200 });
-      const node = await load({
-        method: "crm.deal.list",
-        mode: "all",
-        output: "split",
-        params: "{}",
-        paramsType: "json",
-      });
+      const node = await load(EVERY_DEAL_SPLIT);
       const out = collect();
       const caught = collect("caught");
       // the access token expires once the first answer is in: the next request is refused, refreshed, sent again
@@ -434,13 +416,7 @@ describe("bitrix24-call node", function () {
     it("stops cleanly on close in the middle of a read, within Node-RED's close timeout", async () => {
       await addDeals(600);
       sandbox.setFaults({ latencyMs: 300 });
-      const node = await load({
-        method: "crm.deal.list",
-        mode: "all",
-        output: "split",
-        params: "{}",
-        paramsType: "json",
-      });
+      const node = await load(EVERY_DEAL_SPLIT);
       const out = collect();
       node.receive({});
       await until(() => statusesOf(node).some((st) => st.text === "bitrix24-call.status.page"), "the read to start");
