@@ -24,22 +24,39 @@ export async function exchangeAuthorizationCode(options: {
   code: string;
   timeoutMs?: number;
 }): Promise<TokenSet> {
-  const oauthServer = options.oauthServer.replace(/\/+$/, "");
+  const answer = await requestToken(
+    options.oauthServer,
+    {
+      grant_type: "authorization_code",
+      client_id: options.clientId,
+      client_secret: options.clientSecret,
+      code: options.code,
+    },
+    options.timeoutMs,
+  );
+  return parseTokenAnswer(answer.status, answer.text);
+}
+
+/**
+ * One GET to `<oauthServer>/oauth/token/` with the given grant, outside any client (no store, no lock): the
+ * answer's status and text as they came, for parseTokenAnswer. A transport failure is a Bitrix24Error.
+ */
+export async function requestToken(
+  oauthServer: string,
+  params: Record<string, string>,
+  timeoutMs = 30000,
+): Promise<{ status: number; text: string }> {
+  const base = oauthServer.replace(/\/+$/, "");
   const response = await axios
-    .get(`${oauthServer}/oauth/token/`, {
-      params: {
-        grant_type: "authorization_code",
-        client_id: options.clientId,
-        client_secret: options.clientSecret,
-        code: options.code,
-      },
-      timeout: options.timeoutMs ?? 30000,
+    .get(`${base}/oauth/token/`, {
+      params,
+      timeout: timeoutMs,
       validateStatus: () => true,
       responseType: "text",
       transformResponse: [(data: unknown) => data],
     })
     .catch((err: unknown) => {
-      throw describeTransportFailure(err, TOKEN_METHOD, `the OAuth server ${oauthServer}`).error;
+      throw describeTransportFailure(err, TOKEN_METHOD, `the OAuth server ${base}`).error;
     });
-  return parseTokenAnswer(response.status, String(response.data ?? ""));
+  return { status: response.status, text: String(response.data ?? "") };
 }

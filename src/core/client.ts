@@ -168,7 +168,8 @@ export class Bitrix24Client extends EventEmitter {
       if (!this.clientId || !clientSecret) {
         throw new Bitrix24Error({ code: "INVALID_CONFIG", description: "OAuth needs a client id and a client secret" });
       }
-      if (!auth.accessToken && !auth.refreshToken) {
+      // With a token store the tokens may come later: from another process, or from the portal's installation.
+      if (!auth.accessToken && !auth.refreshToken && !options.tokenStore) {
         throw new Bitrix24Error({
           code: "INVALID_CONFIG",
           description: "OAuth needs an access token or a refresh token: authorise the application first",
@@ -203,6 +204,14 @@ export class Bitrix24Client extends EventEmitter {
   /** True after the portal refused an offline method inside a batch; batch() then runs those singly. */
   get batchRefusesOffline(): boolean {
     return this.refusesOfflineInBatch;
+  }
+
+  /**
+   * Someone wrote new tokens to the token store (the portal's installation, see installation.ts): take them now
+   * rather than at the next refresh. They win like a re-authorisation. No-op for a webhook or without a store.
+   */
+  async reloadTokens(): Promise<void> {
+    await this.session?.reload();
   }
 
   /** Current tokens (OAuth only), e.g. for a config node that shows when they were last refreshed. */

@@ -80,7 +80,8 @@ export const SYSTEM_ERRORS: Readonly<Record<string, { status: number; descriptio
   CLOSED: { status: 0, description: "The client was closed before the call finished" },
   NO_REFRESH_TOKEN: {
     status: 401,
-    description: "The access token expired and there is no refresh token: re-authorise the application",
+    description:
+      "No refresh token to get an access token with: let the portal install the application (installation path) or re-authorise it",
   },
   TOKEN_STORE_ERROR: { status: 0, description: "The token file could not be read, written or locked" },
   EVENTS_MAY_BE_LOST: {

@@ -73,6 +73,21 @@ export class OAuthSession {
     return this.refreshing;
   }
 
+  /** Takes the store's tokens when they are not ours (written by an installation); see Bitrix24Client.reloadTokens. */
+  async reload(): Promise<void> {
+    const store = this.o.store;
+    if (!store) return;
+    await this.init();
+    await store.withLock(
+      this.o.storeKey,
+      async () => {
+        const stored = await store.load(this.o.storeKey);
+        if (stored?.refreshToken && stored.refreshToken !== this.tokens.refreshToken) this.adopt(stored, true);
+      },
+      this.o.signal,
+    );
+  }
+
   /** The portal refused `token`: the next accessToken() refreshes (unless the token was replaced meanwhile). */
   invalidate(token: string): void {
     if (token && this.tokens.accessToken === token) this.tokens = { ...this.tokens, expiresAt: 1 };
