@@ -3,10 +3,13 @@ import type { Node, NodeAPI, NodeDef } from "node-red";
 import { AckQueue } from "../core/ack-queue";
 import { Bitrix24Client, type ClientOptions, DEFAULT_OAUTH_SERVER, validatePortalUrl } from "../core/client";
 import { Bitrix24Error } from "../core/errors";
+import { adoptedPortal, storedInstallation, type VerifiedInstallation } from "../core/installation";
 import { OfflineEventsApi } from "../core/offline-api";
-import { FileTokenStore } from "../core/token-store";
+import { FileTokenStore, fingerprint, tokenStoreKey } from "../core/token-store";
 import { closeWaitMs } from "./close-wait";
+import { normalisePath } from "./http-endpoint";
 import { registerPortalAdminRoutes } from "./portal-admin";
+import { registerInstallEndpoint } from "./portal-install";
 
 export interface PortalCredentials {
   clientId?: string;
@@ -27,6 +30,18 @@ export interface PortalConfig extends NodeDef {
   instances?: string | number;
   /** Seconds per HTTP request before it counts as failed. */
   timeout?: string | number;
+  /** Endpoint on Node-RED's HTTP node server for the portal's installation POST; empty = none. */
+  installPath?: string;
+}
+
+/** What the status, the dialog and the trigger may know of an installation: no secret in it. */
+export interface InstallationStatus {
+  /** host[:port] of the portal. */
+  portal: string;
+  /** The portal's origin, e.g. https://example.bitrix24.com. */
+  portalUrl: string;
+  /** Epoch ms. */
+  installedAt: number;
 }
 
 /** What worker nodes get from `RED.nodes.getNode(config.portal)`. */
@@ -42,6 +57,13 @@ export interface PortalNode extends Node<PortalCredentials> {
   applicationToken: string;
   /** Directory in the Node-RED user directory for token files and process-id journals. */
   stateDir: string;
+  /** Normalised installPath ("" = none). */
+  installPath: string;
+  installation?: InstallationStatus;
+  /** The last refused installation POST, for the dialog (status and reason: never a secret). */
+  installRefusal?: { status: number; reason: string; at: number };
+  /** Calls fn after each accepted installation; returns the unsubscribe function. */
+  onInstalled(fn: (status: InstallationStatus) => void): () => void;
 }
 
 /** Where token files and journals live: inside the user directory, never in flows or context. */
@@ -57,7 +79,10 @@ function positiveNumber(value: unknown, fallback: number): number {
 
 /** Builds client options from a config (deployed, or as edited in the dialog for "Test connection"). */
 export function clientOptionsFor(
-  config: Pick<PortalConfig, "portalUrl" | "oauthServer" | "rateLimit" | "rateBurst" | "instances" | "timeout">,
+  config: Pick<
+    PortalConfig,
+    "portalUrl" | "oauthServer" | "rateLimit" | "rateBurst" | "instances" | "timeout" | "installPath"
+  >,
   credentials: PortalCredentials,
   stateDir: string,
 ): ClientOptions {
@@ -70,10 +95,15 @@ export function clientOptionsFor(
       description: "client id and client secret are required (the offline methods need an OAuth application)",
     });
   }
-  if (!credentials.accessToken && !credentials.refreshToken) {
+  const tokenStore = new FileTokenStore(stateDir);
+  // An installation brings its tokens to the token file, so a node that expects one (or got one) needs none here.
+  const installed = () =>
+    storedInstallation(tokenStore, tokenStoreKey(new URL(portalUrl).host, clientId)) !== undefined;
+  if (!credentials.accessToken && !credentials.refreshToken && !normalisePath(config.installPath) && !installed()) {
     throw new Bitrix24Error({
       code: "INVALID_CONFIG",
-      description: "no tokens yet: click Authorize in the portal's dialog, or paste an access and refresh token",
+      description:
+        "no tokens yet: set the installation path and let the portal install the application, or click Authorize in the portal's dialog",
     });
   }
   const instances = positiveNumber(config.instances, 1);
@@ -93,8 +123,12 @@ export function clientOptionsFor(
       burst: Math.max(1, Math.floor(positiveNumber(config.rateBurst, 50) / instances)),
     },
     timeoutMs: positiveNumber(config.timeout, 30) * 1000,
-    tokenStore: new FileTokenStore(stateDir),
+    tokenStore,
   };
+}
+
+function asMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 export default function register(RED: NodeAPI): void {
@@ -105,23 +139,86 @@ export default function register(RED: NodeAPI): void {
     this.applicationToken = credentials.applicationToken?.trim() ?? "";
     this.clientId = credentials.clientId?.trim() ?? "";
     this.portalHost = "";
+    this.installPath = normalisePath(config.installPath);
+    const listeners = new Set<(status: InstallationStatus) => void>();
+    this.onInstalled = (fn) => {
+      listeners.add(fn);
+      return () => listeners.delete(fn);
+    };
+    // A node deployed without a portal URL takes the portal of its first verified installation (installation.ts).
+    let portalUrl = String(config.portalUrl ?? "").trim();
+    if (!portalUrl && this.installPath && this.clientId) portalUrl = adoptedPortal(this.stateDir, this.clientId) ?? "";
+    const store = new FileTokenStore(this.stateDir);
+    const takeInstallation = (status: InstallationStatus, applicationToken: string) => {
+      // The token the portal handed over itself wins over a pasted one: it is the newest word on it.
+      this.applicationToken = applicationToken;
+      this.installation = status;
+    };
     try {
-      const options = clientOptionsFor(config, credentials, this.stateDir);
-      const client = new Bitrix24Client(options);
+      const options = clientOptionsFor({ ...config, portalUrl }, credentials, this.stateDir);
+      const client = new Bitrix24Client({ ...options, tokenStore: store });
       this.client = client;
       this.portalHost = client.portalHost;
       this.api = new OfflineEventsApi(client);
       this.acks = new AckQueue(this.api);
+      const installed = storedInstallation(store, tokenStoreKey(client.portalHost, this.clientId));
+      if (installed) {
+        const status = { portal: installed.domain, portalUrl: client.portalUrl, installedAt: installed.installedAt };
+        takeInstallation(status, installed.applicationToken);
+      }
     } catch (err) {
       this.configError =
         err instanceof Bitrix24Error ? err : new Bitrix24Error({ code: "INVALID_CONFIG", description: String(err) });
-      this.warn(RED._("bitrix24-portal.errors.config", { error: this.configError.description }));
+      if (!portalUrl && this.installPath) {
+        this.configError = new Bitrix24Error({
+          code: "INVALID_CONFIG",
+          description: RED._("bitrix24-portal.install.noPortalYet"),
+        });
+        this.log(this.configError.description);
+      } else this.warn(RED._("bitrix24-portal.errors.config", { error: this.configError.description }));
+    }
+
+    let removeInstallEndpoint: (() => void) | undefined;
+    if (this.installPath) {
+      removeInstallEndpoint = registerInstallEndpoint(RED, {
+        path: this.installPath,
+        clientId: this.clientId,
+        clientSecret: credentials.clientSecret?.trim() ?? "",
+        oauthServer: String(config.oauthServer || DEFAULT_OAUTH_SERVER),
+        expectedHost: () => this.portalHost || this.installation?.portal,
+        store,
+        stateDir: this.stateDir,
+        deployedFingerprint: fingerprint(credentials.refreshToken?.trim() || undefined),
+        timeoutMs: positiveNumber(config.timeout, 30) * 1000,
+        log: (line) => this.log(line),
+        warn: (line) => this.warn(line),
+        onRefused: (status, reason) => {
+          this.installRefusal = { status, reason, at: Date.now() };
+        },
+        onInstalled: async (verified: VerifiedInstallation) => {
+          const { domain, installedAt } = verified.installation;
+          const status = { portal: domain, portalUrl: verified.portalUrl, installedAt };
+          takeInstallation(status, verified.installation.applicationToken);
+          this.installRefusal = undefined;
+          const time = new Date(status.installedAt).toISOString();
+          if (this.client) {
+            await this.client.reloadTokens().catch((err: unknown) => this.warn(asMessage(err)));
+            this.log(RED._("bitrix24-portal.install.done", { portal: status.portal, time }));
+          } else {
+            this.warn(RED._("bitrix24-portal.install.doneRedeploy", { portal: status.portal, time }));
+          }
+          for (const fn of listeners) fn(status);
+        },
+      });
+      if (!removeInstallEndpoint) this.warn(RED._("bitrix24-portal.install.noHttp"));
     }
     this.on("close", (_removed: boolean, done: () => void) => {
       // Pending acks are flushed first: an event acked by the flow must not be redelivered after a redeploy.
       // But a portal that hangs must not hold up the deploy: before Node-RED's close timeout cuts us off (and
       // logs an error), the client is closed, which aborts what is still in flight. Records whose clear did not
       // get through stay held and come back from the journal after the restart.
+      removeInstallEndpoint?.();
+      listeners.clear();
       const acks = this.acks;
       let guard: NodeJS.Timeout | undefined;
       let finished = false;

@@ -4,7 +4,13 @@ import { authorizeUrl, exchangeAuthorizationCode, newOAuthState } from "../core/
 import { Bitrix24Client, DEFAULT_OAUTH_SERVER, validatePortalUrl } from "../core/client";
 import { Bitrix24Error } from "../core/errors";
 import { OfflineEventsApi } from "../core/offline-api";
-import { clientOptionsFor, type PortalConfig, type PortalCredentials, stateDirFor } from "./bitrix24-portal";
+import {
+  clientOptionsFor,
+  type PortalConfig,
+  type PortalCredentials,
+  type PortalNode,
+  stateDirFor,
+} from "./bitrix24-portal";
 import { asBitrix24Error } from "./error-report";
 
 /** The editor sends this in place of a password it has not changed (Node-RED's convention). */
@@ -13,7 +19,7 @@ const STATE_TTL_MS = 10 * 60 * 1000;
 
 type DialogConfig = Pick<
   PortalConfig,
-  "portalUrl" | "oauthServer" | "rateLimit" | "rateBurst" | "instances" | "timeout"
+  "portalUrl" | "oauthServer" | "rateLimit" | "rateBurst" | "instances" | "timeout" | "installPath"
 >;
 
 interface DialogRequest extends Partial<DialogConfig> {
@@ -109,6 +115,26 @@ export function registerPortalAdminRoutes(RED: NodeAPI): void {
         (report) => res.json(report),
         (err: unknown) => res.status(500).json({ ok: false, error: asBitrix24Error(err).toJSON() }),
       );
+    },
+  );
+
+  // What the dialog shows under the installation path: installed where and when, or the last refusal. Only the
+  // deployed node knows; no secret is in the answer.
+  RED.httpAdmin.get(
+    "/bitrix24-portal/:id/installation",
+    RED.auth.needsPermission("bitrix24-portal.read"),
+    (req: Request, res: Response) => {
+      const node = RED.nodes.getNode(String(req.params.id)) as PortalNode | null;
+      if (!node || typeof node.onInstalled !== "function") {
+        res.json({ deployed: false });
+        return;
+      }
+      res.json({
+        deployed: true,
+        installPath: node.installPath,
+        installation: node.installation ?? null,
+        refusal: node.installRefusal ?? null,
+      });
     },
   );
 
