@@ -1,4 +1,5 @@
 import type { ServerResponse } from "node:http";
+import { INSTALL_SHAPES, type InstallShape } from "./app-install";
 import { sendJson } from "./http-io";
 import type { Faults, SandboxSwitches } from "./index";
 import type { SandboxPortal } from "./portal";
@@ -70,6 +71,25 @@ export function handleControl(
         portal.setOptions(input as SandboxSwitches);
         sendJson(res, 200, { options: portal.currentOptions() });
         return;
+      case "install": {
+        const shape = (input.shape ?? "auth") as InstallShape;
+        if (typeof input.url !== "string" || !INSTALL_SHAPES.includes(shape)) {
+          sendJson(res, 400, {
+            error: "INVALID_ARGUMENT",
+            error_description: `expected {url, shape: ${INSTALL_SHAPES.join("|")}}`,
+          });
+          return;
+        }
+        portal.install(input.url, shape).then(
+          (result) => sendJson(res, 200, result),
+          (err: unknown) =>
+            sendJson(res, 502, {
+              error: "INSTALL_FAILED",
+              error_description: err instanceof Error ? err.message : String(err),
+            }),
+        );
+        return;
+      }
       case "expire-tokens":
         portal.expireTokens();
         sendJson(res, 200, { ok: true });

@@ -3,7 +3,10 @@
  * OAuth, batch, the rate limit and ONOFFLINEEVENT pushes, with fault injection for reliability tests.
  * See README.md beside this file for every behaviour and the choices made where the docs are silent.
  */
+import type { InstallResult, InstallShape } from "./app-install";
 import { SandboxPortal } from "./portal";
+
+export type { InstallResult, InstallShape } from "./app-install";
 
 export interface SandboxOptions {
   /** 0 = random (default). */
@@ -95,6 +98,12 @@ export interface Sandbox {
   /** Replaces the current faults; {} = none. */
   setFaults(faults: Faults): void;
   setOptions(options: SandboxSwitches): void;
+  /**
+   * POSTs the application's installation to `url` as a portal does when the local application's form is saved
+   * (`auth`: event=ONAPPINSTALL with auth[...]; `placement`: AUTH_ID/REFRESH_ID/PLACEMENT=DEFAULT), with a fresh
+   * token pair and the application token. Resolves with the endpoint's answer; rejects when none came.
+   */
+  install(url: string, shape?: InstallShape): Promise<InstallResult>;
   /** Every issued access token expires now (next call -> 401 expired_token). */
   expireTokens(): void;
   /** Every refresh token becomes invalid (-> invalid_grant). */

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { type InstallResult, type InstallShape, sendInstallation } from "./app-install";
 import { runBatch } from "./batch";
 import { handleControl } from "./control-api";
 import { EventBindings } from "./event-bindings";
@@ -223,6 +224,11 @@ export class SandboxPortal implements Sandbox {
 
   bindingList(): ReturnType<EventBindings["all"]> {
     return this.bindings.all();
+  }
+
+  /** POSTs the application's installation to `url` (app-install.ts), with a fresh pair its OAuth server accepts. */
+  install(url: string, shape: InstallShape = "auth"): Promise<InstallResult> {
+    return sendInstallation(url, shape, this.notificationAuth());
   }
 
   expireTokens(): void {
