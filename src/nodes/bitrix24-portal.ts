@@ -198,11 +198,12 @@ export default function register(RED: NodeAPI): void {
         onInstalled: async (verified: VerifiedInstallation) => {
           const { domain, installedAt } = verified.installation;
           const status = { portal: domain, portalUrl: verified.portalUrl, installedAt };
+          // The client first: once the node says "installed", calls use the installed tokens.
+          if (this.client) await this.client.reloadTokens().catch((err: unknown) => this.warn(asMessage(err)));
           takeInstallation(status, verified.installation.applicationToken);
           this.installRefusal = undefined;
           const time = new Date(status.installedAt).toISOString();
           if (this.client) {
-            await this.client.reloadTokens().catch((err: unknown) => this.warn(asMessage(err)));
             this.log(RED._("bitrix24-portal.install.done", { portal: status.portal, time }));
           } else {
             this.warn(RED._("bitrix24-portal.install.doneRedeploy", { portal: status.portal, time }));
