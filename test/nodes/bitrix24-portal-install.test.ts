@@ -163,7 +163,10 @@ describe("bitrix24-portal installation endpoint", function () {
     };
   }
 
-  async function load(portal: Record<string, unknown> = {}, creds = cardCredentials()) {
+  async function load(
+    portal: Record<string, unknown> = {},
+    creds: Record<string, Record<string, string>> = cardCredentials(),
+  ) {
     await helper.load([portalNode, triggerNode, getNode, captureHttpNode], flow(portal), creds);
     const pushed: unknown[] = [];
     const events: Array<{ payload: { ID: string } }> = [];
