@@ -185,7 +185,7 @@ describe("installation: verification and storage", () => {
 
   it("refuses (403) when the OAuth server says no, or says the token is another portal's", async () => {
     answer = { status: 400, body: { error: "invalid_grant", error_description: "Invalid refresh token" } };
-    await should(verifyInstallation(request(), options())).be.rejectedWith(InstallationError, { status: 403 });
+    await should(verifyInstallation(request(), options())).be.rejectedWith({ name: "InstallationError", status: 403 });
     answer = { status: 200, body: { access_token: "A2", refresh_token: "R2", domain: "other.bitrix24.com" } };
     await should(verifyInstallation(request(), options())).be.rejectedWith(/belongs to other\.bitrix24\.com/);
     answer = { status: 200, body: { access_token: "A2", refresh_token: "R2", member_id: "m2" } };
@@ -194,7 +194,7 @@ describe("installation: verification and storage", () => {
 
   it("answers 502 when the OAuth server cannot be asked or answers garbage", async () => {
     answer = { status: 502, body: "<html>" };
-    await should(verifyInstallation(request(), options())).be.rejectedWith(InstallationError, { status: 502 });
+    await should(verifyInstallation(request(), options())).be.rejectedWith({ name: "InstallationError", status: 502 });
     await should(verifyInstallation(request(), { ...options(), oauthServer: "http://127.0.0.1:1" })).be.rejectedWith(
       InstallationError,
       { status: 502 },
