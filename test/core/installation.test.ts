@@ -195,9 +195,9 @@ describe("installation: verification and storage", () => {
   it("answers 502 when the OAuth server cannot be asked or answers garbage", async () => {
     answer = { status: 502, body: "<html>" };
     await should(verifyInstallation(request(), options())).be.rejectedWith({ name: "InstallationError", status: 502 });
-    await should(verifyInstallation(request(), { ...options(), oauthServer: "http://127.0.0.1:1" })).be.rejectedWith(
-      InstallationError,
-      { status: 502 },
-    );
+    await should(verifyInstallation(request(), { ...options(), oauthServer: "http://127.0.0.1:1" })).be.rejectedWith({
+      name: "InstallationError",
+      status: 502,
+    });
   });
 });
