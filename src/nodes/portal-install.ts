@@ -90,8 +90,9 @@ export function registerInstallEndpoint(RED: NodeAPI, o: InstallEndpointOptions)
       const host = new URL(verified.portalUrl).host;
       if (!expected) await rememberAdoptedPortal(o.stateDir, o.clientId, verified.portalUrl);
       await saveInstallation(o.store, tokenStoreKey(host, o.clientId), verified, o.deployedFingerprint);
-      if (!res.headersSent) res.status(200).type("text/plain").send("OK");
+      // In effect before the portal hears OK: its first push may follow at once.
       if (!closed) await o.onInstalled(verified);
+      if (!res.headersSent) res.status(200).type("text/plain").send("OK");
     } catch (err) {
       if (err instanceof InstallationError || err instanceof NotificationError || err instanceof BodyReadError) {
         // The OAuth server could not be asked: the portal's retry of this body must not count as a replay.
