@@ -127,6 +127,9 @@ export function clientOptionsFor(
   };
 }
 
+/** How often a node re-reads the token file for an installation another process received. */
+const INSTALLATION_LOOK_MS = 10_000;
+
 function asMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -149,11 +152,38 @@ export default function register(RED: NodeAPI): void {
     let portalUrl = String(config.portalUrl ?? "").trim();
     if (!portalUrl && this.installPath && this.clientId) portalUrl = adoptedPortal(this.stateDir, this.clientId) ?? "";
     const store = new FileTokenStore(this.stateDir);
+    // The host an installation must be for. A portal URL that does not parse matches no installation at all.
+    let configuredHost: string | undefined;
+    try {
+      configuredHost = portalUrl ? new URL(validatePortalUrl(portalUrl)).host : undefined;
+    } catch {
+      configuredHost = "(invalid portal URL)";
+    }
+    const pastedToken = this.applicationToken;
+    let installedToken = "";
     const takeInstallation = (status: InstallationStatus, applicationToken: string) => {
-      // The token the portal handed over itself wins over a pasted one: it is the newest word on it.
-      this.applicationToken = applicationToken;
+      installedToken = applicationToken;
       this.installation = status;
     };
+    // Another Node-RED sharing the token file may have received the installation: looked at again now and then.
+    let lastLook = Date.now();
+    const lookAgain = () => {
+      if (!this.client || Date.now() - lastLook < INSTALLATION_LOOK_MS) return;
+      lastLook = Date.now();
+      const installed = storedInstallation(store, tokenStoreKey(this.client.portalHost, this.clientId));
+      if (installed && installed.installedAt !== this.installation?.installedAt) {
+        const { domain, installedAt } = installed;
+        takeInstallation({ portal: domain, portalUrl: this.client.portalUrl, installedAt }, installed.applicationToken);
+      }
+    };
+    Object.defineProperty(this, "applicationToken", {
+      // The token the portal handed over itself wins over a pasted one: it is the newest word on it.
+      get: () => {
+        lookAgain();
+        return installedToken || pastedToken;
+      },
+      configurable: true,
+    });
     try {
       const options = clientOptionsFor({ ...config, portalUrl }, credentials, this.stateDir);
       const client = new Bitrix24Client({ ...options, tokenStore: store });
@@ -185,7 +215,7 @@ export default function register(RED: NodeAPI): void {
         clientId: this.clientId,
         clientSecret: credentials.clientSecret?.trim() ?? "",
         oauthServer: String(config.oauthServer || DEFAULT_OAUTH_SERVER),
-        expectedHost: () => this.portalHost || this.installation?.portal,
+        expectedHost: () => configuredHost ?? this.installation?.portal,
         store,
         stateDir: this.stateDir,
         deployedFingerprint: fingerprint(credentials.refreshToken?.trim() || undefined),

@@ -350,6 +350,16 @@ describe("bitrix24-portal installation endpoint", function () {
     should(spend.status).equal(200);
   });
 
+  it("refuses every installation while the configured portal URL is unusable (it does not mean 'none yet')", async () => {
+    const { portal } = await load({ portalUrl: "http://portal.example.com" });
+    should(portal.client).be.undefined();
+    const sent = await recordInstallation("auth");
+    const answer = await post(INSTALL, sent.body);
+    should(answer.status).equal(403);
+    should(String(answer.data)).match(/invalid portal URL/);
+    should(tokenFiles()).be.empty();
+  });
+
   it("refuses a refresh token that is not our application's: 403 from the OAuth server's no, nothing stored", async () => {
     const { portal } = await load();
     const sent = await recordInstallation("auth");
