@@ -1,13 +1,13 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import axios from "axios";
-import type { NodeAPI } from "node-red";
 import helper from "node-red-node-test-helper";
 import should from "should";
 import { type InstallShape, type Sandbox, startSandbox } from "../../src/sandbox";
+import { startHttpNodeServer } from "./http-node-server";
 
 // The build output, as Node-RED loads it.
 const portalNode = require("../../nodes/nodes/bitrix24-portal.js").default;
@@ -15,8 +15,6 @@ const triggerNode = require("../../nodes/nodes/bitrix24-offline-trigger.js").def
 const getNode = require("../../nodes/nodes/bitrix24-offline-get.js").default;
 
 helper.init(require.resolve("node-red"));
-
-type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
 interface Spied {
   status: { args: Array<[{ fill?: string; shape?: string; text?: string }]> };
@@ -49,27 +47,15 @@ describe("bitrix24-portal installation endpoint", function () {
   this.timeout(20000);
   let sandbox: Sandbox;
   let userDir: string;
-  let server: Server;
+  let nodeServer: Awaited<ReturnType<typeof startHttpNodeServer>>;
   let serverUrl: string;
-  let httpNode: Handler | undefined;
   let recorder: Server;
   let recorderUrl: string;
   let recorded: Recorded[] = [];
 
-  const captureHttpNode = (RED: NodeAPI) => {
-    httpNode = RED.httpNode as unknown as Handler;
-  };
-
   before(async () => {
-    server = createServer((req, res) => {
-      if (httpNode) httpNode(req, res);
-      else {
-        res.statusCode = 404;
-        res.end();
-      }
-    });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    serverUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    nodeServer = await startHttpNodeServer();
+    serverUrl = nodeServer.url;
     // Stands in for the installation endpoint to capture exactly what the sandbox (the portal) sends.
     recorder = createServer((req, res) => {
       let body = "";
@@ -86,10 +72,9 @@ describe("bitrix24-portal installation endpoint", function () {
   });
 
   after(async () => {
-    for (const s of [server, recorder]) {
-      s.closeAllConnections();
-      await new Promise<void>((r) => s.close(() => r()));
-    }
+    await nodeServer.close();
+    recorder.closeAllConnections();
+    await new Promise<void>((r) => recorder.close(() => r()));
   });
 
   beforeEach(async () => {
@@ -101,7 +86,7 @@ describe("bitrix24-portal installation endpoint", function () {
 
   afterEach(async () => {
     await helper.unload();
-    httpNode = undefined;
+    nodeServer.forget();
     await sandbox.close();
     rmSync(userDir, { recursive: true, force: true });
   });
@@ -167,7 +152,7 @@ describe("bitrix24-portal installation endpoint", function () {
     portal: Record<string, unknown> = {},
     creds: Record<string, Record<string, string>> = cardCredentials(),
   ) {
-    await helper.load([portalNode, triggerNode, getNode, captureHttpNode], flow(portal), creds);
+    await helper.load([portalNode, triggerNode, getNode, nodeServer.capture], flow(portal), creds);
     const pushed: unknown[] = [];
     const events: Array<{ payload: { ID: string } }> = [];
     helper.getNode("pushed").on("input", (msg: unknown) => pushed.push(msg));
