@@ -1,17 +1,21 @@
 import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import axios from "axios";
+import type { NodeAPI } from "node-red";
 import helper from "node-red-node-test-helper";
 import should from "should";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
-import { startHttpNodeServer } from "./http-node-server";
 
 // The build output, as Node-RED loads it.
 const portalNode = require("../../nodes/nodes/bitrix24-portal.js").default;
 const triggerNode = require("../../nodes/nodes/bitrix24-offline-trigger.js").default;
 
 helper.init(require.resolve("node-red"));
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
 interface SpiedNode {
   status: { args: Array<[{ fill?: string; shape?: string; text?: string }]> };
@@ -33,16 +37,31 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe("bitrix24-offline-trigger node", () => {
   let sandbox: Sandbox;
   let userDir: string;
-  let nodeServer: Awaited<ReturnType<typeof startHttpNodeServer>>;
+  let server: Server;
   let serverUrl: string;
+  /** Node-RED's httpNode app of the current load (the helper does not serve it: this test's server does). */
+  let httpNode: Handler | undefined;
+
+  // Captures RED.httpNode when the helper loads the nodes.
+  const captureHttpNode = (RED: NodeAPI) => {
+    httpNode = RED.httpNode as unknown as Handler;
+  };
 
   before(async () => {
-    nodeServer = await startHttpNodeServer();
-    serverUrl = nodeServer.url;
+    server = createServer((req, res) => {
+      if (httpNode) httpNode(req, res);
+      else {
+        res.statusCode = 404;
+        res.end();
+      }
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    serverUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
 
   after(async () => {
-    await nodeServer.close();
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
   });
 
   beforeEach(async () => {
@@ -53,7 +72,7 @@ describe("bitrix24-offline-trigger node", () => {
 
   afterEach(async () => {
     await helper.unload();
-    nodeServer.forget();
+    httpNode = undefined;
     await sandbox.close();
     rmSync(userDir, { recursive: true, force: true });
   });
@@ -102,7 +121,7 @@ describe("bitrix24-offline-trigger node", () => {
   }
 
   async function load(trigger: Record<string, unknown> = {}, creds = credentials()) {
-    await helper.load([portalNode, triggerNode, nodeServer.capture], flow(trigger), creds);
+    await helper.load([portalNode, triggerNode, captureHttpNode], flow(trigger), creds);
     const received: TriggerMsg[] = [];
     helper.getNode("out").on("input", (msg: unknown) => received.push(msg as TriggerMsg));
     return { received, node: helper.getNode("t") as unknown as SpiedNode };
@@ -326,7 +345,7 @@ describe("bitrix24-offline-trigger node", () => {
 
   it("shows a red status and errors when the portal is missing", async () => {
     const orphan = [{ id: "t", type: "bitrix24-offline-trigger", portal: "nope", path: PATH, interval: 1, wires: [] }];
-    await helper.load([portalNode, triggerNode, nodeServer.capture], orphan);
+    await helper.load([portalNode, triggerNode, captureHttpNode], orphan);
     const node = helper.getNode("t") as unknown as SpiedNode;
     should(node.status.args[0][0]).match({ fill: "red" });
     should(node.error.args.length).equal(1);

@@ -7,7 +7,7 @@ import axios from "axios";
 import helper from "node-red-node-test-helper";
 import should from "should";
 import { type InstallShape, type Sandbox, startSandbox } from "../../src/sandbox";
-import { startHttpNodeServer } from "./http-node-server";
+import { callsOf, captureHttpNode, type SpiedNode, startHttpNodeServer, statusesOf } from "../reliability/node-rig";
 
 // The build output, as Node-RED loads it.
 const portalNode = require("../../nodes/nodes/bitrix24-portal.js").default;
@@ -16,15 +16,7 @@ const getNode = require("../../nodes/nodes/bitrix24-offline-get.js").default;
 
 helper.init(require.resolve("node-red"));
 
-interface Spied {
-  status: { args: Array<[{ fill?: string; shape?: string; text?: string }]> };
-  log: { args: unknown[][] };
-  warn: { args: unknown[][] };
-  error: { args: unknown[][] };
-  receive(msg: Record<string, unknown>): void;
-}
-
-interface LoadedPortal extends Spied {
+interface LoadedPortal extends SpiedNode {
   client?: { portalUrl: string; tokens?: { accessToken: string; refreshToken: string } };
   configError?: { description: string };
   installation?: { portal: string; portalUrl: string; installedAt: number };
@@ -47,7 +39,7 @@ describe("bitrix24-portal installation endpoint", function () {
   this.timeout(20000);
   let sandbox: Sandbox;
   let userDir: string;
-  let nodeServer: Awaited<ReturnType<typeof startHttpNodeServer>>;
+  let nodeServer: { url: string; close(): Promise<void> };
   let serverUrl: string;
   let recorder: Server;
   let recorderUrl: string;
@@ -86,7 +78,6 @@ describe("bitrix24-portal installation endpoint", function () {
 
   afterEach(async () => {
     await helper.unload();
-    nodeServer.forget();
     await sandbox.close();
     rmSync(userDir, { recursive: true, force: true });
   });
@@ -152,15 +143,15 @@ describe("bitrix24-portal installation endpoint", function () {
     portal: Record<string, unknown> = {},
     creds: Record<string, Record<string, string>> = cardCredentials(),
   ) {
-    await helper.load([portalNode, triggerNode, getNode, nodeServer.capture], flow(portal), creds);
+    await helper.load([portalNode, triggerNode, getNode, captureHttpNode], flow(portal), creds);
     const pushed: unknown[] = [];
     const events: Array<{ payload: { ID: string } }> = [];
     helper.getNode("pushed").on("input", (msg: unknown) => pushed.push(msg));
     helper.getNode("events").on("input", (msg: unknown) => events.push(msg as { payload: { ID: string } }));
     return {
       portal: helper.getNode("p") as unknown as LoadedPortal,
-      trigger: helper.getNode("t") as unknown as Spied,
-      get: helper.getNode("g") as unknown as Spied,
+      trigger: helper.getNode("t") as unknown as SpiedNode,
+      get: helper.getNode("g") as unknown as SpiedNode,
       pushed,
       events,
     };
@@ -206,16 +197,8 @@ describe("bitrix24-portal installation endpoint", function () {
     }
   }
 
-  /** The helper spies on every node at once: the last status a node of this type set. */
-  function lastStatus(spied: Spied, type: string) {
-    return spied.status.args
-      .map((a) => a[0])
-      .filter((s) => String(s.text).startsWith(`${type}.`))
-      .at(-1);
-  }
-
   /** Everything the nodes said, and every msg they sent, as one text: no secret may be in it. */
-  function everythingSaid(nodes: Spied[], msgs: unknown[]): string {
+  function everythingSaid(nodes: SpiedNode[], msgs: unknown[]): string {
     const said = nodes.flatMap((n) => [...n.log.args, ...n.warn.args, ...n.error.args, ...n.status.args]);
     return JSON.stringify([said.map((args) => args.map((a) => (a instanceof Error ? a.message : a))), msgs]);
   }
@@ -236,12 +219,12 @@ describe("bitrix24-portal installation endpoint", function () {
     it(`accepts the ${shape} shape: tokens and application token land in the 0600 token file, pushes are trusted, the get node drains`, async () => {
       const { portal, trigger, get, pushed, events } = await load();
       should(portal.configError).be.undefined();
-      should(lastStatus(trigger, "bitrix24-offline-trigger")).match({
+      should(statusesOf(trigger).at(-1)).match({
         fill: "yellow",
         text: "bitrix24-offline-trigger.status.waitingInstall",
       });
       // Waiting for an installation is not a warning.
-      should(trigger.warn.args.filter((a) => String(a[0]).startsWith("bitrix24-offline-trigger"))).be.empty();
+      should(callsOf(trigger, "warn")).be.empty();
       should((await post(PUSH, pushBody(sandbox.credentials.applicationToken))).status).equal(401);
 
       const sent = await recordInstallation(shape);
@@ -267,8 +250,8 @@ describe("bitrix24-portal installation endpoint", function () {
       should(portal.credentials.accessToken).be.undefined();
       should(portal.credentials.applicationToken).be.undefined();
       should(portal.installation).match({ portal: new URL(sandbox.url).host, portalUrl: sandbox.url });
-      should(portal.log.args.map((a) => String(a[0]))).containEql("bitrix24-portal.install.done");
-      should(lastStatus(trigger, "bitrix24-offline-trigger")).match({
+      should(callsOf(portal, "log").map((a) => String(a[0]))).containEql("bitrix24-portal.install.done");
+      should(statusesOf(trigger).at(-1)).match({
         fill: "green",
         text: "bitrix24-offline-trigger.status.installed",
       });
@@ -317,7 +300,7 @@ describe("bitrix24-portal installation endpoint", function () {
     should(String(answer.data)).match(/but this node is for localhost/);
     should(tokenFiles()).be.empty();
     should(portal.installation).be.undefined();
-    const refusals = portal.warn.args.filter((a) => String(a[0]) === "bitrix24-portal.install.refused");
+    const refusals = callsOf(portal, "warn").filter((a) => String(a[0]) === "bitrix24-portal.install.refused");
     should(refusals).have.length(1);
     const text = everythingSaid([portal], []);
     for (const secret of secretsOf(sent)) should(text).not.containEql(secret);
@@ -408,7 +391,7 @@ describe("bitrix24-portal installation endpoint", function () {
     should(statuses.slice(8)).eql(Array(4).fill(429));
     should(readFileSync(file, "utf8")).equal(before);
     // Reported, but throttled: a flood does not flood the log.
-    should(portal.warn.args.filter((a) => String(a[0]) === "bitrix24-portal.install.refused")).have.length(1);
+    should(callsOf(portal, "warn").filter((a) => String(a[0]) === "bitrix24-portal.install.refused")).have.length(1);
   });
 
   it("refuses an installation before the client id and secret are deployed, saying what to do", async () => {
@@ -450,7 +433,7 @@ describe("bitrix24-portal installation endpoint", function () {
     const sent = await recordInstallation("auth");
     should((await post(INSTALL, sent.body)).status).equal(200);
     await until(() => first.portal.installation !== undefined);
-    should(first.portal.warn.args.map((a) => String(a[0]))).containEql("bitrix24-portal.install.doneRedeploy");
+    should(callsOf(first.portal, "warn").map((a) => String(a[0]))).containEql("bitrix24-portal.install.doneRedeploy");
 
     await helper.unload();
     const again = await load({ portalUrl: "" });
