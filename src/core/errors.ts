@@ -58,7 +58,8 @@ export const SYSTEM_ERRORS: Readonly<Record<string, { status: number; descriptio
   INVALID_REQUEST: { status: 400, description: "The methods must be called using the HTTPS protocol" },
   OVERLOAD_LIMIT: {
     status: 503,
-    description: "The REST API is blocked by Bitrix24 support for overload: retrying does not help, contact Bitrix24 support",
+    description:
+      "Blocked by Bitrix24 support (overload): retrying does not help, ask Bitrix24 support to lift the block",
   },
   ACCESS_DENIED: {
     status: 403,
@@ -86,6 +87,11 @@ export const SYSTEM_ERRORS: Readonly<Record<string, { status: number; descriptio
     description: "The access token expired and there is no refresh token: re-authorise the application",
   },
   TOKEN_STORE_ERROR: { status: 0, description: "The token file could not be read, written or locked" },
+  REDIRECT_REFUSED: {
+    status: 0,
+    description:
+      "The portal redirected the call somewhere the client does not follow (not https, not REST, or too many hops)",
+  },
   EVENTS_MAY_BE_LOST: {
     status: 0,
     description: "An event.offline.get with clear=1 may have reached the portal; its events cannot be fetched again",

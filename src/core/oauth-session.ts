@@ -97,8 +97,9 @@ export class OAuthSession {
    * process sharing the store) calls the new address at once instead of being redirected on every call.
    */
   async rememberPortal(origin: string): Promise<void> {
-    await this.init();
+    // In memory first and at once: the call being redirected is resent before the file is written.
     this.tokens = { ...this.tokens, clientEndpoint: `${origin}/rest/` };
+    await this.init();
     const store = this.o.store;
     if (!store) return;
     try {
@@ -107,7 +108,11 @@ export class OAuthSession {
         async () => {
           const stored = await store.load(this.o.storeKey);
           const base = stored && stored.deployedFingerprint === this.lineage ? stored : this.toStored();
-          await store.save(this.o.storeKey, { ...base, clientEndpoint: this.tokens.clientEndpoint, updatedAt: Date.now() });
+          await store.save(this.o.storeKey, {
+            ...base,
+            clientEndpoint: this.tokens.clientEndpoint,
+            updatedAt: Date.now(),
+          });
         },
         this.o.signal,
       );
