@@ -71,7 +71,7 @@ export async function testConnection(
     // The same token store as the deployed node: a refresh made by the test must not lose the rotated token.
     client = new Bitrix24Client({ ...clientOptionsFor(config, credentials, stateDir), retry: { maxAttempts: 2 } });
     const api = new OfflineEventsApi(client);
-    report.extended = await api.feature("rest_offline_extended");
+    report.extended = (await api.feature("rest_offline_extended")) ?? null;
     report.reachable = true;
     report.auth = true;
     const page = await api.list({});
