@@ -13,9 +13,14 @@ export interface OAuthApp {
   clientSecret: string;
   /** host[:port] of the portal, as `domain` in answers. */
   domain: string;
+  /** The portal's address now (`client_endpoint`); it changes with a rename. */
   url: string;
   memberId: string;
   tokens: TokenStore;
+  /** Base URL of the OAuth server answers name (`server_endpoint`, the authorize redirect's `server_domain`). */
+  oauthServer: string;
+  /** Which OAuth server each refresh token belongs to: the other one refuses it, as another region would. */
+  refreshServer: Map<string, string>;
 }
 
 function param(params: Params, name: string): string {
@@ -38,7 +43,7 @@ export function authorize(app: OAuthApp, params: Params, res: ServerResponse): v
     domain: app.domain,
     member_id: app.memberId,
     scope: "app",
-    server_domain: app.domain,
+    server_domain: new URL(app.oauthServer).host,
   };
   const redirect = param(params, "redirect_uri");
   if (!redirect) {
@@ -58,7 +63,8 @@ export function authorize(app: OAuthApp, params: Params, res: ServerResponse): v
   res.end();
 }
 
-export function token(app: OAuthApp, params: Params, res: ServerResponse): void {
+/** `servedBy`: the base URL of the OAuth server the request came to. */
+export function token(app: OAuthApp, params: Params, res: ServerResponse, servedBy: string): void {
   const grantType = param(params, "grant_type");
   if (param(params, "client_id") !== app.clientId || param(params, "client_secret") !== app.clientSecret) {
     oauthError(res, 401, "invalid_client", "Invalid client credentials");
@@ -70,7 +76,14 @@ export function token(app: OAuthApp, params: Params, res: ServerResponse): void 
       return;
     }
   } else if (grantType === "refresh_token") {
-    if (!app.tokens.spendRefresh(param(params, "refresh_token"))) {
+    const refreshToken = param(params, "refresh_token");
+    const owner = app.refreshServer.get(refreshToken);
+    if (owner !== undefined && owner !== servedBy) {
+      oauthError(res, 400, "invalid_grant", `The refresh token belongs to another OAuth server (${owner})`);
+      return;
+    }
+    app.refreshServer.delete(refreshToken);
+    if (!app.tokens.spendRefresh(refreshToken)) {
       oauthError(res, 400, "invalid_grant", "Invalid refresh token");
       return;
     }
@@ -88,13 +101,14 @@ export function tokenAnswer(
   refreshToken: string,
   expiresIn: number,
 ): Record<string, string | number> {
+  app.refreshServer.set(refreshToken, app.oauthServer);
   return {
     access_token: accessToken,
     expires: Math.floor(Date.now() / 1000) + expiresIn,
     expires_in: expiresIn,
     scope: "app",
     domain: app.domain,
-    server_endpoint: `${app.url}/rest/`,
+    server_endpoint: `${app.oauthServer}/rest/`,
     status: "L",
     client_endpoint: `${app.url}/rest/`,
     member_id: app.memberId,
