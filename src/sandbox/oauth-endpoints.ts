@@ -19,7 +19,7 @@ export interface OAuthApp {
   tokens: TokenStore;
   /** Base URL of the OAuth server answers name (`server_endpoint`, the authorize redirect's `server_domain`). */
   oauthServer: string;
-  /** Which OAuth server each refresh token belongs to: the other one refuses it, as another region would. */
+  /** Which OAuth server each refresh token and code belongs to: the other one refuses it, as another region would. */
   refreshServer: Map<string, string>;
 }
 
@@ -37,8 +37,10 @@ export function authorize(app: OAuthApp, params: Params, res: ServerResponse): v
     oauthError(res, 400, "invalid_client", "Invalid client");
     return;
   }
+  const code = app.tokens.newCode();
+  app.refreshServer.set(code, app.oauthServer);
   const answer: Record<string, string> = {
-    code: app.tokens.newCode(),
+    code,
     state: param(params, "state"),
     domain: app.domain,
     member_id: app.memberId,
@@ -70,20 +72,20 @@ export function token(app: OAuthApp, params: Params, res: ServerResponse, served
     oauthError(res, 401, "invalid_client", "Invalid client credentials");
     return;
   }
+  const grant = grantType === "authorization_code" ? param(params, "code") : param(params, "refresh_token");
+  const owner = app.refreshServer.get(grant);
+  if (owner !== undefined && owner !== servedBy) {
+    oauthError(res, 400, "invalid_grant", `The ${grantType} grant belongs to another OAuth server (${owner})`);
+    return;
+  }
+  app.refreshServer.delete(grant);
   if (grantType === "authorization_code") {
-    if (!app.tokens.spendCode(param(params, "code"))) {
+    if (!app.tokens.spendCode(grant)) {
       oauthError(res, 400, "invalid_grant", "Invalid authorization code");
       return;
     }
   } else if (grantType === "refresh_token") {
-    const refreshToken = param(params, "refresh_token");
-    const owner = app.refreshServer.get(refreshToken);
-    if (owner !== undefined && owner !== servedBy) {
-      oauthError(res, 400, "invalid_grant", `The refresh token belongs to another OAuth server (${owner})`);
-      return;
-    }
-    app.refreshServer.delete(refreshToken);
-    if (!app.tokens.spendRefresh(refreshToken)) {
+    if (!app.tokens.spendRefresh(grant)) {
       oauthError(res, 400, "invalid_grant", "Invalid refresh token");
       return;
     }
