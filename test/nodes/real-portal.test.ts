@@ -1,0 +1,316 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Node, NodeAPI, NodeDef } from "node-red";
+import helper from "node-red-node-test-helper";
+import should from "should";
+import { clientOptionsFor, type PortalNode } from "../../src/nodes/bitrix24-portal";
+import type { EventMessage } from "../../src/nodes/msg-contract";
+import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
+
+// The build output, as Node-RED loads it (`node scripts/build.mjs` first).
+const portalNode = require("../../nodes/nodes/bitrix24-portal.js").default;
+const getNode = require("../../nodes/nodes/bitrix24-offline-get.js").default;
+const listNode = require("../../nodes/nodes/bitrix24-offline-list.js").default;
+
+helper.init(require.resolve("node-red"));
+
+/** Acks each msg through the portal's ack queue, as the clear node does. */
+function ackerNode(RED: NodeAPI): void {
+  function TestAcker(this: Node, config: NodeDef & { portal: string }) {
+    RED.nodes.createNode(this, config);
+    const portal = RED.nodes.getNode(config.portal) as PortalNode;
+    this.on("input", (input, send, done) => {
+      const meta = (input as unknown as EventMessage).bitrix24;
+      portal.acks!.clear({ processId: meta.processId!, authConnector: meta.authConnector, ids: [meta.id] }).then(() => {
+        send(input);
+        done();
+      }, done);
+    });
+  }
+  RED.nodes.registerType("test-acker", TestAcker);
+}
+
+interface SpiedNode {
+  status: { args: Array<[{ fill?: string; shape?: string; text?: string }]> };
+  error: { args: unknown[][] };
+  warn: { args: unknown[][] };
+  receive(msg: Record<string, unknown>): void;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function until(check: () => boolean, timeoutMs = 8000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error("timed out waiting for a condition");
+    await sleep(5);
+  }
+}
+
+/** What real portals do beyond the method pages, proven through the nodes against the sandbox. */
+describe("nodes against what real portals do (renames, OAuth regions, limits)", function () {
+  this.timeout(20000);
+  let sandbox: Sandbox;
+  let userDir: string;
+
+  async function start(options: SandboxOptions = {}): Promise<void> {
+    sandbox = await startSandbox({ rateLimit: false, ...options });
+  }
+
+  beforeEach(() => {
+    userDir = mkdtempSync(join(tmpdir(), "b24-real-nodes-"));
+    helper.settings({ userDir });
+  });
+
+  afterEach(async () => {
+    await helper.unload();
+    await sandbox?.close();
+    rmSync(userDir, { recursive: true, force: true });
+  });
+
+  async function load(
+    opts: {
+      get?: Record<string, unknown>;
+      portal?: Record<string, unknown>;
+      credentials?: Record<string, string>;
+    } = {},
+  ) {
+    const c = sandbox.credentials;
+    const flow = [
+      {
+        id: "p",
+        type: "bitrix24-portal",
+        portalUrl: sandbox.url,
+        authType: "oauth",
+        oauthServer: sandbox.url,
+        rateLimit: 100,
+        rateBurst: 100,
+        ...opts.portal,
+      },
+      {
+        id: "g",
+        type: "bitrix24-offline-get",
+        portal: "p",
+        limit: 10,
+        mode: "ack",
+        filter: "",
+        order: "",
+        errorRecords: false,
+        authConnector: "",
+        output: "event",
+        drain: true,
+        maxInFlight: 500,
+        ackTimeout: 300,
+        maxDeliveries: 3,
+        prefetch: 1,
+        allowAtMostOnce: false,
+        orphanSweep: false,
+        ...opts.get,
+        wires: [opts.get?.mode === "auto" ? ["out"] : ["out", "ack"], ["empty"], ["dead"]],
+      },
+      { id: "ack", type: "test-acker", portal: "p", wires: [[]] },
+      {
+        id: "l",
+        type: "bitrix24-offline-list",
+        portal: "p",
+        filter: "",
+        order: "",
+        allPages: false,
+        wires: [["listed"]],
+      },
+      { id: "out", type: "helper" },
+      { id: "empty", type: "helper" },
+      { id: "dead", type: "helper" },
+      { id: "listed", type: "helper" },
+    ];
+    await helper.load([portalNode, getNode, listNode, ackerNode], flow, {
+      p: {
+        clientId: c.clientId,
+        clientSecret: c.clientSecret,
+        accessToken: c.accessToken,
+        refreshToken: c.refreshToken,
+        applicationToken: c.applicationToken,
+        ...opts.credentials,
+      },
+    });
+    const collect = (id: string) => {
+      const msgs: EventMessage[] = [];
+      helper.getNode(id).on("input", (msg: unknown) => msgs.push(msg as EventMessage));
+      return msgs;
+    };
+    return {
+      portal: helper.getNode("p") as unknown as SpiedNode,
+      get: helper.getNode("g") as unknown as SpiedNode,
+      list: helper.getNode("l") as unknown as SpiedNode,
+      out: collect("out"),
+      empty: collect("empty"),
+      listed: collect("listed"),
+    };
+  }
+
+  const movedWarnings = (portal: SpiedNode) =>
+    portal.warn.args.filter((a) => /bitrix24-portal\.moved\.log/.test(String(a[0])));
+
+  it("a rename mid-drain: the get node keeps draining at the new address, every event once, the move reported once", async () => {
+    await start({ events: 60 });
+    const { portal, get, out, empty } = await load();
+    get.receive({});
+    await until(() => out.length >= 10);
+    await sandbox.rename();
+    await until(() => empty.length === 1);
+    should(new Set(out.map((m) => (m.payload as { ID: string }).ID)).size).equal(60);
+    should(out).have.length(60);
+    should(sandbox.stats().queue.total).equal(0);
+    should(get.error.args).have.length(0);
+    should(movedWarnings(portal)).have.length(1);
+    should(get.status.args.some((a) => /bitrix24-portal\.moved\.status/.test(a[0].text ?? ""))).be.true();
+    // Later drains go straight to the new address: no second report.
+    sandbox.addEvents(5);
+    get.receive({});
+    await until(() => empty.length === 2);
+    should(out).have.length(65);
+    should(movedWarnings(portal)).have.length(1);
+    // The new address is kept beside the tokens.
+    const dir = join(userDir, ".bitrix24-offline-events");
+    const file = readdirSync(dir).find((f) => f.endsWith(".tokens.json"));
+    should(JSON.parse(readFileSync(join(dir, String(file)), "utf8")).clientEndpoint).equal(
+      `${sandbox.currentUrl}/rest/`,
+    );
+  });
+
+  it("a restarted flow with the old URL calls the new address at once (no redirect, no report)", async () => {
+    await start({ events: 5 });
+    await sandbox.rename();
+    let loaded = await load({ get: { mode: "auto" } });
+    loaded.get.receive({});
+    await until(() => loaded.empty.length === 1);
+    should(movedWarnings(loaded.portal)).have.length(1);
+    await helper.unload();
+    sandbox.addEvents(5);
+    loaded = await load({ get: { mode: "auto" } });
+    loaded.get.receive({});
+    await until(() => loaded.empty.length === 1);
+    should(loaded.out).have.length(5);
+    should(movedWarnings(loaded.portal)).have.length(0);
+  });
+
+  it("auto mode (clear=1) across a rename: no EVENTS_MAY_BE_LOST, nothing lost", async () => {
+    await start({ events: 30 });
+    await sandbox.rename(307);
+    const { get, out, empty } = await load({ get: { mode: "auto" } });
+    get.receive({});
+    await until(() => empty.length === 1);
+    should(out).have.length(30);
+    should(get.error.args).have.length(0);
+    should(sandbox.stats().deleted).equal(30);
+  });
+
+  it("OPERATION_TIME_LIMIT on event.offline.get pauses the get node, one refusal and no retry storm, while list works", async () => {
+    await start({ events: 30 });
+    const { get, list, out, empty, listed } = await load({ get: { mode: "auto" } });
+    sandbox.spendBudget("event.offline.get", 1500);
+    const started = Date.now();
+    get.receive({});
+    await sleep(700);
+    const gets = () => sandbox.stats().requests.byMethod["event.offline.get"] ?? 0;
+    should(gets()).equal(1);
+    should(out).have.length(0);
+    should(get.status.args.some((a) => a[0].fill === "yellow")).be.true();
+    // Another method of the same portal and application goes on meanwhile.
+    const listStarted = Date.now();
+    list.receive({});
+    await until(() => listed.length === 1);
+    should(Date.now() - listStarted).be.below(500);
+    should(list.error.args).have.length(0);
+    await until(() => empty.length === 1);
+    should(Date.now() - started).be.aboveOrEqual(1400);
+    should(out).have.length(30);
+    should(gets()).equal(1 + 4); // the refusal, then three pages and the empty one
+    should(get.error.args).have.length(0);
+  });
+
+  it("refreshes at the OAuth server the token answers name (a second region), through the nodes", async () => {
+    await start({ secondOAuthServer: true });
+    const { list, listed } = await load();
+    for (let round = 1; round <= 3; round++) {
+      sandbox.expireTokens();
+      list.receive({});
+      await until(() => listed.length === round);
+    }
+    // The first refresh (start tokens) went to the configured guess; its answer named the second server, which
+    // alone takes the refresh tokens it issues: the later rounds prove the node followed server_endpoint.
+    should(list.error.args).have.length(0);
+  });
+
+  it("NO_AUTH_FOUND for a wrong access token: one refresh, then the call succeeds", async () => {
+    await start({ wrongTokenError: "NO_AUTH_FOUND" });
+    const { list, listed } = await load({ credentials: { accessToken: "wrong" } });
+    list.receive({});
+    await until(() => listed.length === 1 || list.error.args.length > 0);
+    should(list.error.args).have.length(0);
+    should(listed).have.length(1);
+  });
+
+  it("OVERLOAD_LIMIT: one request, a red status saying Bitrix24 support blocked it, no retry", async () => {
+    await start({ events: 5 });
+    sandbox.setFaults({ errorRate: 1, errorCode: "OVERLOAD_LIMIT" });
+    const { get } = await load({ get: { mode: "auto" } });
+    get.receive({});
+    await until(() => get.error.args.length > 0);
+    await sleep(200);
+    should(sandbox.stats().requests.byMethod["event.offline.get"]).equal(1);
+    const err = get.error.args[0][0] as { code: string; description: string };
+    should(err.code).equal("OVERLOAD_LIMIT");
+    should(err.description).startWith("Blocked by Bitrix24 support");
+    const last = get.status.args[get.status.args.length - 1][0];
+    should(last.fill).equal("red");
+    should(last.text).match(/^OVERLOAD_LIMIT: Blocked by Bitrix24 support/);
+  });
+
+  it("Test connection reads the plan and suggests 5/s, burst 250 on Enterprise with the default bucket", async () => {
+    await start({ licenseFamily: "ent" });
+    await load();
+    const body = (rate: Record<string, unknown>) => ({
+      id: "p",
+      portalUrl: sandbox.url,
+      oauthServer: sandbox.url,
+      credentials: {},
+      ...rate,
+    });
+    const onDefault = await helper.request().post("/bitrix24-portal/test").send(body({})).expect(200);
+    should(onDefault.body).match({ ok: true, plan: { family: "ent", license: "en_ent" } });
+    should(onDefault.body.suggestedRate).eql({ perSecond: 5, burst: 250 });
+    const tuned = await helper
+      .request()
+      .post("/bitrix24-portal/test")
+      .send(body({ rateLimit: 5, rateBurst: 250 }))
+      .expect(200);
+    should(tuned.body.suggestedRate).be.undefined();
+    sandbox.setOptions({ licenseFamily: "project" });
+    const project = await helper.request().post("/bitrix24-portal/test").send(body({})).expect(200);
+    should(project.body.plan.family).equal("project");
+    should(project.body.suggestedRate).be.undefined();
+  });
+
+  it("Test connection names the new address of a renamed portal", async () => {
+    await start();
+    await load();
+    await sandbox.rename();
+    const res = await helper
+      .request()
+      .post("/bitrix24-portal/test")
+      .send({ id: "p", portalUrl: sandbox.url, oauthServer: sandbox.url, credentials: {} })
+      .expect(200);
+    should(res.body).match({ ok: true, movedTo: sandbox.currentUrl });
+  });
+
+  it("the request timeout defaults above the portal's 60 s cut-off; a saved value is kept", () => {
+    const config = { portalUrl: "https://example.bitrix24.com", oauthServer: "", rateLimit: 2, rateBurst: 50 };
+    const credentials = { clientId: "a", clientSecret: "b", refreshToken: "r" };
+    should(clientOptionsFor(config, credentials, userDir).timeoutMs).equal(75_000);
+    should(clientOptionsFor({ ...config, timeout: 30 }, credentials, userDir).timeoutMs).equal(30_000);
+  });
+});
