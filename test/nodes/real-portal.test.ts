@@ -245,6 +245,31 @@ describe("nodes against what real portals do (renames, OAuth regions, limits)", 
     should(list.error.args).have.length(0);
   });
 
+  it("Authorize exchanges the code at the redirect's server_domain and keeps server_endpoint with the credentials", async () => {
+    await start({ secondOAuthServer: true });
+    await load({ credentials: { accessToken: "", refreshToken: "" } });
+    const c = sandbox.credentials;
+    const begin = await helper
+      .request()
+      .post("/bitrix24-portal/authorize")
+      .send({
+        id: "p",
+        portalUrl: sandbox.url,
+        oauthServer: sandbox.url, // the first guess, which refuses codes of the second region
+        callbackUrl: "http://127.0.0.1:1880/bitrix24-portal/callback",
+        credentials: { clientId: c.clientId, clientSecret: "__PWRD__" },
+      })
+      .expect(200);
+    const consent = await fetch(begin.body.url, { redirect: "manual" });
+    const back = new URL(consent.headers.get("location") ?? "");
+    should(back.searchParams.get("server_domain")).equal(new URL(String(sandbox.secondOAuthUrl)).host);
+    await helper.request().get(`/bitrix24-portal/callback${back.search}`).expect(200);
+    const { getCredentials } = (helper as unknown as { _redNodes: { getCredentials(id: string): unknown } })._redNodes;
+    const stored = getCredentials("p") as { refreshToken: string; serverEndpoint: string };
+    should(stored.serverEndpoint).equal(`${sandbox.secondOAuthUrl}/rest/`);
+    should(stored.refreshToken).not.equal("");
+  });
+
   it("NO_AUTH_FOUND for a wrong access token: one refresh, then the call succeeds", async () => {
     await start({ wrongTokenError: "NO_AUTH_FOUND" });
     const { list, listed } = await load({ credentials: { accessToken: "wrong" } });
