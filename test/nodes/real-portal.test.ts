@@ -151,6 +151,13 @@ describe("nodes against what real portals do (renames, OAuth regions, limits)", 
     };
   }
 
+  /** The portal address kept beside the tokens (written in the background after a move). */
+  function storedEndpoint(): string | undefined {
+    const dir = join(userDir, ".bitrix24-offline-events");
+    const file = readdirSync(dir).find((f) => f.endsWith(".tokens.json"));
+    return file ? JSON.parse(readFileSync(join(dir, file), "utf8")).clientEndpoint : undefined;
+  }
+
   const movedWarnings = (portal: SpiedNode) =>
     portal.warn.args.filter((a) => /bitrix24-portal\.moved\.log/.test(String(a[0])));
 
@@ -174,11 +181,7 @@ describe("nodes against what real portals do (renames, OAuth regions, limits)", 
     should(out).have.length(65);
     should(movedWarnings(portal)).have.length(1);
     // The new address is kept beside the tokens.
-    const dir = join(userDir, ".bitrix24-offline-events");
-    const file = readdirSync(dir).find((f) => f.endsWith(".tokens.json"));
-    should(JSON.parse(readFileSync(join(dir, String(file)), "utf8")).clientEndpoint).equal(
-      `${sandbox.currentUrl}/rest/`,
-    );
+    await until(() => storedEndpoint() === `${sandbox.currentUrl}/rest/`);
   });
 
   it("a restarted flow with the old URL calls the new address at once (no redirect, no report)", async () => {
@@ -188,6 +191,7 @@ describe("nodes against what real portals do (renames, OAuth regions, limits)", 
     loaded.get.receive({});
     await until(() => loaded.empty.length === 1);
     should(movedWarnings(loaded.portal)).have.length(1);
+    await until(() => storedEndpoint() === `${sandbox.currentUrl}/rest/`);
     await helper.unload();
     sandbox.addEvents(5);
     loaded = await load({ get: { mode: "auto" } });
