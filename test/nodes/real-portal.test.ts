@@ -1,42 +1,19 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Node, NodeAPI, NodeDef } from "node-red";
-import helper from "node-red-node-test-helper";
 import should from "should";
-import { clientOptionsFor, type PortalNode } from "../../src/nodes/bitrix24-portal";
-import type { EventMessage } from "../../src/nodes/msg-contract";
+import { clientOptionsFor } from "../../src/nodes/bitrix24-portal";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
-
-// The build output, as Node-RED loads it (`node scripts/build.mjs` first).
-const portalNode = require("../../nodes/nodes/bitrix24-portal.js").default;
-const getNode = require("../../nodes/nodes/bitrix24-offline-get.js").default;
-const listNode = require("../../nodes/nodes/bitrix24-offline-list.js").default;
-
-helper.init(require.resolve("node-red"));
-
-/** Acks each msg through the portal's ack queue, as the clear node does. */
-function ackerNode(RED: NodeAPI): void {
-  function TestAcker(this: Node, config: NodeDef & { portal: string }) {
-    RED.nodes.createNode(this, config);
-    const portal = RED.nodes.getNode(config.portal) as PortalNode;
-    this.on("input", (input, send, done) => {
-      const meta = (input as unknown as EventMessage).bitrix24;
-      portal.acks!.clear({ processId: meta.processId!, authConnector: meta.authConnector, ids: [meta.id] }).then(() => {
-        send(input);
-        done();
-      }, done);
-    });
-  }
-  RED.nodes.registerType("test-acker", TestAcker);
-}
-
-interface SpiedNode {
-  status: { args: Array<[{ fill?: string; shape?: string; text?: string }]> };
-  error: { args: unknown[][] };
-  warn: { args: unknown[][] };
-  receive(msg: Record<string, unknown>): void;
-}
+import {
+  callsOf,
+  freshUserDir,
+  GET_DEFAULTS,
+  helper,
+  type LoadedFlow,
+  loadFlow,
+  removeDir,
+  type SpiedNode,
+  statusesOf,
+} from "../reliability/node-rig";
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -61,16 +38,16 @@ describe("nodes against what real portals do (renames, OAuth regions, limits)", 
   }
 
   beforeEach(() => {
-    userDir = mkdtempSync(join(tmpdir(), "b24-real-nodes-"));
-    helper.settings({ userDir });
+    userDir = freshUserDir();
   });
 
   afterEach(async () => {
     await helper.unload();
     await sandbox?.close();
-    rmSync(userDir, { recursive: true, force: true });
+    removeDir(userDir);
   });
 
+  /** Portal "p", get "g" (wired to a real clear node "c" in ack mode), list "l"; helpers collect the outputs. */
   async function load(
     opts: {
       get?: Record<string, unknown>;
@@ -78,40 +55,10 @@ describe("nodes against what real portals do (renames, OAuth regions, limits)", 
       credentials?: Record<string, string>;
     } = {},
   ) {
-    const c = sandbox.credentials;
+    const auto = opts.get?.mode === "auto";
     const flow = [
-      {
-        id: "p",
-        type: "bitrix24-portal",
-        portalUrl: sandbox.url,
-        authType: "oauth",
-        oauthServer: sandbox.url,
-        rateLimit: 100,
-        rateBurst: 100,
-        ...opts.portal,
-      },
-      {
-        id: "g",
-        type: "bitrix24-offline-get",
-        portal: "p",
-        limit: 10,
-        mode: "ack",
-        filter: "",
-        order: "",
-        errorRecords: false,
-        authConnector: "",
-        output: "event",
-        drain: true,
-        maxInFlight: 500,
-        ackTimeout: 300,
-        maxDeliveries: 3,
-        prefetch: 1,
-        allowAtMostOnce: false,
-        orphanSweep: false,
-        ...opts.get,
-        wires: [opts.get?.mode === "auto" ? ["out"] : ["out", "ack"], ["empty"], ["dead"]],
-      },
-      { id: "ack", type: "test-acker", portal: "p", wires: [[]] },
+      { ...GET_DEFAULTS, id: "g", limit: 10, ...opts.get, wires: [auto ? ["out"] : ["out", "c"], ["empty"], ["dead"]] },
+      { id: "c", type: "bitrix24-offline-clear", portal: "p", wires: [[]] },
       {
         id: "l",
         type: "bitrix24-offline-list",
@@ -126,28 +73,14 @@ describe("nodes against what real portals do (renames, OAuth regions, limits)", 
       { id: "dead", type: "helper" },
       { id: "listed", type: "helper" },
     ];
-    await helper.load([portalNode, getNode, listNode, ackerNode], flow, {
-      p: {
-        clientId: c.clientId,
-        clientSecret: c.clientSecret,
-        accessToken: c.accessToken,
-        refreshToken: c.refreshToken,
-        applicationToken: c.applicationToken,
-        ...opts.credentials,
-      },
-    });
-    const collect = (id: string) => {
-      const msgs: EventMessage[] = [];
-      helper.getNode(id).on("input", (msg: unknown) => msgs.push(msg as EventMessage));
-      return msgs;
-    };
+    const loaded: LoadedFlow = await loadFlow(sandbox, flow, { portal: opts.portal, credentials: opts.credentials });
     return {
       portal: helper.getNode("p") as unknown as SpiedNode,
-      get: helper.getNode("g") as unknown as SpiedNode,
+      get: loaded.get,
       list: helper.getNode("l") as unknown as SpiedNode,
-      out: collect("out"),
-      empty: collect("empty"),
-      listed: collect("listed"),
+      out: loaded.seen.out,
+      empty: loaded.seen.empty,
+      listed: loaded.seen.listed,
     };
   }
 
@@ -159,7 +92,8 @@ describe("nodes against what real portals do (renames, OAuth regions, limits)", 
   }
 
   const movedWarnings = (portal: SpiedNode) =>
-    portal.warn.args.filter((a) => /bitrix24-portal\.moved\.log/.test(String(a[0])));
+    callsOf(portal, "warn").filter((a) => /bitrix24-portal\.moved\.log/.test(String(a[0])));
+  const errorsOf = (node: SpiedNode) => callsOf(node, "error");
 
   it("a rename mid-drain: the get node keeps draining at the new address, every event once, the move reported once", async () => {
     await start({ events: 60 });
@@ -171,9 +105,9 @@ describe("nodes against what real portals do (renames, OAuth regions, limits)", 
     should(new Set(out.map((m) => (m.payload as { ID: string }).ID)).size).equal(60);
     should(out).have.length(60);
     should(sandbox.stats().queue.total).equal(0);
-    should(get.error.args).have.length(0);
+    should(errorsOf(get)).have.length(0);
     should(movedWarnings(portal)).have.length(1);
-    should(get.status.args.some((a) => /bitrix24-portal\.moved\.status/.test(a[0].text ?? ""))).be.true();
+    should(statusesOf(get).some((a) => /bitrix24-portal\.moved\.status/.test(a.text ?? ""))).be.true();
     // Later drains go straight to the new address: no second report.
     sandbox.addEvents(5);
     get.receive({});
@@ -208,7 +142,7 @@ describe("nodes against what real portals do (renames, OAuth regions, limits)", 
     get.receive({});
     await until(() => empty.length === 1);
     should(out).have.length(30);
-    should(get.error.args).have.length(0);
+    should(errorsOf(get)).have.length(0);
     should(sandbox.stats().deleted).equal(30);
   });
 
@@ -222,18 +156,18 @@ describe("nodes against what real portals do (renames, OAuth regions, limits)", 
     const gets = () => sandbox.stats().requests.byMethod["event.offline.get"] ?? 0;
     should(gets()).equal(1);
     should(out).have.length(0);
-    should(get.status.args.some((a) => a[0].fill === "yellow")).be.true();
+    should(statusesOf(get).some((a) => a.fill === "yellow")).be.true();
     // Another method of the same portal and application goes on meanwhile.
     const listStarted = Date.now();
     list.receive({});
     await until(() => listed.length === 1);
     should(Date.now() - listStarted).be.below(500);
-    should(list.error.args).have.length(0);
+    should(errorsOf(list)).have.length(0);
     await until(() => empty.length === 1);
     should(Date.now() - started).be.aboveOrEqual(1400);
     should(out).have.length(30);
     should(gets()).equal(1 + 4); // the refusal, then three pages and the empty one
-    should(get.error.args).have.length(0);
+    should(errorsOf(get)).have.length(0);
   });
 
   it("refreshes at the OAuth server the token answers name (a second region), through the nodes", async () => {
@@ -246,7 +180,7 @@ describe("nodes against what real portals do (renames, OAuth regions, limits)", 
     }
     // The first refresh (start tokens) went to the configured guess; its answer named the second server, which
     // alone takes the refresh tokens it issues: the later rounds prove the node followed server_endpoint.
-    should(list.error.args).have.length(0);
+    should(errorsOf(list)).have.length(0);
   });
 
   it("Authorize exchanges the code at the redirect's server_domain and keeps server_endpoint with the credentials", async () => {
@@ -278,8 +212,8 @@ describe("nodes against what real portals do (renames, OAuth regions, limits)", 
     await start({ wrongTokenError: "NO_AUTH_FOUND" });
     const { list, listed } = await load({ credentials: { accessToken: "wrong" } });
     list.receive({});
-    await until(() => listed.length === 1 || list.error.args.length > 0);
-    should(list.error.args).have.length(0);
+    await until(() => listed.length === 1 || errorsOf(list).length > 0);
+    should(errorsOf(list)).have.length(0);
     should(listed).have.length(1);
   });
 
@@ -288,13 +222,13 @@ describe("nodes against what real portals do (renames, OAuth regions, limits)", 
     sandbox.setFaults({ errorRate: 1, errorCode: "OVERLOAD_LIMIT" });
     const { get } = await load({ get: { mode: "auto" } });
     get.receive({});
-    await until(() => get.error.args.length > 0);
+    await until(() => errorsOf(get).length > 0);
     await sleep(200);
     should(sandbox.stats().requests.byMethod["event.offline.get"]).equal(1);
-    const err = get.error.args[0][0] as { code: string; description: string };
+    const err = errorsOf(get)[0][0] as { code: string; description: string };
     should(err.code).equal("OVERLOAD_LIMIT");
     should(err.description).startWith("Blocked by Bitrix24 support");
-    const last = get.status.args[get.status.args.length - 1][0];
+    const last = statusesOf(get).at(-1) ?? {};
     should(last.fill).equal("red");
     should(last.text).match(/^OVERLOAD_LIMIT: Blocked by Bitrix24 support/);
   });
