@@ -1,7 +1,8 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import should from "should";
-import { clientOptionsFor } from "../../src/nodes/bitrix24-portal";
+import type { RetryInfo } from "../../src/core/client";
+import { clientOptionsFor, type PortalNode } from "../../src/nodes/bitrix24-portal";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
 import {
   callsOf,
@@ -268,6 +269,27 @@ describe("nodes against what real portals do (renames, OAuth regions, limits)", 
       .send({ id: "p", portalUrl: sandbox.url, oauthServer: sandbox.url, credentials: {} })
       .expect(200);
     should(res.body).match({ ok: true, movedTo: sandbox.currentUrl });
+  });
+
+  it("a timeout above the portal's cut-off: a slow call answers, one past the cut-off gets the portal's 504 and is retried", async () => {
+    // Scaled down: the portal cuts at 300 ms, the node waits 1 s (as 60 s against the default 75 s).
+    await start({ cutoffMs: 300 });
+    const { list, listed } = await load({ portal: { timeout: 1 } });
+    sandbox.setFaults({ latencyMs: 200, methods: ["event.offline.list"] });
+    list.receive({});
+    await until(() => listed.length === 1);
+    const retried: Array<{ code: string; status: number }> = [];
+    const client = (helper.getNode("p") as unknown as PortalNode).client;
+    client?.on("retry", (r: RetryInfo) => retried.push({ code: r.error.code, status: r.error.status }));
+    sandbox.setFaults({ latencyMs: 500, methods: ["event.offline.list"] });
+    const before = sandbox.stats().requests.byMethod["event.offline.list"] ?? 0;
+    list.receive({});
+    await until(() => (sandbox.stats().requests.byMethod["event.offline.list"] ?? 0) > before);
+    await sleep(350); // cut off by the portal at 300 ms, well before our own timeout
+    sandbox.setFaults({});
+    await until(() => listed.length === 2);
+    should(errorsOf(list)).have.length(0);
+    should(retried[0]).eql({ code: "MALFORMED_ANSWER", status: 504 });
   });
 
   it("the request timeout defaults above the portal's 60 s cut-off; a saved value is kept", () => {
