@@ -106,8 +106,8 @@ export class OAuthSession {
       await store.withLock(
         this.o.storeKey,
         async () => {
-          const stored = await store.load(this.o.storeKey);
-          const base = stored && stored.deployedFingerprint === this.lineage ? stored : this.toStored();
+          // The move is a fact about the portal, not about one lineage of tokens: it joins whatever is stored.
+          const base = (await store.load(this.o.storeKey)) ?? this.toStored();
           await store.save(this.o.storeKey, {
             ...base,
             clientEndpoint: this.tokens.clientEndpoint,
