@@ -5,7 +5,7 @@ import { requestToken } from "./authorization-code";
 import { Bitrix24Error } from "./errors";
 import { ReplayGuard } from "./notification";
 import { parseTokenAnswer } from "./oauth-session";
-import { validatePortalUrl } from "./portal-url";
+import { isLoopbackHost, validatePortalUrl } from "./portal-url";
 import {
   type FileTokenStore,
   type InstalledApplication,
@@ -138,17 +138,21 @@ function finish(
 
 /**
  * Where to spend the installation's refresh token. The body names its OAuth server (`server_endpoint`), but a
- * stranger could name one of their own that says yes to anything: only the vendor's known servers are taken from
- * the body; anything else goes to the OAuth server configured in the portal node.
+ * stranger could name one of their own that says yes to anything. So the body is followed only to the vendor's
+ * known servers, or to another port of the configured OAuth server's host (https, or a loopback test server);
+ * anything else goes to the OAuth server configured in the portal node.
  */
 export function tokenServerFor(configured: string, serverEndpoint: string): string {
+  const base = configured.replace(/\/+$/, "");
   try {
-    const origin = new URL(serverEndpoint).origin;
-    if (KNOWN_OAUTH_SERVERS.includes(origin)) return origin;
+    const named = new URL(serverEndpoint);
+    if (KNOWN_OAUTH_SERVERS.includes(named.origin)) return named.origin;
+    const sameHost = named.hostname === new URL(base).hostname;
+    if (sameHost && (named.protocol === "https:" || isLoopbackHost(named.hostname))) return named.origin;
   } catch {
     // not a URL: the configured server it is
   }
-  return configured.replace(/\/+$/, "");
+  return base;
 }
 
 export interface VerifiedInstallation {
@@ -229,6 +233,8 @@ export async function verifyInstallation(
   if (new URL(portalUrl).host !== request.domain) {
     throw new InstallationError(403, `client_endpoint is not on ${request.domain}`);
   }
+  // Later refreshes go where this one worked, unless the answer named the portal's OAuth server itself.
+  tokens.serverEndpoint ??= `${server}/rest/`;
   return {
     tokens,
     portalUrl,

@@ -101,6 +101,11 @@ describe("installation: reading the installation POST", () => {
       "https://oauth.bitrix.info",
     );
     should(tokenServerFor("http://127.0.0.1:9", "")).equal("http://127.0.0.1:9");
+    // Another port of the configured server's host: the admin trusts that host (the sandbox's second server).
+    should(tokenServerFor("http://127.0.0.1:9", "http://127.0.0.1:10/rest/")).equal("http://127.0.0.1:10");
+    should(tokenServerFor("https://oauth.example.com", "http://oauth.example.com:81/rest/")).equal(
+      "https://oauth.example.com",
+    );
   });
 });
 

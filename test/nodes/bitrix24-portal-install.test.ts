@@ -275,6 +275,22 @@ describe("bitrix24-portal installation endpoint", function () {
     });
   }
 
+  it("follows the installation to the portal's own OAuth server when that is another port of the configured host", async () => {
+    const { portal, get, events } = await load();
+    const second = await sandbox.useSecondOAuthServer();
+    const sent = await recordInstallation("auth");
+    should(new URLSearchParams(sent.body).get("auth[server_endpoint]")).equal(`${second}/rest/`);
+    should((await post(INSTALL, sent.body)).status).equal(200);
+    await until(() => portal.installation !== undefined);
+    const stored = JSON.parse(readFileSync(tokenFiles()[0], "utf8"));
+    should(stored.serverEndpoint).equal(`${second}/rest/`);
+    // Later refreshes go there too: the first server would refuse this lineage's refresh token.
+    sandbox.expireTokens();
+    sandbox.addEvents(2);
+    get.receive({});
+    await until(() => events.length === 2);
+  });
+
   it("the dialog's admin endpoint says where and when it was installed, and nothing secret", async () => {
     const { portal } = await load();
     const before = await helper.request().get("/bitrix24-portal/p/installation").expect(200);
