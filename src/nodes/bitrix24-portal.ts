@@ -245,12 +245,17 @@ export default function register(RED: NodeAPI): void {
         clientId: this.clientId,
         clientSecret: credentials.clientSecret?.trim() ?? "",
         oauthServer: String(config.oauthServer || DEFAULT_OAUTH_SERVER),
-        expectedHost: () => configuredHost ?? this.installation?.portal,
+        expectedHosts: () => {
+          const current = this.client ? new URL(this.client.currentPortalUrl).host : undefined;
+          const known = [configuredHost ?? this.installation?.portal, current];
+          return [...new Set(known.filter((host): host is string => Boolean(host)))];
+        },
+        // Where this node's client keeps its tokens (a renamed portal's too); else the installation's portal.
+        storeKey: (host) => tokenStoreKey(this.client?.portalHost ?? host, this.clientId),
         store,
         stateDir: this.stateDir,
         deployedFingerprint: fingerprint(credentials.refreshToken?.trim() || undefined),
-        timeoutMs: positiveNumber(config.timeout, 30) * 1000,
-        log: (line) => this.log(line),
+        timeoutMs: positiveNumber(config.timeout, DEFAULT_TIMEOUT_MS / 1000) * 1000,
         warn: (line) => this.warn(line),
         onRefused: (status, reason) => {
           this.installRefusal = { status, reason, at: Date.now() };

@@ -11,7 +11,7 @@ import {
   verifyInstallation,
 } from "../core/installation";
 import { NotificationError } from "../core/notification";
-import { type FileTokenStore, tokenStoreKey } from "../core/token-store";
+import type { FileTokenStore } from "../core/token-store";
 import { asBitrix24Error } from "./error-report";
 import { RefusalReporter, readRequestBody, registerPost, removeRoute } from "./http-endpoint";
 
@@ -24,14 +24,15 @@ export interface InstallEndpointOptions {
   clientId: string;
   clientSecret: string;
   oauthServer: string;
-  /** host[:port] the installation must be for; undefined = not configured yet: the first verified one is taken. */
-  expectedHost: () => string | undefined;
+  /** host[:port]s the installation may be for (configured, renamed); none = not configured yet: the first verified one is taken. */
+  expectedHosts: () => string[];
+  /** The token store key for an installation on `host`. */
+  storeKey: (host: string) => string;
   store: FileTokenStore;
   stateDir: string;
   /** fingerprint of the deployed refresh token: the lineage the installed tokens are written under. */
   deployedFingerprint: string;
   timeoutMs: number;
-  log: (line: string) => void;
   warn: (line: string) => void;
   /** After the installation is stored. */
   onInstalled: (verified: VerifiedInstallation) => Promise<void> | void;
@@ -74,9 +75,12 @@ export function registerInstallEndpoint(RED: NodeAPI, o: InstallEndpointOptions)
           "the portal node has no client id and secret yet: enter them from the application card, deploy, then click Reinstall",
         );
       }
-      const expected = o.expectedHost();
-      if (expected && expected.toLowerCase() !== request.domain) {
-        throw new InstallationError(403, `installation for ${request.domain}, but this node is for ${expected}`);
+      const expected = o.expectedHosts().map((host) => host.toLowerCase());
+      if (expected.length > 0 && !expected.includes(request.domain)) {
+        throw new InstallationError(
+          403,
+          `installation for ${request.domain}, but this node is for ${expected.join(", ")}`,
+        );
       }
       if (gate.isReplay(request.refreshToken)) throw new InstallationError(409, "this installation was seen already");
       refreshToken = request.refreshToken;
@@ -88,8 +92,8 @@ export function registerInstallEndpoint(RED: NodeAPI, o: InstallEndpointOptions)
       });
       // Spent refresh token: from here on the new pair must be kept, even if the node is closing.
       const host = new URL(verified.portalUrl).host;
-      if (!expected) await rememberAdoptedPortal(o.stateDir, o.clientId, verified.portalUrl);
-      await saveInstallation(o.store, tokenStoreKey(host, o.clientId), verified, o.deployedFingerprint);
+      if (expected.length === 0) await rememberAdoptedPortal(o.stateDir, o.clientId, verified.portalUrl);
+      await saveInstallation(o.store, o.storeKey(host), verified, o.deployedFingerprint);
       // In effect before the portal hears OK: its first push may follow at once.
       if (!closed) await o.onInstalled(verified);
       if (!res.headersSent) res.status(200).type("text/plain").send("OK");

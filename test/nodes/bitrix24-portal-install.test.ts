@@ -340,7 +340,7 @@ describe("bitrix24-portal installation endpoint", function () {
     const sent = await recordInstallation("auth");
     const answer = await post(INSTALL, sent.body);
     should(answer.status).equal(403);
-    should(String(answer.data)).match(/invalid portal URL/);
+    should(String(answer.data)).match(/invalid portal url/i);
     should(tokenFiles()).be.empty();
   });
 
