@@ -291,6 +291,29 @@ describe("bitrix24-portal installation endpoint", function () {
     await until(() => events.length === 2);
   });
 
+  it("takes the installation of a renamed portal (its new host) into the client's own token file", async () => {
+    const c = sandbox.credentials;
+    const { portal, get, events } = await load(
+      {},
+      cardCredentials({ accessToken: c.accessToken, refreshToken: c.refreshToken }),
+    );
+    const moved = await sandbox.rename(302);
+    sandbox.addEvents(1);
+    get.receive({});
+    await until(() => events.length === 1);
+    should(portal.client?.portalUrl).equal(moved.from);
+    const sent = await recordInstallation("auth");
+    should(new URLSearchParams(sent.body).get("auth[domain]")).equal(new URL(moved.to).host);
+    should((await post(INSTALL, sent.body)).status).equal(200);
+    await until(() => portal.installation !== undefined);
+    const files = tokenFiles();
+    should(files).have.length(1);
+    should(JSON.parse(readFileSync(files[0], "utf8")).installation.domain).equal(new URL(moved.to).host);
+    sandbox.addEvents(1);
+    get.receive({});
+    await until(() => events.length === 2);
+  });
+
   it("the dialog's admin endpoint says where and when it was installed, and nothing secret", async () => {
     const { portal } = await load();
     const before = await helper.request().get("/bitrix24-portal/p/installation").expect(200);
