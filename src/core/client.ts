@@ -461,7 +461,7 @@ export class Bitrix24Client extends EventEmitter {
   }
 
   private pauseMethod(method: string, resetAt: number | undefined): void {
-    const until = this.pauses.pause(method, resetAt);
+    const until = this.pauses.pause(method, resetAt, this.retry.maxDelayMs);
     this.emit("method-paused", { method, until } satisfies MethodPause);
   }
 
