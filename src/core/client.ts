@@ -444,10 +444,11 @@ export class Bitrix24Client extends EventEmitter {
       }
       if (error.code === "QUERY_LIMIT_EXCEEDED") this.bucket?.penalize();
       if (error.code === "OPERATION_TIME_LIMIT") {
-        // Refused before running. This method waits for its budget (in sendOnce); the others keep going.
-        if (attempt >= this.retry.maxAttempts) throw error;
+        // Refused before running. This method waits for its budget (in sendOnce); the others keep going. The
+        // pause holds even when this call gives up, so the caller's next try waits too instead of spinning.
         const retryAt = exchange.retryAfterMs === undefined ? undefined : Date.now() + exchange.retryAfterMs;
         this.pauseMethod(method, exchange.operatingResetAt ?? retryAt);
+        if (attempt >= this.retry.maxAttempts) throw error;
         attempt += 1;
         continue;
       }
@@ -470,7 +471,7 @@ export class Bitrix24Client extends EventEmitter {
   }
 
   private pauseMethod(method: string, resetAt: number | undefined): void {
-    const until = this.pauses.pause(method, resetAt);
+    const until = this.pauses.pause(method, resetAt, this.retry.maxDelayMs);
     this.emit("method-paused", { method, until } satisfies MethodPause);
   }
 

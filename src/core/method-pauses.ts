@@ -21,13 +21,23 @@ export class MethodPauses {
     if (resetAt !== undefined) this.lastReset.set(method.toLowerCase(), resetAt);
   }
 
-  /** The portal refused `method` with OPERATION_TIME_LIMIT: returns until when its calls now wait. */
-  pause(method: string, resetAt: number | undefined, now = Date.now()): number {
+  /**
+   * The portal refused `method` with OPERATION_TIME_LIMIT: returns until when its calls now wait. The refusal's
+   * own reset time is waited for in full. Without one, the method's last reported reset (or a minute) is only
+   * a guess, and a guess waits at most `guessCapMs` before the method is asked again: a window's reset can be
+   * ten minutes away while part of the budget comes back sooner.
+   */
+  pause(method: string, resetAt: number | undefined, guessCapMs: number, now = Date.now()): number {
     const key = method.toLowerCase();
-    const known = resetAt ?? this.lastReset.get(key);
-    const until = known !== undefined && known > now ? known : now + UNKNOWN_RESET_WAIT_MS;
-    this.until.set(key, Math.max(until, this.until.get(key) ?? 0));
-    return this.until.get(key) ?? until;
+    let until: number;
+    if (resetAt !== undefined && resetAt > now) until = resetAt;
+    else {
+      const last = this.lastReset.get(key);
+      until = Math.min(last !== undefined && last > now ? last : now + UNKNOWN_RESET_WAIT_MS, now + guessCapMs);
+    }
+    until = Math.max(until, this.until.get(key) ?? 0);
+    this.until.set(key, until);
+    return until;
   }
 
   /** How long a call of `method` must still wait (0: it may go). */

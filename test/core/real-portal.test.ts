@@ -337,15 +337,42 @@ describe("core/client against what real portals do (renames, OAuth regions, limi
       for (const later of gets.slice(1)) should(later.at - refusedAt).be.aboveOrEqual(250);
     });
 
-    it("MethodPauses: the reset time of the error, else the method's last answer, else a minute", () => {
+    it("a call that gives up on OPERATION_TIME_LIMIT leaves the pause: the next call waits instead of asking again", async () => {
+      let resetAt = 0;
+      let refusals = 1;
+      const portal = await fake((req, res) => {
+        if (refusals-- > 0) {
+          resetAt = Date.now() + 300;
+          sendJson(res, 429, {
+            error: "OPERATION_TIME_LIMIT",
+            error_description: "Method is blocked due to operation time limit.",
+            time: { operating: 480, operating_reset_at: resetAt / 1000 },
+          });
+        } else sendResult(res, req.restMethod);
+      });
+      const c = webhookClient(portal.url, { retry: { maxAttempts: 1 } });
+      const err = await failure(c.call("event.offline.get", { clear: 0 }));
+      should(err.code).equal("OPERATION_TIME_LIMIT");
+      await c.call("event.offline.get", { clear: 0 });
+      should(portal.requests).have.length(2);
+      should(portal.requests[1].at - portal.requests[0].at).be.aboveOrEqual(250);
+    });
+
+    it("MethodPauses: the reset time of the error in full, else the method's last answer or a minute, capped", () => {
       const pauses = new MethodPauses();
-      should(pauses.pause("event.offline.get", 5_000, 1_000)).equal(5_000);
-      should(pauses.waitFor("EVENT.OFFLINE.GET", 2_000)).equal(3_000);
+      should(pauses.pause("event.offline.get", 500_000, 30_000, 1_000)).equal(500_000);
+      should(pauses.waitFor("EVENT.OFFLINE.GET", 2_000)).equal(498_000);
       should(pauses.waitFor("event.offline.list", 2_000)).equal(0);
-      should(pauses.waitFor("event.offline.get", 5_000)).equal(0);
+      should(pauses.waitFor("event.offline.get", 500_000)).equal(0);
       pauses.noteReset("crm.deal.list", 9_000);
-      should(pauses.pause("crm.deal.list", undefined, 1_000)).equal(9_000);
-      should(pauses.pause("crm.lead.list", undefined, 1_000)).equal(61_000);
+      should(pauses.pause("crm.deal.list", undefined, 30_000, 1_000)).equal(9_000);
+      should(pauses.pause("crm.lead.list", undefined, 120_000, 1_000)).equal(61_000);
+      // A guess (last answer's reset ten minutes out, or none) waits at most the cap.
+      pauses.noteReset("crm.item.list", 600_000);
+      should(pauses.pause("crm.item.list", undefined, 30_000, 1_000)).equal(31_000);
+      should(pauses.pause("crm.contact.list", undefined, 30_000, 1_000)).equal(31_000);
+      // A reset in the past (clock skew) is no reset time.
+      should(pauses.pause("crm.company.list", 500, 30_000, 1_000)).equal(31_000);
     });
 
     for (const [status, code] of [
