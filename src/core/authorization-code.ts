@@ -3,6 +3,7 @@ import axios from "axios";
 import { parseTokenAnswer } from "./oauth-session";
 import { describeTransportFailure } from "./rest-transport";
 import type { TokenSet } from "./token-store";
+import { USER_AGENT } from "./user-agent";
 
 const TOKEN_METHOD = "oauth/token";
 
@@ -16,7 +17,11 @@ export function newOAuthState(): string {
   return randomBytes(24).toString("hex");
 }
 
-/** Second step: trade the one-time code the portal handed the browser for the first token pair. */
+/**
+ * Second step: trade the one-time code the portal handed the browser for the first token pair. `oauthServer` is
+ * the redirect's `server_domain` when it named one (oauthServerFromDomain), else the configured guess; the
+ * answer's `server_endpoint` (in the TokenSet) is where later refreshes go.
+ */
 export async function exchangeAuthorizationCode(options: {
   oauthServer: string;
   clientId: string;
@@ -37,6 +42,9 @@ export async function exchangeAuthorizationCode(options: {
       validateStatus: () => true,
       responseType: "text",
       transformResponse: [(data: unknown) => data],
+      // The client secret is in the query: it goes to the named server and nowhere else.
+      maxRedirects: 0,
+      headers: { "User-Agent": USER_AGENT },
     })
     .catch((err: unknown) => {
       throw describeTransportFailure(err, TOKEN_METHOD, `the OAuth server ${oauthServer}`).error;

@@ -10,6 +10,10 @@ export interface TokenSet {
   refreshToken: string;
   /** Epoch ms; 0 when unknown (tokens pasted by hand). */
   expiresAt: number;
+  /** `server_endpoint` of the last token answer: the portal's own OAuth server, where refreshes go. */
+  serverEndpoint?: string;
+  /** The portal's REST endpoint after a rename (learned from a redirect); absent while the configured one works. */
+  clientEndpoint?: string;
 }
 
 export interface StoredTokens extends TokenSet {
@@ -64,7 +68,10 @@ function isStoredTokens(value: unknown): value is StoredTokens {
     typeof v.accessToken === "string" &&
     typeof v.refreshToken === "string" &&
     typeof v.expiresAt === "number" &&
-    typeof v.deployedFingerprint === "string"
+    typeof v.deployedFingerprint === "string" &&
+    // Optional: files written before these fields existed must still load.
+    (v.serverEndpoint === undefined || typeof v.serverEndpoint === "string") &&
+    (v.clientEndpoint === undefined || typeof v.clientEndpoint === "string")
   );
 }
 
@@ -133,6 +140,8 @@ export class FileTokenStore implements TokenStore {
         expiresAt: t.expiresAt,
         deployedFingerprint: t.deployedFingerprint,
         updatedAt: t.updatedAt,
+        serverEndpoint: t.serverEndpoint,
+        clientEndpoint: t.clientEndpoint,
       },
       null,
       2,

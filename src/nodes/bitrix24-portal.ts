@@ -1,7 +1,14 @@
 import { join } from "node:path";
 import type { Node, NodeAPI, NodeDef } from "node-red";
 import { AckQueue } from "../core/ack-queue";
-import { Bitrix24Client, type ClientOptions, DEFAULT_OAUTH_SERVER, validatePortalUrl } from "../core/client";
+import {
+  Bitrix24Client,
+  type ClientOptions,
+  DEFAULT_OAUTH_SERVER,
+  DEFAULT_TIMEOUT_MS,
+  type PortalMove,
+  validatePortalUrl,
+} from "../core/client";
 import { Bitrix24Error } from "../core/errors";
 import { OfflineEventsApi } from "../core/offline-api";
 import { FileTokenStore } from "../core/token-store";
@@ -15,6 +22,8 @@ export interface PortalCredentials {
   refreshToken?: string;
   webhookUrl?: string;
   applicationToken?: string;
+  /** `server_endpoint` the portal named (authorize, installation): where refreshes go; oauthServer is the guess. */
+  serverEndpoint?: string;
 }
 
 export interface PortalConfig extends NodeDef {
@@ -25,7 +34,7 @@ export interface PortalConfig extends NodeDef {
   rateBurst: string | number;
   /** How many Node-RED instances drain this portal with the same application: they share its bucket. */
   instances?: string | number;
-  /** Seconds per HTTP request before it counts as failed. */
+  /** Seconds per HTTP request before it counts as failed (default 75: above the portal's own 60 s cut-off). */
   timeout?: string | number;
 }
 
@@ -86,15 +95,35 @@ export function clientOptionsFor(
       accessToken: credentials.accessToken?.trim() || undefined,
       refreshToken: credentials.refreshToken?.trim() || undefined,
       oauthServer: String(config.oauthServer || DEFAULT_OAUTH_SERVER).replace(/\/+$/, ""),
+      serverEndpoint: credentials.serverEndpoint?.trim() || undefined,
     },
     // N instances share the portal's bucket: each takes its share so together they stay under it.
     rateLimit: {
       perSecond: positiveNumber(config.rateLimit, 2) / instances,
       burst: Math.max(1, Math.floor(positiveNumber(config.rateBurst, 50) / instances)),
     },
-    timeoutMs: positiveNumber(config.timeout, 30) * 1000,
+    timeoutMs: positiveNumber(config.timeout, DEFAULT_TIMEOUT_MS / 1000) * 1000,
     tokenStore: new FileTokenStore(stateDir),
   };
+}
+
+/**
+ * A renamed portal: the client follows the redirect and keeps the new address beside the tokens. Said once per
+ * new address, in the log and in the status of the nodes using this portal, because the configured URL is now
+ * out of date and the user should update it.
+ */
+function reportMoves(RED: NodeAPI, portal: PortalNode, client: Bitrix24Client): void {
+  const reported = new Set<string>();
+  client.on("portal-moved", (move: PortalMove) => {
+    if (reported.has(move.to)) return;
+    reported.add(move.to);
+    portal.warn(RED._("bitrix24-portal.moved.log", { from: move.from, to: move.to }));
+    const text = RED._("bitrix24-portal.moved.status", { to: new URL(move.to).host });
+    RED.nodes.eachNode((def) => {
+      if ((def as { portal?: unknown }).portal !== portal.id) return;
+      RED.nodes.getNode(def.id)?.status({ fill: "yellow", shape: "dot", text });
+    });
+  });
 }
 
 export default function register(RED: NodeAPI): void {
@@ -112,6 +141,7 @@ export default function register(RED: NodeAPI): void {
       this.portalHost = client.portalHost;
       this.api = new OfflineEventsApi(client);
       this.acks = new AckQueue(this.api);
+      reportMoves(RED, this, client);
     } catch (err) {
       this.configError =
         err instanceof Bitrix24Error ? err : new Bitrix24Error({ code: "INVALID_CONFIG", description: String(err) });
@@ -147,6 +177,7 @@ export default function register(RED: NodeAPI): void {
       refreshToken: { type: "password" },
       webhookUrl: { type: "password" },
       applicationToken: { type: "password" },
+      serverEndpoint: { type: "text" },
     },
   });
   registerPortalAdminRoutes(RED);

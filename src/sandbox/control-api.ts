@@ -4,6 +4,7 @@ import { sendJson } from "./http-io";
 import type { Faults, SandboxSwitches } from "./index";
 import type { Params } from "./php-params";
 import type { SandboxPortal } from "./portal";
+import { realPortalControl } from "./real-portal-control";
 
 /**
  * `/_sandbox/*`: the same control the programmatic API gives, over HTTP, for tests that run the sandbox in
@@ -38,6 +39,8 @@ export function handleControl(
       case "state":
         sendJson(res, 200, {
           url: portal.url,
+          currentUrl: portal.currentUrl,
+          secondOAuthUrl: portal.secondOAuthUrl,
           credentials: portal.credentials,
           options: portal.currentOptions(),
           faults: portal.currentFaults(),
@@ -109,6 +112,11 @@ export function handleControl(
       case "reset":
         portal.reset();
         sendJson(res, 200, { ok: true });
+        return;
+      case "rename":
+      case "second-oauth":
+      case "spend-budget":
+        realPortalControl(portal, action, input, res);
         return;
     }
   }
