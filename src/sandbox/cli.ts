@@ -4,6 +4,7 @@
  * credentials on stdout once listening (so scripts can read it); everything else goes to stderr.
  */
 import { INSTALL_SHAPES, type InstallShape } from "./app-install";
+import { SEED_FLAGS, type SeedCounts } from "./crm-store";
 import { type Sandbox, startSandbox } from "./index";
 
 interface CliOptions {
@@ -13,13 +14,18 @@ interface CliOptions {
   rateLimit: { burst: number; perSecond: number } | false | undefined;
   tokenTtlSec: number | undefined;
   trickle: number;
+  objects: SeedCounts;
+  scopes: string[] | undefined;
   /** Where to POST the application's installation once listening (the local application's installation path). */
   installTo: string | undefined;
   installShape: InstallShape;
 }
 
 const USAGE = `usage: bitrix24-sandbox [--port 0] [--host 127.0.0.1] [--events N] [--rate-limit off|BURST/PER_SECOND]
-                        [--token-ttl SECONDS] [--trickle N/s] [--install-to URL] [--install-shape auth|placement]`;
+                        [--token-ttl SECONDS] [--trickle N/s]
+                        [--deals N] [--contacts N] [--leads N] [--companies N]
+                        [--items N] [--tasks N] [--users N] [--scopes crm,task,user]
+                        [--install-to URL] [--install-shape auth|placement]`;
 
 function fail(message: string): never {
   process.stderr.write(`bitrix24-sandbox: ${message}\n${USAGE}\n`);
@@ -42,6 +48,8 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     trickle: 0,
     installTo: undefined,
     installShape: "auth",
+    objects: {},
+    scopes: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].split("=", 2) as [string, string | undefined];
@@ -87,6 +95,18 @@ export function parseArgs(argv: readonly string[]): CliOptions {
         options.installShape = shape;
         break;
       }
+      case "--deals":
+      case "--contacts":
+      case "--leads":
+      case "--companies":
+      case "--items":
+      case "--tasks":
+      case "--users":
+        options.objects[flag.slice(2) as keyof SeedCounts] = Math.floor(number(flag, value()));
+        break;
+      case "--scopes":
+        options.scopes = (value() ?? fail("--scopes needs a list, e.g. crm,user")).split(",").filter(Boolean);
+        break;
       case "--help":
       case "-h":
         process.stdout.write(`${USAGE}\n`);
@@ -131,6 +151,8 @@ async function main(): Promise<void> {
     events: options.events,
     rateLimit: options.rateLimit,
     tokenTtlSec: options.tokenTtlSec,
+    objects: options.objects,
+    scopes: options.scopes,
     log,
   });
   const c = sandbox.credentials;
@@ -145,7 +167,8 @@ async function main(): Promise<void> {
       webhookUrl: c.webhookUrl,
     })}\n`,
   );
-  log(`bitrix24-sandbox: listening on ${sandbox.url} (${options.events} events seeded)`);
+  const seeded = SEED_FLAGS.filter((f) => options.objects[f]).map((f) => `${options.objects[f]} ${f}`);
+  log(`bitrix24-sandbox: listening on ${sandbox.url} (${[`${options.events} events`, ...seeded].join(", ")} seeded)`);
 
   if (options.installTo) void installWhenReachable(sandbox, options.installTo, options.installShape, log);
 

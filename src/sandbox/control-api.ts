@@ -1,7 +1,9 @@
 import type { ServerResponse } from "node:http";
 import { INSTALL_SHAPES, type InstallShape } from "./app-install";
+import { isSeedableKind, type SeedCounts } from "./crm-store";
 import { sendJson } from "./http-io";
 import type { Faults, SandboxSwitches } from "./index";
+import type { Params } from "./php-params";
 import type { SandboxPortal } from "./portal";
 import { realPortalControl } from "./real-portal-control";
 
@@ -53,6 +55,17 @@ export function handleControl(
       case "records":
         sendJson(res, 200, portal.records());
         return;
+      case "objects":
+        sendJson(res, 200, portal.crm.counts());
+        return;
+    }
+    // GET /_sandbox/objects/<kind>/<id>: what <kind>'s get method would answer.
+    const object = /^objects\/(\w+)\/(\d+)$/.exec(action);
+    if (object && isSeedableKind(object[1])) {
+      const found = portal.crm.get(object[1], Number(object[2]));
+      if (found) sendJson(res, 200, found);
+      else sendJson(res, 404, { error: "NOT_FOUND", error_description: `No ${object[1]} ${object[2]}` });
+      return;
     }
   } else if (method === "POST") {
     switch (action) {
@@ -64,6 +77,21 @@ export function handleControl(
         const data = "data" in input ? () => input.data : undefined;
         portal.addGenerated(count, () => name, connector, data, true);
         sendJson(res, 200, { added: count, stats: portal.stats() });
+        return;
+      }
+      case "objects":
+        portal.crm.seedAll(input as SeedCounts);
+        sendJson(res, 200, portal.crm.counts());
+        return;
+      case "call": {
+        // {method, params}: a change made inside the portal (see portalCall); errors answer 400 with the body.
+        try {
+          sendJson(res, 200, portal.portalCall(String(input.method ?? ""), (input.params ?? {}) as Params));
+        } catch (err) {
+          const body = err as { error?: string; error_description?: string };
+          if (body.error === undefined) throw err;
+          sendJson(res, 400, { error: body.error, error_description: body.error_description });
+        }
         return;
       }
       case "faults":

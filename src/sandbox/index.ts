@@ -4,9 +4,12 @@
  * See README.md beside this file for every behaviour and the choices made where the docs are silent.
  */
 import type { InstallResult, InstallShape } from "./app-install";
+import type { CrmStore, SeedCounts } from "./crm-store";
+import type { ParamValue } from "./php-params";
 import { SandboxPortal } from "./portal";
 
 export type { InstallResult, InstallShape } from "./app-install";
+export type { CrmStore, SeedCounts } from "./crm-store";
 
 export interface SandboxOptions {
   /** 0 = random (default). */
@@ -23,8 +26,13 @@ export interface SandboxOptions {
   admin?: boolean;
   /** Default true (false: offline methods in batch -> ERROR_BATCH_METHOD_NOT_ALLOWED). */
   batchAllowsOffline?: boolean;
+  /** The application's (and webhook's) scopes, e.g. ["crm", "user"]; default null = every scope. A method of a
+   * scope not listed (crm.* -> crm, tasks.* -> task, user.* -> user) answers 403 insufficient_scope. */
+  scopes?: string[] | null;
   /** Seed this many events at start. */
   events?: number;
+  /** Seed this many objects at start (they are the portal's existing data: no events). */
+  objects?: SeedCounts;
   /** Fixed values instead of generated ones. */
   credentials?: Partial<SandboxCredentials>;
   /** Where log lines go (default: nowhere). The CLI passes stderr. */
@@ -103,6 +111,7 @@ export type SandboxSwitches = Partial<
     | "cutoffMs"
     | "wrongTokenError"
     | "licenseFamily"
+    | "scopes"
   >
 >;
 
@@ -111,6 +120,11 @@ export interface Sandbox {
   readonly url: string;
   readonly credentials: SandboxCredentials;
   addEvents(count: number, spec?: AddEventsSpec): void;
+  /** The portal's objects: `crm.get("deal", 5)` answers what crm.deal.get would; `crm.seed("deal", 1000)`. */
+  readonly crm: CrmStore;
+  /** A REST method run inside the portal as its user would (no HTTP, limits, faults or scopes); writes queue
+   * their offline events: `portalCall("crm.deal.update", {ID: 5, FIELDS: {TITLE: "x"}})`. Errors are thrown. */
+  portalCall(method: string, params?: Record<string, ParamValue>): { result: unknown; total?: number; next?: number };
   stats(): SandboxStats;
   records(): SandboxRecord[];
   /** Replaces the current faults; {} = none. */
@@ -136,7 +150,7 @@ export interface Sandbox {
   useSecondOAuthServer(): Promise<string>;
   /** `method`'s execution-time budget is spent for `forMs`: 429 OPERATION_TIME_LIMIT until then. Returns the reset (epoch ms). */
   spendBudget(method: string, forMs: number): number;
-  /** Empties the queue, bindings, counters and faults; the credentials stay valid. */
+  /** Empties the queue, bindings, objects, counters and faults; the credentials stay valid. */
   reset(): void;
   close(): Promise<void>;
 }

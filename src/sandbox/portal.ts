@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import { type InstallResult, type InstallShape, sendInstallation } from "./app-install";
 import { runBatch } from "./batch";
 import { handleControl } from "./control-api";
+import { CrmStore } from "./crm-store";
 import { EventBindings } from "./event-bindings";
 import { ExtraListeners, redirectToRenamed } from "./extra-listeners";
 import { readBody, requestParams, sendJson } from "./http-io";
@@ -19,6 +20,7 @@ import type {
 } from "./index";
 import { LeakyBucket } from "./leaky-bucket";
 import { authorize, type OAuthApp, token, tokenAnswer } from "./oauth-endpoints";
+import { EVENT_ADDITIONAL, ObjectEvents } from "./object-events";
 import { OfflineNotifier } from "./offline-notifier";
 import { OfflineQueue } from "./offline-queue";
 import type { Params } from "./php-params";
@@ -29,8 +31,6 @@ import { isoFromSeconds, restTime } from "./rest-time";
 import { randomToken, TokenStore } from "./token-store";
 
 const SEED_EVENT_NAMES = ["ONCRMDEALUPDATE", "ONCRMDEALADD", "ONCRMCONTACTUPDATE", "ONCRMLEADADD"];
-// Who made the change: the portal records the acting user; one shared object keeps a million records light.
-const EVENT_ADDITIONAL = Object.freeze({ user_id: "1" });
 const DEFAULT_RATE = { burst: 50, perSecond: 2 };
 // The per-method execution-time budget window the portal reports through time.operating.
 const OPERATING_WINDOW_MS = 600_000;
@@ -57,6 +57,7 @@ export class SandboxPortal implements Sandbox {
   private readonly server: Server;
   private readonly queue = new OfflineQueue();
   private readonly bindings = new EventBindings();
+  readonly crm = new CrmStore();
   private readonly tokens: TokenStore;
   private readonly appBucket: LeakyBucket;
   private readonly webhookBucket: LeakyBucket;
@@ -94,8 +95,10 @@ export class SandboxPortal implements Sandbox {
       extendedMode: options.extendedMode ?? true,
       admin: options.admin ?? true,
       batchAllowsOffline: options.batchAllowsOffline ?? true,
+      scopes: options.scopes ?? null,
     };
-    this.state = { queue: this.queue, bindings: this.bindings, switches: this.switches };
+    const events = new ObjectEvents({ queue: this.queue, bindings: this.bindings, notify: () => this.notifier.hit() });
+    this.state = { queue: this.queue, bindings: this.bindings, switches: this.switches, crm: this.crm, events };
     this.notifier = new OfflineNotifier({
       bindings: this.bindings,
       auth: () => this.notificationAuth(),
@@ -135,6 +138,7 @@ export class SandboxPortal implements Sandbox {
     portal.url = `http://${host}:${address.port}`;
     portal.listeners = new ExtraListeners(portal.url, options.host ?? "127.0.0.1", portal.onRequest);
     portal.initCredentials(options.credentials ?? {});
+    if (options.objects) portal.crm.seedAll(options.objects);
     if (options.secondOAuthServer) await portal.useSecondOAuthServer();
     if (options.events && options.events > 0) {
       portal.addGenerated(options.events, (i) => SEED_EVENT_NAMES[i % SEED_EVENT_NAMES.length], "", undefined, false);
@@ -226,6 +230,23 @@ export class SandboxPortal implements Sandbox {
     if (notify && count > 0) this.notifier.hit();
   }
 
+  /**
+   * A REST method run inside the portal, as its own user (1) would through the UI: no HTTP, rate limit, faults
+   * or scopes. Writes queue their offline events, so this is how a test or demo makes "someone edited deal 5".
+   * A method error is thrown as `{error, error_description}`.
+   */
+  portalCall(method: string, params: Params = {}): { result: unknown; total?: number; next?: number } {
+    try {
+      return callMethod({ ...this.state, switches: { ...this.switches, scopes: null } }, method.toLowerCase(), params, {
+        authType: "oauth",
+        inBatch: false,
+      });
+    } catch (err) {
+      if (err instanceof RestError) throw Object.assign(new Error(`${err.code}: ${err.description}`), err.body());
+      throw err;
+    }
+  }
+
   stats(): SandboxStats {
     return {
       queue: this.queue.counts(),
@@ -273,6 +294,7 @@ export class SandboxPortal implements Sandbox {
     if (options.extendedMode !== undefined) this.switches.extendedMode = options.extendedMode;
     if (options.admin !== undefined) this.switches.admin = options.admin;
     if (options.batchAllowsOffline !== undefined) this.switches.batchAllowsOffline = options.batchAllowsOffline;
+    if (options.scopes !== undefined) this.switches.scopes = options.scopes;
     if (options.cutoffMs !== undefined) this.real.cutoffMs = options.cutoffMs;
     if (options.wrongTokenError !== undefined) this.real.wrongTokenError = options.wrongTokenError;
     if (options.licenseFamily !== undefined) this.real.licenseFamily = options.licenseFamily;
@@ -312,6 +334,7 @@ export class SandboxPortal implements Sandbox {
 
   reset(): void {
     this.queue.reset();
+    this.crm.clear();
     this.generated = 0;
     this.bindings.clear();
     this.faults = {};

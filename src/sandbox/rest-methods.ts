@@ -1,10 +1,17 @@
+import { CRM_HANDLERS } from "./crm-methods";
+import type { CrmStore } from "./crm-store";
 import type { EventBindings } from "./event-bindings";
+import { ITEM_HANDLERS } from "./item-methods";
+import type { ObjectEvents } from "./object-events";
 import type { OfflineQueue } from "./offline-queue";
+import { intval, text } from "./param-values";
 import type { Params, ParamValue } from "./php-params";
 import { GET_FIELDS, LIST_FIELDS, parseFilter, parseOrder } from "./queue-filter";
 import type { QueueRecord } from "./queue-record";
 import { argumentError, RestError, systemError } from "./rest-error";
 import { isoFromSeconds } from "./rest-time";
+import { TASK_HANDLERS } from "./task-methods";
+import { USER_HANDLERS } from "./user-methods";
 
 /** The REST methods the sandbox serves, each a plain function of the portal state and the call's params. */
 
@@ -12,12 +19,18 @@ export interface PortalSwitches {
   extendedMode: boolean;
   admin: boolean;
   batchAllowsOffline: boolean;
+  /** null = every scope. */
+  scopes: string[] | null;
 }
 
 export interface PortalState {
   queue: OfflineQueue;
   bindings: EventBindings;
   switches: PortalSwitches;
+  /** The portal's CRM objects, tasks and users. */
+  crm: CrmStore;
+  /** Queues the offline events a change of an object makes. */
+  events: ObjectEvents;
 }
 
 export interface CallContext {
@@ -32,26 +45,9 @@ export interface MethodAnswer {
   next?: number;
 }
 
-type Handler = (state: PortalState, params: Params, context: CallContext) => MethodAnswer;
+export type Handler = (state: PortalState, params: Params, context: CallContext) => MethodAnswer;
 
 const LIST_PAGE_SIZE = 50;
-
-/** PHP's intval, which is what the REST module applies to numeric arguments. */
-function intval(value: ParamValue | undefined, fallback: number): number {
-  if (value === undefined || value === null) return fallback;
-  if (typeof value === "number") return Math.trunc(value);
-  if (typeof value === "boolean") return value ? 1 : 0;
-  if (typeof value === "string") {
-    const n = Number.parseInt(value, 10);
-    return Number.isNaN(n) ? 0 : n;
-  }
-  return Array.isArray(value) ? (value.length ? 1 : 0) : Object.keys(value).length ? 1 : 0;
-}
-
-function text(value: ParamValue | undefined): string {
-  if (value === undefined || value === null) return "";
-  return typeof value === "object" ? "" : String(value);
-}
 
 export function eventView(record: QueueRecord): Record<string, unknown> {
   return {
@@ -254,7 +250,19 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
   "event.bind": eventBind,
   "event.unbind": eventUnbind,
   "event.get": eventGet,
+  ...CRM_HANDLERS,
+  ...ITEM_HANDLERS,
+  ...TASK_HANDLERS,
+  ...USER_HANDLERS,
 };
+
+/** The scope a method needs; the event.* and feature.get methods need none an app could lack. */
+function scopeOf(method: string): string | null {
+  if (method.startsWith("crm.")) return "crm";
+  if (method.startsWith("tasks.")) return "task";
+  if (method.startsWith("user.")) return "user";
+  return null;
+}
 
 export function isOfflineMethod(method: string): boolean {
   return method.startsWith("event.offline.");
@@ -268,6 +276,8 @@ export function hasMethod(method: string): boolean {
 export function callMethod(state: PortalState, method: string, params: Params, context: CallContext): MethodAnswer {
   const handler = HANDLERS[method];
   if (!handler) throw systemError("ERROR_METHOD_NOT_FOUND");
+  const scope = scopeOf(method);
+  if (scope && state.switches.scopes && !state.switches.scopes.includes(scope)) throw systemError("insufficient_scope");
   const upper: Params = {};
   for (const [k, v] of Object.entries(params)) upper[k.toUpperCase()] = v;
   return handler(state, upper, context);
