@@ -7,7 +7,15 @@ import axios from "axios";
 import helper from "node-red-node-test-helper";
 import should from "should";
 import { type InstallShape, type Sandbox, startSandbox } from "../../src/sandbox";
-import { callsOf, captureHttpNode, type SpiedNode, startHttpNodeServer, statusesOf } from "../reliability/node-rig";
+import {
+  callsOf,
+  captureHttpNode,
+  GET_DEFAULTS,
+  portalConfig,
+  type SpiedNode,
+  startHttpNodeServer,
+  statusesOf,
+} from "../reliability/node-rig";
 
 // The build output, as Node-RED loads it.
 const portalNode = require("../../nodes/nodes/bitrix24-portal.js").default;
@@ -84,17 +92,7 @@ describe("bitrix24-portal installation endpoint", function () {
 
   function flow(portal: Record<string, unknown> = {}) {
     return [
-      {
-        id: "p",
-        type: "bitrix24-portal",
-        portalUrl: sandbox.url,
-        authType: "oauth",
-        oauthServer: sandbox.url,
-        rateLimit: 100,
-        rateBurst: 100,
-        installPath: INSTALL,
-        ...portal,
-      },
+      portalConfig(sandbox, { installPath: INSTALL, ...portal }),
       {
         id: "t",
         type: "bitrix24-offline-trigger",
@@ -108,25 +106,7 @@ describe("bitrix24-portal installation endpoint", function () {
         minGap: 0,
         wires: [["pushed"]],
       },
-      {
-        id: "g",
-        type: "bitrix24-offline-get",
-        portal: "p",
-        limit: 50,
-        mode: "auto",
-        allowAtMostOnce: true,
-        filter: "",
-        order: "",
-        errorRecords: false,
-        authConnector: "",
-        output: "event",
-        drain: true,
-        maxInFlight: 500,
-        ackTimeout: 300,
-        maxDeliveries: 3,
-        orphanSweep: false,
-        wires: [["events"], [], []],
-      },
+      { ...GET_DEFAULTS, id: "g", mode: "auto", allowAtMostOnce: true, wires: [["events"], [], []] },
       { id: "pushed", type: "helper" },
       { id: "events", type: "helper" },
     ];
@@ -143,7 +123,8 @@ describe("bitrix24-portal installation endpoint", function () {
     portal: Record<string, unknown> = {},
     creds: Record<string, Record<string, string>> = cardCredentials(),
   ) {
-    await helper.load([portalNode, triggerNode, getNode, captureHttpNode], flow(portal), creds);
+    const flows = flow(portal) as Parameters<typeof helper.load>[1];
+    await helper.load([portalNode, triggerNode, getNode, captureHttpNode], flows, creds);
     const pushed: unknown[] = [];
     const events: Array<{ payload: { ID: string } }> = [];
     helper.getNode("pushed").on("input", (msg: unknown) => pushed.push(msg));
