@@ -1,4 +1,5 @@
 import type { AckQueue } from "./ack-queue";
+import type { EntityAttachment, EntityMap } from "./entity-reads";
 import { Bitrix24Error } from "./errors";
 import type { OfflineEventsApi } from "./offline-api";
 import type { JournalLoadWarning } from "./process-journal";
@@ -50,11 +51,15 @@ export interface OfflineConsumerOptions {
   ackWindowMs?: number;
   /** How long close() waits for a request in flight. Default 5000. */
   closeWaitMs?: number;
+  /** Attach each event's current object (entity-stage.ts). Default false. */
+  entity?: boolean;
+  /** Which method reads which event's object. Default: the built-in map. */
+  entityMap?: EntityMap;
 }
 
 /** The options with their defaults applied and numbers clamped. */
-export type ConsumerSettings = Required<Omit<OfflineConsumerOptions, "filter" | "order">> &
-  Pick<OfflineConsumerOptions, "filter" | "order">;
+export type ConsumerSettings = Required<Omit<OfflineConsumerOptions, "filter" | "order" | "entityMap">> &
+  Pick<OfflineConsumerOptions, "filter" | "order" | "entityMap">;
 
 /** Per-trigger overrides (msg.limit, msg.filter, msg.order). */
 export interface DrainOverrides {
@@ -68,6 +73,8 @@ export interface Delivery {
   id: number;
   deliveryCount: number;
   redelivered: boolean;
+  /** With the entity option: the object the event names, or why there is none. Unmapped events: absent. */
+  entity?: EntityAttachment;
 }
 
 /** Events of one process, emitted together (one get, one re-select). */
@@ -108,7 +115,9 @@ export type ConsumerWarning =
   | { code: "AT_MOST_ONCE_FALLBACK" }
   | { code: "MARKED_AS_ERROR"; processId: string; messageIds: string[] }
   | { code: "ORPHANS_ADOPTED"; processId: string; count: number }
-  | ({ code: "JOURNAL_UNREADABLE" } & JournalLoadWarning);
+  | ({ code: "JOURNAL_UNREADABLE" } & JournalLoadWarning)
+  /** Reading objects with `method` failed (scope, access): said once, until a read of it succeeds again. */
+  | { code: "ENTITY_READ_FAILED"; method: string; error: Bitrix24Error };
 
 export interface OfflineConsumerEvents {
   deliver: [DeliveryGroup];

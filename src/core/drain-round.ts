@@ -8,9 +8,11 @@ import {
   type ConsumerApi,
   type ConsumerMode,
   type ConsumerPhase,
+  type DeliveryGroup,
   type DrainOverrides,
   type Tally,
 } from "./consumer-types";
+import type { EntityReads, EntityStage } from "./entity-stage";
 import type { Bitrix24Error } from "./errors";
 import { isExtendedModeRefusal } from "./extended-mode";
 import type { HeldLedger } from "./held-ledger";
@@ -19,7 +21,9 @@ import type { BatchCommand, OfflineFilter, OfflineGetParams, OfflineGetResult, O
 /**
  * One round of a drain, in stages: give the flow a moment to ack what the last round emitted (ack window) →
  * take the queued acks → room left under maxInFlight (or wait for acks: backpressure) → ONE request with the
- * acks and up to `prefetch` gets → deliver what came back → report a failure.
+ * acks, the reads of the objects of the last round's events (entity stage, when on) and up to `prefetch` gets →
+ * emit the last round's events with their objects → record what came back, and emit it (or, with the entity
+ * stage, keep it for the next round's reads) → report a failure.
  */
 
 export type RoundEnd = { full: boolean } | "wait" | "stopped";
@@ -49,8 +53,9 @@ export interface RoundHost {
   /** Closed or paused: no new fetch. */
   readonly halted: boolean;
   setPhase(phase: ConsumerPhase): void;
-  /** New records: journal first, then emit. */
-  deliverFetched(results: OfflineGetResult[], tally: Tally): Promise<void>;
+  /** New records: held and in the journal (ack mode) before anything is emitted. */
+  recordFetched(results: OfflineGetResult[]): Promise<DeliveryGroup[]>;
+  emit(groups: DeliveryGroup[], tally: Tally): void;
   /** The portal refused ack mode: throws unless the user allowed the at-most-once fallback. */
   extendedModeMissing(cause: Bitrix24Error): void;
 }
@@ -65,7 +70,13 @@ export class DrainRound {
     private readonly ledger: HeldLedger,
     private readonly s: RoundSettings,
     private readonly host: RoundHost,
+    private readonly entities?: EntityStage,
   ) {}
+
+  /** Events fetched whose objects the next request reads: a drain ends with a round that only reads (flush). */
+  get waitingForObjects(): boolean {
+    return this.entities?.waiting ?? false;
+  }
 
   /** Events went out: the next round first waits a moment for their acks. */
   noteEmitted(): void {
@@ -79,12 +90,15 @@ export class DrainRound {
     for (const w of waiters) w();
   }
 
-  /** One request: queued acks + up to `prefetch` gets. "wait" = backpressure, come back when acks arrived. */
-  async run(limit: number, overrides: DrainOverrides, tally: Tally): Promise<RoundEnd> {
+  /**
+   * One request: queued acks (+ reads) + up to `prefetch` gets. "wait" = backpressure, come back when acks
+   * arrived. With `fetch` false it only reads the waiting events' objects and emits them (the end of a drain).
+   */
+  async run(limit: number, overrides: DrainOverrides, tally: Tally, fetch = true): Promise<RoundEnd> {
     const ackMode = this.host.mode === "ack";
     if (ackMode && this.emittedSinceLastGet) await this.ackWindow();
     this.emittedSinceLastGet = false;
-    if (this.host.halted) return "stopped";
+    if (fetch ? this.host.halted : this.host.closed && ackMode) return "stopped";
 
     const useBatch = ackMode && !this.api.client.batchRefusesOffline;
     const taken = useBatch ? this.acks?.take() : undefined;
@@ -93,15 +107,28 @@ export class DrainRound {
       ackMode && this.s.maxInFlight > 0
         ? this.s.maxInFlight - (this.ledger.pending - covered)
         : Number.POSITIVE_INFINITY;
-    if (room <= 0) return this.backpressure(taken, tally);
+    // Events waiting for their objects count as in flight, but no ack can come for them before they are emitted.
+    if (room <= 0 && !this.waitingForObjects) return this.backpressure(taken, tally);
 
-    const perGet = Math.min(limit, room);
-    const gets = Math.max(1, Math.min(this.s.prefetch, Math.floor(room / limit) || 1));
-    const fetched = await this.request(taken, this.fetchParams(perGet, overrides), perGet, gets, tally);
+    const reads = this.entities?.takeReads();
+    const perGet = Math.min(limit, Math.max(room, 1));
+    const gets = !fetch || room <= 0 ? 0 : Math.max(1, Math.min(this.s.prefetch, Math.floor(room / limit) || 1));
+    const { fetched, outcome } = await this.request(
+      taken,
+      reads,
+      this.fetchParams(perGet, overrides),
+      perGet,
+      gets,
+      tally,
+    );
 
+    // The last round's events first: they were fetched (and held) before these.
+    if (reads && outcome) this.host.emit(reads.finish(outcome), tally);
     const failure = fetched.find((r) => r.error)?.error;
     const results = fetched.filter((r) => r.result && r.result.events.length > 0).map((r) => r.result!);
-    await this.host.deliverFetched(results, tally);
+    const groups = await this.host.recordFetched(results);
+    if (this.entities) this.entities.hold(groups);
+    else this.host.emit(groups, tally);
     if (failure) {
       if (ackMode && isExtendedModeRefusal(failure)) {
         this.host.extendedModeMissing(failure); // throws unless at-most-once is allowed
@@ -109,6 +136,7 @@ export class DrainRound {
       }
       throw failure;
     }
+    if (gets === 0) return fetch ? "wait" : { full: false };
     return { full: fetched.every((r) => (r.result?.events.length ?? 0) >= r.limit) };
   }
 
@@ -124,19 +152,21 @@ export class DrainRound {
     return "wait";
   }
 
-  /** The round's request: acks first (the portal runs a batch in order), then as many gets as fit. */
+  /** The round's request: acks first (the portal runs a batch in order), then the reads, then as many gets as fit. */
   private async request(
     taken: TakenAcks | undefined,
+    reads: EntityReads | undefined,
     params: OfflineGetParams,
     perGet: number,
     gets: number,
     tally: Tally,
-  ): Promise<FetchedGet[]> {
+  ): Promise<{ fetched: FetchedGet[]; outcome?: BatchOutcome }> {
     const ackCommands = taken ? Object.keys(taken.commands).length : 0;
+    const readCommands = reads ? Object.keys(reads.commands).length : 0;
     const useBatch = this.host.mode === "ack" && !this.api.client.batchRefusesOffline;
-    if (useBatch && (ackCommands > 0 || gets > 1)) {
-      const getCount = Math.max(1, Math.min(gets, MAX_BATCH_COMMANDS - ackCommands));
-      const commands: Record<string, BatchCommand> = { ...taken?.commands };
+    if ((useBatch && (ackCommands > 0 || gets > 1)) || readCommands > 0 || gets === 0) {
+      const getCount = gets === 0 ? 0 : Math.max(1, Math.min(gets, MAX_BATCH_COMMANDS - ackCommands - readCommands));
+      const commands: Record<string, BatchCommand> = { ...taken?.commands, ...reads?.commands };
       const keys: string[] = [];
       let outcome: BatchOutcome;
       try {
@@ -147,14 +177,17 @@ export class DrainRound {
           keys.push(key);
           commands[key] = this.api.getCommand(params);
         }
-        outcome = await sendChunked(this.api.client, commands);
+        outcome =
+          Object.keys(commands).length > 0
+            ? await sendChunked(this.api.client, commands)
+            : { result: {}, errors: {}, total: {}, next: {}, requests: 0 };
       } catch (err) {
         taken?.settle(asError(err));
         throw asError(err);
       }
       taken?.settle(outcome);
       tally.requests += outcome.requests;
-      return keys.map((key) => ({ limit: perGet, ...getAnswer(outcome, key) }));
+      return { fetched: keys.map((key) => ({ limit: perGet, ...getAnswer(outcome, key) })), outcome };
     }
     // Nothing taken here: without batch support the acks go out through the queue's own flush.
     const calls = Array.from({ length: gets }, () =>
@@ -165,7 +198,7 @@ export class DrainRound {
     );
     const settled = await Promise.all(calls);
     tally.requests += settled.length;
-    return settled;
+    return { fetched: settled };
   }
 
   /** Gives the flow a moment to ack what was just emitted, so the acks ride along with the next get. */

@@ -1,5 +1,6 @@
 import { EventEmitter } from "node:events";
 import type { AckedNotice } from "./ack-queue";
+import { sendChunked } from "./consumer-batch";
 import {
   asError,
   type ConsumerAcks,
@@ -18,6 +19,8 @@ import {
   type Tally,
 } from "./consumer-types";
 import { DrainRound } from "./drain-round";
+import { BUILTIN_ENTITY_MAP } from "./entity-reads";
+import { EntityStage } from "./entity-stage";
 import type { Bitrix24Error } from "./errors";
 import { EXTENDED_MODE_FEATURE, extendedModeError, isExtendedModeRefusal } from "./extended-mode";
 import { HeldLedger, RedeliveryTimer } from "./held-ledger";
@@ -33,7 +36,8 @@ import type { OfflineEvent, OfflineGetResult } from "./types";
  * - held-ledger.ts: what each process id holds, delivery counts, the redelivery timer;
  * - recovery.ts: re-selects with clear=0 (start-up recovery, redelivery, orphan adoption, msg.processId);
  * - orphan-sweep.ts: records held under process ids nobody here knows;
- * - journal-writer.ts: the process-id journal, written before events are emitted.
+ * - journal-writer.ts: the process-id journal, written before events are emitted;
+ * - entity-stage.ts (with the entity option): the objects events name, read by the next round's request.
  * This class holds the drain loop (triggers coalescing into one follow-up), start-up, delivery (persist, then
  * emit), pause/resume and close.
  */
@@ -87,6 +91,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
   private readonly sweep: OrphanSweep;
   private readonly recovery: Recovery;
   private readonly round: DrainRound;
+  private readonly entities: EntityStage | undefined;
   private started: Promise<void> | undefined;
   /** Set once the portal refused ack mode for good; every later trigger is refused with a fresh error. */
   private refusal: { cause?: Bitrix24Error } | undefined;
@@ -119,6 +124,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
       sweepPages: options.sweepPages ?? 20,
       ackWindowMs: options.ackWindowMs ?? 3,
       closeWaitMs: options.closeWaitMs ?? 5000,
+      entity: options.entity === true,
     };
     this.o = o;
     this.modeNow = options.mode;
@@ -154,6 +160,11 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
         scheduleRedelivery: () => this.scheduleRedelivery(),
       },
     );
+    this.entities = o.entity
+      ? new EntityStage(o.entityMap ?? BUILTIN_ENTITY_MAP, ({ method, error }) =>
+          this.emit("warning", { code: "ENTITY_READ_FAILED", method, error }),
+        )
+      : undefined;
     const consumer = this;
     this.round = new DrainRound(
       api,
@@ -179,9 +190,11 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
           return consumer.closed || consumer.paused;
         },
         setPhase: (phase) => this.setPhase(phase),
-        deliverFetched: (results, tally) => this.deliverFetched(results, tally),
+        recordFetched: (results) => this.recordFetched(results),
+        emit: (groups, tally) => this.emitFetched(groups, tally),
         extendedModeMissing: (cause) => this.extendedModeMissing(cause),
       },
+      this.entities,
     );
     if (this.modeNow === "ack") acks?.on("acked", this.onAcked);
   }
@@ -339,6 +352,8 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
       }
       if (!this.o.drain) break;
     }
+    // Events still waiting for their objects go out now, with a request that only reads (nothing more fetched).
+    if (this.round.waitingForObjects) await this.round.run(limit, overrides, tally, false);
     const summary: DrainSummary = { ...tally, ms: Date.now() - startedAt, empty, stopped };
     if (empty) this.emit("drained", summary);
     return summary;
@@ -346,9 +361,9 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
 
   // ---------------------------------------------------------------------------------------------- delivery
 
-  /** New records: journal first (fsync'd), then emit. */
-  private async deliverFetched(results: OfflineGetResult[], tally: Tally): Promise<void> {
-    if (results.length === 0) return;
+  /** New records: held and in the journal (fsync'd) before they are emitted. */
+  private async recordFetched(results: OfflineGetResult[]): Promise<DeliveryGroup[]> {
+    if (results.length === 0) return [];
     const now = Date.now();
     const groups: DeliveryGroup[] = [];
     for (const result of results) {
@@ -357,6 +372,11 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
       groups.push({ processId, authConnector: this.o.authConnector, error: this.errorFlag, deliveries });
     }
     if (this.modeNow === "ack") await this.journal.save();
+    return groups;
+  }
+
+  private emitFetched(groups: DeliveryGroup[], tally: Tally): void {
+    if (groups.length === 0) return;
     // Closing: the records are in the journal and come back after the restart; nobody would receive them now.
     if (this.closed && this.modeNow === "ack") return;
     this.scheduleRedelivery();
@@ -385,13 +405,22 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
     const { redeliver, dead, exhausted } = this.ledger.recordReselected(processId, events, Date.now(), ackMode);
     if (ackMode) await this.journal.save();
     if (this.closed && ackMode) return;
-    this.scheduleRedelivery();
     const group = (deliveries: Delivery[]): DeliveryGroup => ({
       processId,
       authConnector: this.o.authConnector,
       error: this.errorFlag,
       deliveries,
     });
+    if (this.entities && redeliver.length + dead.length > 0) {
+      // Read again: the object may have changed since the first delivery. No drain request to ride with here.
+      await this.entities.readNow([group(redeliver), group(dead)], async (commands) => {
+        const outcome = await sendChunked(this.api.client, commands);
+        tally.requests += outcome.requests;
+        return outcome;
+      });
+      if (this.closed && ackMode) return;
+    }
+    this.scheduleRedelivery();
     if (redeliver.length > 0) {
       tally.events += redeliver.length;
       tally.redelivered += redeliver.length;
