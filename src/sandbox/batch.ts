@@ -1,3 +1,4 @@
+import { substituteReferences } from "./batch-references";
 import { type Params, type ParamValue, parsePhpQuery } from "./php-params";
 import { RestError, systemError } from "./rest-error";
 import type { MethodAnswer } from "./rest-methods";
@@ -22,19 +23,6 @@ function phpArray(section: Section, listKeys: boolean): unknown {
   if (keys.length === 0) return [];
   if (listKeys && keys.every((k, i) => k === String(i))) return keys.map((k) => section[k]);
   return section;
-}
-
-/** `$result[key][FIELD]...` in a command refers to an earlier command's result, as the portal allows. */
-function substitute(query: string, results: Section): string {
-  return query.replace(/\$result\[([^\]]+)\]((?:\[[^\]]*\])*)/g, (whole, key: string, path: string) => {
-    let value: unknown = results[key];
-    for (const part of path.match(/\[([^\]]*)\]/g) ?? []) {
-      const name = part.slice(1, -1);
-      value = value !== null && typeof value === "object" ? (value as Record<string, unknown>)[name] : undefined;
-    }
-    if (value === undefined) return whole;
-    return encodeURIComponent(typeof value === "object" ? JSON.stringify(value) : String(value));
-  });
 }
 
 function commandsOf(cmd: ParamValue | undefined): { entries: [string, string][]; listKeys: boolean } {
@@ -66,10 +54,10 @@ export function runBatch(params: Params, run: CommandRunner): { result: Record<s
       .trim()
       .toLowerCase()
       .replace(/\.json$/, "");
-    const query = q < 0 ? "" : substitute(command.slice(q + 1), result);
+    const query = q < 0 ? "" : command.slice(q + 1);
     try {
       if (method === "batch") throw systemError("ERROR_BATCH_METHOD_NOT_ALLOWED");
-      const answer = run(method, parsePhpQuery(query));
+      const answer = run(method, substituteReferences(parsePhpQuery(query), result));
       result[key] = answer.result;
       if (answer.total !== undefined) totals[key] = answer.total;
       if (answer.next !== undefined) nexts[key] = answer.next;

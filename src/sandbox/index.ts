@@ -3,7 +3,10 @@
  * OAuth, batch, the rate limit and ONOFFLINEEVENT pushes, with fault injection for reliability tests.
  * See README.md beside this file for every behaviour and the choices made where the docs are silent.
  */
+import type { CrmStore } from "./crm-store";
 import { SandboxPortal } from "./portal";
+
+export type { CrmStore } from "./crm-store";
 
 export interface SandboxOptions {
   /** 0 = random (default). */
@@ -90,6 +93,8 @@ export interface Sandbox {
   readonly url: string;
   readonly credentials: SandboxCredentials;
   addEvents(count: number, spec?: AddEventsSpec): void;
+  /** The portal's objects: `crm.get("deal", 5)` answers what crm.deal.get would; `crm.seed("deal", 1000)`. */
+  readonly crm: CrmStore;
   stats(): SandboxStats;
   records(): SandboxRecord[];
   /** Replaces the current faults; {} = none. */
@@ -99,7 +104,7 @@ export interface Sandbox {
   expireTokens(): void;
   /** Every refresh token becomes invalid (-> invalid_grant). */
   revokeRefreshTokens(): void;
-  /** Empties the queue, bindings, counters and faults; the credentials stay valid. */
+  /** Empties the queue, bindings, objects, counters and faults; the credentials stay valid. */
   reset(): void;
   close(): Promise<void>;
 }

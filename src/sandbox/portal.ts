@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { runBatch } from "./batch";
 import { handleControl } from "./control-api";
+import { CrmStore } from "./crm-store";
 import { EventBindings } from "./event-bindings";
 import { readBody, requestParams, sendJson } from "./http-io";
 import type {
@@ -17,6 +18,7 @@ import type {
 } from "./index";
 import { LeakyBucket } from "./leaky-bucket";
 import { authorize, type OAuthApp, token, tokenAnswer } from "./oauth-endpoints";
+import { EVENT_ADDITIONAL, ObjectEvents } from "./object-events";
 import { OfflineNotifier } from "./offline-notifier";
 import { OfflineQueue } from "./offline-queue";
 import type { Params } from "./php-params";
@@ -26,8 +28,6 @@ import { isoFromSeconds, restTime } from "./rest-time";
 import { randomToken, TokenStore } from "./token-store";
 
 const SEED_EVENT_NAMES = ["ONCRMDEALUPDATE", "ONCRMDEALADD", "ONCRMCONTACTUPDATE", "ONCRMLEADADD"];
-// Who made the change: the portal records the acting user; one shared object keeps a million records light.
-const EVENT_ADDITIONAL = Object.freeze({ user_id: "1" });
 const DEFAULT_RATE = { burst: 50, perSecond: 2 };
 // The per-method execution-time budget window the portal reports through time.operating.
 const OPERATING_WINDOW_MS = 600_000;
@@ -43,6 +43,7 @@ export class SandboxPortal implements Sandbox {
   private readonly server: Server;
   private readonly queue = new OfflineQueue();
   private readonly bindings = new EventBindings();
+  readonly crm = new CrmStore();
   private readonly tokens: TokenStore;
   private readonly appBucket: LeakyBucket;
   private readonly webhookBucket: LeakyBucket;
@@ -77,7 +78,8 @@ export class SandboxPortal implements Sandbox {
       admin: options.admin ?? true,
       batchAllowsOffline: options.batchAllowsOffline ?? true,
     };
-    this.state = { queue: this.queue, bindings: this.bindings, switches: this.switches };
+    const events = new ObjectEvents({ queue: this.queue, bindings: this.bindings, notify: () => this.notifier.hit() });
+    this.state = { queue: this.queue, bindings: this.bindings, switches: this.switches, crm: this.crm, events };
     this.notifier = new OfflineNotifier({
       bindings: this.bindings,
       auth: () => this.notificationAuth(),
@@ -235,6 +237,7 @@ export class SandboxPortal implements Sandbox {
 
   reset(): void {
     this.queue.reset();
+    this.crm.clear();
     this.generated = 0;
     this.bindings.clear();
     this.faults = {};

@@ -1,5 +1,9 @@
+import { CRM_HANDLERS } from "./crm-methods";
+import type { CrmStore } from "./crm-store";
 import type { EventBindings } from "./event-bindings";
+import type { ObjectEvents } from "./object-events";
 import type { OfflineQueue } from "./offline-queue";
+import { intval, text } from "./param-values";
 import type { Params, ParamValue } from "./php-params";
 import { GET_FIELDS, LIST_FIELDS, parseFilter, parseOrder } from "./queue-filter";
 import type { QueueRecord } from "./queue-record";
@@ -18,6 +22,10 @@ export interface PortalState {
   queue: OfflineQueue;
   bindings: EventBindings;
   switches: PortalSwitches;
+  /** The portal's CRM objects, tasks and users. */
+  crm: CrmStore;
+  /** Queues the offline events a change of an object makes. */
+  events: ObjectEvents;
 }
 
 export interface CallContext {
@@ -32,26 +40,9 @@ export interface MethodAnswer {
   next?: number;
 }
 
-type Handler = (state: PortalState, params: Params, context: CallContext) => MethodAnswer;
+export type Handler = (state: PortalState, params: Params, context: CallContext) => MethodAnswer;
 
 const LIST_PAGE_SIZE = 50;
-
-/** PHP's intval, which is what the REST module applies to numeric arguments. */
-function intval(value: ParamValue | undefined, fallback: number): number {
-  if (value === undefined || value === null) return fallback;
-  if (typeof value === "number") return Math.trunc(value);
-  if (typeof value === "boolean") return value ? 1 : 0;
-  if (typeof value === "string") {
-    const n = Number.parseInt(value, 10);
-    return Number.isNaN(n) ? 0 : n;
-  }
-  return Array.isArray(value) ? (value.length ? 1 : 0) : Object.keys(value).length ? 1 : 0;
-}
-
-function text(value: ParamValue | undefined): string {
-  if (value === undefined || value === null) return "";
-  return typeof value === "object" ? "" : String(value);
-}
 
 export function eventView(record: QueueRecord): Record<string, unknown> {
   return {
@@ -254,6 +245,7 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
   "event.bind": eventBind,
   "event.unbind": eventUnbind,
   "event.get": eventGet,
+  ...CRM_HANDLERS,
 };
 
 export function isOfflineMethod(method: string): boolean {
