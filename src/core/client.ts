@@ -3,7 +3,7 @@ import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import { performance } from "node:perf_hooks";
 import { backoffDelay, DEFAULT_RETRY, type RetryPolicy, sleep } from "./backoff";
-import { batchIsLossy, eventsMayBeLost, isLossyGet, mayHaveRun } from "./delivery-safety";
+import { batchRisk, callRisk, type DeliveryRisk, mayHaveRun, mayHaveRunError } from "./delivery-safety";
 import { Bitrix24Error } from "./errors";
 import { OAuthSession } from "./oauth-session";
 import { phpQueryString } from "./php-query";
@@ -60,6 +60,21 @@ export interface BatchOutcome {
   time?: RestTime;
   /** Calls it took: 1 for the batch, plus one per command re-run singly after the portal refused it in a batch. */
   requests: number;
+}
+
+/** Per call (or batch): how failures may be retried, and when to stop waiting. */
+export interface CallOptions {
+  /**
+   * The call may change data on the portal: once the request may have reached it (timeout, reset, 5xx), it
+   * fails with WRITE_MAY_HAVE_RUN instead of being sent again. Refusals before running (503 limits, 429,
+   * connection refused) are still retried. Default false: retried like any read.
+   */
+  mayChangeData?: boolean;
+  /**
+   * Stops the call while it waits (for the rate limiter or between retries) with ABORTED; a request already on
+   * the wire is not cut off, so a write is never left half-known because of it.
+   */
+  signal?: AbortSignal;
 }
 
 export interface RequestInfo {
@@ -210,10 +225,15 @@ export class Bitrix24Client extends EventEmitter {
     return this.session?.current;
   }
 
-  async call<T>(method: string, params: Record<string, unknown> = {}): Promise<CallResult<T>> {
+  async call<T>(
+    method: string,
+    params: Record<string, unknown> = {},
+    options: CallOptions = {},
+  ): Promise<CallResult<T>> {
     this.assertOpen(method);
     if (!METHOD_NAME.test(method)) throw invalidArgument(method, `"${method}" is not a REST method name`);
-    const body = await this.execute(method, params, isLossyGet(method, params));
+    const risk = callRisk(method, params, options.mayChangeData);
+    const body = await this.execute(method, params, risk, options.signal);
     const result: CallResult<T> = { result: body.result as T };
     const total = optionalNumber(body.total);
     const next = optionalNumber(body.next);
@@ -227,7 +247,10 @@ export class Bitrix24Client extends EventEmitter {
    * Up to 50 commands in one request (one slot of the bucket). More than 50 is refused without sending rather
    * than split: a split would break `halt` and the one-request accounting callers plan their rate around.
    */
-  async batch(commands: Record<string, BatchCommand>, options: { halt?: boolean } = {}): Promise<BatchOutcome> {
+  async batch(
+    commands: Record<string, BatchCommand>,
+    options: { halt?: boolean } & CallOptions = {},
+  ): Promise<BatchOutcome> {
     this.assertOpen("batch");
     const keys = Object.keys(commands);
     if (keys.length > MAX_BATCH_COMMANDS) {
@@ -249,7 +272,7 @@ export class Bitrix24Client extends EventEmitter {
     let halted = false;
     if (batched.length > 0) {
       const subset = Object.fromEntries(batched.map((k) => [k, commands[k]]));
-      this.applyBatchAnswer(subset, await this.sendBatch(subset, halt), outcome);
+      this.applyBatchAnswer(subset, await this.sendBatch(subset, halt, options), outcome);
       outcome.requests += 1;
       const refused = batched.filter(
         (k) => outcome.errors[k]?.code === "ERROR_BATCH_METHOD_NOT_ALLOWED" && isOfflineMethod(commands[k].method),
@@ -275,12 +298,12 @@ export class Bitrix24Client extends EventEmitter {
       const { method, params } = commands[key];
       outcome.requests += 1;
       try {
-        const answer = await this.call<unknown>(method, params ?? {});
+        const answer = await this.call<unknown>(method, params ?? {}, options);
         outcome.result[key] = answer.result;
         if (answer.total !== undefined) outcome.total[key] = answer.total;
         if (answer.next !== undefined) outcome.next[key] = answer.next;
       } catch (err) {
-        if (err instanceof Bitrix24Error && err.code === "CLOSED") throw err;
+        if (err instanceof Bitrix24Error && (err.code === "CLOSED" || err.code === "ABORTED")) throw err;
         outcome.errors[key] =
           err instanceof Bitrix24Error
             ? err
@@ -301,13 +324,18 @@ export class Bitrix24Client extends EventEmitter {
     for (const agent of this.agents) agent.destroy();
   }
 
-  private async sendBatch(commands: Record<string, BatchCommand>, halt: boolean): Promise<Record<string, unknown>> {
+  private async sendBatch(
+    commands: Record<string, BatchCommand>,
+    halt: boolean,
+    options: CallOptions,
+  ): Promise<Record<string, unknown>> {
     const cmd: Record<string, string> = {};
     for (const [key, command] of Object.entries(commands)) {
       const query = phpQuery(command.params);
       cmd[key] = query ? `${command.method}?${query}` : command.method;
     }
-    return this.execute("batch", { halt: halt ? 1 : 0, cmd }, batchIsLossy(commands));
+    const risk = batchRisk(commands, options.mayChangeData);
+    return this.execute("batch", { halt: halt ? 1 : 0, cmd }, risk, options.signal);
   }
 
   private applyBatchAnswer(
@@ -347,6 +375,15 @@ export class Bitrix24Client extends EventEmitter {
     if (typeof body.time === "object" && body.time !== null) outcome.time = body.time as RestTime;
   }
 
+  /** Why a wait ended early: the client closed, or else the caller's signal aborted. */
+  private stopped(method: string, cause?: Bitrix24Error): Bitrix24Error {
+    if (this.closed) return new Bitrix24Error({ code: "CLOSED", method }, { cause });
+    return new Bitrix24Error(
+      { code: "ABORTED", method, description: "the call was cancelled before it was sent" },
+      { cause },
+    );
+  }
+
   private assertOpen(method: string): void {
     if (this.closed) throw new Bitrix24Error({ code: "CLOSED", method });
   }
@@ -355,15 +392,19 @@ export class Bitrix24Client extends EventEmitter {
   private async execute(
     method: string,
     params: Record<string, unknown>,
-    lossy: boolean,
+    risk: DeliveryRisk | undefined,
+    signal: AbortSignal | undefined,
   ): Promise<Record<string, unknown>> {
+    // Waits (bucket, backoff) end on close() or on the caller's signal; a request on the wire only on close().
+    const waits = signal ? AbortSignal.any([this.closer.signal, signal]) : this.closer.signal;
     let authRetried = false;
     let attempt = 1;
     for (;;) {
-      const { exchange, token } = await this.sendOnce(method, params, lossy);
+      const { exchange, token } = await this.sendOnce(method, params, risk !== undefined, waits);
       if (exchange.kind === "answer") return exchange.body;
       const error = exchange.error;
       if (this.closed || error.code === "CLOSED") throw new Bitrix24Error({ code: "CLOSED", method }, { cause: error });
+      if (error.code === "ABORTED") throw error;
 
       if (this.session && AUTH_REFRESH_CODES.has(error.code) && token !== undefined) {
         if (authRetried) throw error;
@@ -373,7 +414,7 @@ export class Bitrix24Client extends EventEmitter {
         continue;
       }
       if (error.code === "QUERY_LIMIT_EXCEEDED") this.bucket?.penalize();
-      if (lossy && mayHaveRun(exchange)) throw eventsMayBeLost(method, error);
+      if (risk && mayHaveRun(exchange)) throw mayHaveRunError(risk, method, error);
       if (!error.retryable || attempt >= this.retry.maxAttempts) throw error;
 
       let delay = backoffDelay(attempt, this.retry);
@@ -383,9 +424,9 @@ export class Bitrix24Client extends EventEmitter {
       if (error.status === 503 || error.status === 429) this.emit("rate-limited", delay);
       this.emit("retry", { method, attempt, delayMs: delay, error } satisfies RetryInfo);
       try {
-        await sleep(delay, this.closer.signal);
+        await sleep(delay, waits);
       } catch {
-        throw new Bitrix24Error({ code: "CLOSED", method }, { cause: error });
+        throw this.stopped(method, error);
       }
       attempt += 1;
     }
@@ -395,15 +436,18 @@ export class Bitrix24Client extends EventEmitter {
     method: string,
     params: Record<string, unknown>,
     lossy: boolean,
+    waits: AbortSignal,
   ): Promise<{ exchange: Exchange; token?: string }> {
+    if (waits.aborted) {
+      return { exchange: { kind: "failure", httpStatus: 0, reached: false, error: this.stopped(method) } };
+    }
     if (this.bucket) {
       const wait = this.bucket.wouldWait();
       if (wait > 0) this.emit("rate-limited", wait);
       try {
-        await this.bucket.acquire(this.closer.signal);
+        await this.bucket.acquire(waits);
       } catch {
-        const error = new Bitrix24Error({ code: "CLOSED", method });
-        return { exchange: { kind: "failure", httpStatus: 0, reached: false, error } };
+        return { exchange: { kind: "failure", httpStatus: 0, reached: false, error: this.stopped(method) } };
       }
     }
     let url: string;
