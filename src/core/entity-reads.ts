@@ -86,8 +86,11 @@ const USER: EntityRule = { method: "user.get", id: ["FIELDS.ID", "ID"] };
  * ONCRMDYNAMICITEMUPDATE_<type id>, which the prefix rules catch.
  */
 export const BUILTIN_ENTITY_MAP: EntityMap = {
-  ...crmRules(["DEAL", "LEAD", "CONTACT", "COMPANY", "QUOTE"], ["ADD", "UPDATE", "DELETE"], {
+  ...crmRules(["DEAL", "QUOTE"], ["ADD", "UPDATE", "DELETE"], { method: "crm.%.list" }),
+  // `*` leaves out the multi-fields (phones, e-mails, sites, messengers): they must be named.
+  ...crmRules(["LEAD", "CONTACT", "COMPANY"], ["ADD", "UPDATE", "DELETE"], {
     method: "crm.%.list",
+    select: [...CRM_FIELDS, "PHONE", "EMAIL", "WEB", "IM"],
   }),
   ...crmRules(["INVOICE"], ["ADD", "UPDATE", "DELETE", "SETSTATUS"], { method: "crm.%.list" }),
   ...crmRules(["ACTIVITY"], ["ADD", "UPDATE", "DELETE"], { method: "crm.%.list", select: ["*"] }),
