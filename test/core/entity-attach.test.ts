@@ -136,8 +136,9 @@ describe("entity attach (against the sandbox's CRM objects)", function () {
     const after = sandbox.stats().requests;
     // No read of its own: the reads travel in the batches that carry the gets (plus one at the end of the drain).
     should(after.byMethod).not.have.keys("crm.deal.list", "crm.contact.list");
-    // 128 events at limit 50: feature.get, 3 gets (the last one short), 1 request that only reads.
-    should(after.total - before.total).be.belowOrEqual(6);
+    // 128 events at limit 50: feature.get, 3 gets (the last one short), 1 request that only reads; on a busy
+    // machine an ack may miss its ride and go out alone (as without objects).
+    should(after.total - before.total).be.belowOrEqual(8);
     await until(() => h.consumer.state.pending === 0);
   });
 
