@@ -3,6 +3,7 @@
  * `bitrix24-sandbox`: runs the sandbox portal until SIGINT/SIGTERM. Prints ONE JSON line with the URL and
  * credentials on stdout once listening (so scripts can read it); everything else goes to stderr.
  */
+import { SEED_FLAGS, type SeedCounts } from "./crm-store";
 import { startSandbox } from "./index";
 
 interface CliOptions {
@@ -12,10 +13,13 @@ interface CliOptions {
   rateLimit: { burst: number; perSecond: number } | false | undefined;
   tokenTtlSec: number | undefined;
   trickle: number;
+  objects: SeedCounts;
 }
 
 const USAGE = `usage: bitrix24-sandbox [--port 0] [--host 127.0.0.1] [--events N] [--rate-limit off|BURST/PER_SECOND]
-                        [--token-ttl SECONDS] [--trickle N/s]`;
+                        [--token-ttl SECONDS] [--trickle N/s]
+                        [--deals N] [--contacts N] [--leads N] [--companies N]
+                        [--items N] [--tasks N] [--users N]`;
 
 function fail(message: string): never {
   process.stderr.write(`bitrix24-sandbox: ${message}\n${USAGE}\n`);
@@ -36,6 +40,7 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     rateLimit: undefined,
     tokenTtlSec: undefined,
     trickle: 0,
+    objects: {},
   };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].split("=", 2) as [string, string | undefined];
@@ -69,6 +74,15 @@ export function parseArgs(argv: readonly string[]): CliOptions {
         options.trickle = Number(m[1]);
         break;
       }
+      case "--deals":
+      case "--contacts":
+      case "--leads":
+      case "--companies":
+      case "--items":
+      case "--tasks":
+      case "--users":
+        options.objects[flag.slice(2) as keyof SeedCounts] = Math.floor(number(flag, value()));
+        break;
       case "--help":
       case "-h":
         process.stdout.write(`${USAGE}\n`);
@@ -90,6 +104,7 @@ async function main(): Promise<void> {
     events: options.events,
     rateLimit: options.rateLimit,
     tokenTtlSec: options.tokenTtlSec,
+    objects: options.objects,
     log,
   });
   const c = sandbox.credentials;
@@ -104,7 +119,8 @@ async function main(): Promise<void> {
       webhookUrl: c.webhookUrl,
     })}\n`,
   );
-  log(`bitrix24-sandbox: listening on ${sandbox.url} (${options.events} events seeded)`);
+  const seeded = SEED_FLAGS.filter((f) => options.objects[f]).map((f) => `${options.objects[f]} ${f}`);
+  log(`bitrix24-sandbox: listening on ${sandbox.url} (${[`${options.events} events`, ...seeded].join(", ")} seeded)`);
 
   // The trickle spreads N events over each second in ticks of 100 ms; deal updates collapse per deal.
   let trickle: NodeJS.Timeout | undefined;

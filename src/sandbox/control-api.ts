@@ -1,4 +1,5 @@
 import type { ServerResponse } from "node:http";
+import { isSeedableKind, type SeedCounts } from "./crm-store";
 import { sendJson } from "./http-io";
 import type { Faults, SandboxSwitches } from "./index";
 import type { SandboxPortal } from "./portal";
@@ -49,6 +50,17 @@ export function handleControl(
       case "records":
         sendJson(res, 200, portal.records());
         return;
+      case "objects":
+        sendJson(res, 200, portal.crm.counts());
+        return;
+    }
+    // GET /_sandbox/objects/<kind>/<id>: what <kind>'s get method would answer.
+    const object = /^objects\/(\w+)\/(\d+)$/.exec(action);
+    if (object && isSeedableKind(object[1])) {
+      const found = portal.crm.get(object[1], Number(object[2]));
+      if (found) sendJson(res, 200, found);
+      else sendJson(res, 404, { error: "NOT_FOUND", error_description: `No ${object[1]} ${object[2]}` });
+      return;
     }
   } else if (method === "POST") {
     switch (action) {
@@ -62,6 +74,10 @@ export function handleControl(
         sendJson(res, 200, { added: count, stats: portal.stats() });
         return;
       }
+      case "objects":
+        portal.crm.seedAll(input as SeedCounts);
+        sendJson(res, 200, portal.crm.counts());
+        return;
       case "faults":
         portal.setFaults(input as Faults);
         sendJson(res, 200, { faults: portal.currentFaults() });

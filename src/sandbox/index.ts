@@ -3,10 +3,10 @@
  * OAuth, batch, the rate limit and ONOFFLINEEVENT pushes, with fault injection for reliability tests.
  * See README.md beside this file for every behaviour and the choices made where the docs are silent.
  */
-import type { CrmStore } from "./crm-store";
+import type { CrmStore, SeedCounts } from "./crm-store";
 import { SandboxPortal } from "./portal";
 
-export type { CrmStore } from "./crm-store";
+export type { CrmStore, SeedCounts } from "./crm-store";
 
 export interface SandboxOptions {
   /** 0 = random (default). */
@@ -23,8 +23,13 @@ export interface SandboxOptions {
   admin?: boolean;
   /** Default true (false: offline methods in batch -> ERROR_BATCH_METHOD_NOT_ALLOWED). */
   batchAllowsOffline?: boolean;
+  /** The application's (and webhook's) scopes, e.g. ["crm", "user"]; default null = every scope. A method of a
+   * scope not listed (crm.* -> crm, tasks.* -> task, user.* -> user) answers 403 insufficient_scope. */
+  scopes?: string[] | null;
   /** Seed this many events at start. */
   events?: number;
+  /** Seed this many objects at start (they are the portal's existing data: no events). */
+  objects?: SeedCounts;
   /** Fixed values instead of generated ones. */
   credentials?: Partial<SandboxCredentials>;
   /** Where log lines go (default: nowhere). The CLI passes stderr. */
@@ -85,7 +90,7 @@ export interface AddEventsSpec {
 }
 
 export type SandboxSwitches = Partial<
-  Pick<SandboxOptions, "rateLimit" | "extendedMode" | "admin" | "batchAllowsOffline" | "tokenTtlSec">
+  Pick<SandboxOptions, "rateLimit" | "extendedMode" | "admin" | "batchAllowsOffline" | "tokenTtlSec" | "scopes">
 >;
 
 export interface Sandbox {

@@ -86,6 +86,8 @@ export interface QueryPolicy {
   badDirection(field: string, direction: string): RestError | null;
   filterNotObject(): RestError;
   orderNotObject(): RestError;
+  /** A plain `FIELD: "Iva%"` is a LIKE pattern (user.get, tasks.task.list's TITLE), not an exact match. */
+  percentIsPattern?: boolean;
 }
 
 type Op = "eq" | "ne" | "gt" | "ge" | "lt" | "le" | "in" | "notIn" | "like" | "notLike" | "pattern" | "notPattern";
@@ -158,7 +160,9 @@ export function parseFilter(raw: ParamValue | undefined, schema: Schema, policy:
       if (error) throw error;
       continue;
     }
-    group.items.push({ def, kind: kindOf(def), op: prefix ? prefix[1] : "eq", value });
+    let op: Op = prefix ? prefix[1] : "eq";
+    if (policy.percentIsPattern && op === "eq" && typeof value === "string" && value.includes("%")) op = "pattern";
+    group.items.push({ def, kind: kindOf(def), op, value });
   }
   return group;
 }

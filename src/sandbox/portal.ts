@@ -77,6 +77,7 @@ export class SandboxPortal implements Sandbox {
       extendedMode: options.extendedMode ?? true,
       admin: options.admin ?? true,
       batchAllowsOffline: options.batchAllowsOffline ?? true,
+      scopes: options.scopes ?? null,
     };
     const events = new ObjectEvents({ queue: this.queue, bindings: this.bindings, notify: () => this.notifier.hit() });
     this.state = { queue: this.queue, bindings: this.bindings, switches: this.switches, crm: this.crm, events };
@@ -110,6 +111,7 @@ export class SandboxPortal implements Sandbox {
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
     portal.url = `http://${host}:${address.port}`;
     portal.initCredentials(options.credentials ?? {});
+    if (options.objects) portal.crm.seedAll(options.objects);
     if (options.events && options.events > 0) {
       portal.addGenerated(options.events, (i) => SEED_EVENT_NAMES[i % SEED_EVENT_NAMES.length], "", undefined, false);
     }
@@ -209,6 +211,7 @@ export class SandboxPortal implements Sandbox {
     if (options.extendedMode !== undefined) this.switches.extendedMode = options.extendedMode;
     if (options.admin !== undefined) this.switches.admin = options.admin;
     if (options.batchAllowsOffline !== undefined) this.switches.batchAllowsOffline = options.batchAllowsOffline;
+    if (options.scopes !== undefined) this.switches.scopes = options.scopes;
     if (options.tokenTtlSec !== undefined) {
       this.tokenTtlSec = options.tokenTtlSec;
       this.tokens.setTtl(options.tokenTtlSec);

@@ -1,6 +1,7 @@
 import { CRM_HANDLERS } from "./crm-methods";
 import type { CrmStore } from "./crm-store";
 import type { EventBindings } from "./event-bindings";
+import { ITEM_HANDLERS } from "./item-methods";
 import type { ObjectEvents } from "./object-events";
 import type { OfflineQueue } from "./offline-queue";
 import { intval, text } from "./param-values";
@@ -9,6 +10,8 @@ import { GET_FIELDS, LIST_FIELDS, parseFilter, parseOrder } from "./queue-filter
 import type { QueueRecord } from "./queue-record";
 import { argumentError, RestError, systemError } from "./rest-error";
 import { isoFromSeconds } from "./rest-time";
+import { TASK_HANDLERS } from "./task-methods";
+import { USER_HANDLERS } from "./user-methods";
 
 /** The REST methods the sandbox serves, each a plain function of the portal state and the call's params. */
 
@@ -16,6 +19,8 @@ export interface PortalSwitches {
   extendedMode: boolean;
   admin: boolean;
   batchAllowsOffline: boolean;
+  /** null = every scope. */
+  scopes: string[] | null;
 }
 
 export interface PortalState {
@@ -246,7 +251,18 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
   "event.unbind": eventUnbind,
   "event.get": eventGet,
   ...CRM_HANDLERS,
+  ...ITEM_HANDLERS,
+  ...TASK_HANDLERS,
+  ...USER_HANDLERS,
 };
+
+/** The scope a method needs; the event.* and feature.get methods need none an app could lack. */
+function scopeOf(method: string): string | null {
+  if (method.startsWith("crm.")) return "crm";
+  if (method.startsWith("tasks.")) return "task";
+  if (method.startsWith("user.")) return "user";
+  return null;
+}
 
 export function isOfflineMethod(method: string): boolean {
   return method.startsWith("event.offline.");
@@ -260,6 +276,8 @@ export function hasMethod(method: string): boolean {
 export function callMethod(state: PortalState, method: string, params: Params, context: CallContext): MethodAnswer {
   const handler = HANDLERS[method];
   if (!handler) throw systemError("ERROR_METHOD_NOT_FOUND");
+  const scope = scopeOf(method);
+  if (scope && state.switches.scopes && !state.switches.scopes.includes(scope)) throw systemError("insufficient_scope");
   const upper: Params = {};
   for (const [k, v] of Object.entries(params)) upper[k.toUpperCase()] = v;
   return handler(state, upper, context);
