@@ -17,6 +17,8 @@ export interface EntityRule {
   id: string | string[];
   /** Filter key the ids go into as an array. Default `@ID` (IN). */
   filterKey?: string;
+  /** The parameter that holds the filter. Default `filter` (user.get: `FILTER`). */
+  filterParam?: string;
   /** Fields to read. Default `["*", "UF_*"]`: every field incl. user fields. */
   select?: string[];
   /** Where the records are in the method's result, dot-separated: "" (the result is the array), `tasks`, `items`. */
@@ -78,7 +80,8 @@ const TASK: EntityRule = {
   records: "tasks",
   idField: "id",
 };
-const USER: EntityRule = { method: "user.get", id: ["FIELDS.ID", "ID"] };
+// user.get's page names its filter FILTER; it takes no select (the fields follow the app's user scope).
+const USER: EntityRule = { method: "user.get", id: ["FIELDS.ID", "ID"], filterParam: "FILTER", select: [] };
 
 /**
  * The built-in map (event names from the REST docs' event pages). Smart-process items and new (smart) invoices
@@ -135,7 +138,7 @@ function checkRule(key: string, value: unknown): EntityRule {
       `"${key}".id must be a path in EVENT_DATA like "FIELDS.ID" (or a list of them), got ${JSON.stringify(id)}`,
     );
   }
-  for (const name of ["filterKey", "records", "idField", "typeIdPath", "typeParam"]) text(name);
+  for (const name of ["filterKey", "filterParam", "records", "idField", "typeIdPath", "typeParam"]) text(name);
   if (value.select !== undefined && (!Array.isArray(value.select) || value.select.some((s) => typeof s !== "string"))) {
     throw configError(`"${key}".select must be a list of field names, got ${JSON.stringify(value.select)}`);
   }
@@ -280,14 +283,17 @@ export function planEntityReads(
     for (let i = 0; i < group.ids.length; i += MAX_BATCH_COMMANDS) {
       const key = `${keyPrefix}${chunks.length}`;
       const { rule } = group;
+      const filterParam = rule.filterParam ?? "filter";
+      const baseFilter = rule.params?.[filterParam];
       const params: Record<string, unknown> = {
         ...rule.params,
-        filter: {
-          ...(isPlainObject(rule.params?.filter) ? rule.params.filter : {}),
+        [filterParam]: {
+          ...(isPlainObject(baseFilter) ? baseFilter : {}),
           [rule.filterKey ?? "@ID"]: group.ids.slice(i, i + MAX_BATCH_COMMANDS),
         },
-        select: rule.select ?? CRM_FIELDS,
       };
+      const select = rule.select ?? CRM_FIELDS;
+      if (select.length > 0) params.select = select;
       if (rule.typeParam && group.typeId !== undefined) params[rule.typeParam] = group.typeId;
       commands[key] = { method: rule.method, params };
       chunks.push({ key, group });

@@ -142,6 +142,43 @@ describe("entity attach (against the sandbox's CRM objects)", function () {
     await until(() => h.consumer.state.pending === 0);
   });
 
+  it("tasks, users and smart-process items: their own answer shapes, filters and ids", async () => {
+    sandbox.crm.seed("user", 3);
+    sandbox.crm.seed("task", 4);
+    sandbox.crm.seed("item", 2);
+    sandbox.addEvents(2, {
+      name: "ONTASKUPDATE",
+      data: (i) => ({ FIELDS_BEFORE: { ID: String(i + 1) }, FIELDS_AFTER: { ID: String(i + 1) } }),
+    });
+    sandbox.addEvents(1, {
+      name: "ONTASKDELETE",
+      data: () => ({ FIELDS_BEFORE: { ID: "4" }, FIELDS_AFTER: { ID: "4" } }),
+    });
+    sandbox.addEvents(2, { name: "ONUSERADD", data: (i) => ({ ID: String(i + 2) }) });
+    sandbox.addEvents(2, {
+      name: "ONCRMDYNAMICITEMUPDATE",
+      data: (i) => ({ FIELDS: { ID: String(i + 1), ENTITY_TYPE_ID: "128" } }),
+    });
+    const h = make();
+    h.ackAll();
+    await h.consumer.trigger();
+    const byName = (name: string) => h.all().filter((d) => d.event.EVENT_NAME === name);
+    should(byName("ONTASKUPDATE").map((d) => d.entity?.entity)).eql([
+      sandbox.crm.get("task", 1),
+      sandbox.crm.get("task", 2),
+    ]);
+    should(byName("ONTASKDELETE")[0].entity).eql({ entity: null, missing: true });
+    should(byName("ONUSERADD").map((d) => d.entity?.entity)).eql([
+      sandbox.crm.get("user", 2),
+      sandbox.crm.get("user", 3),
+    ]);
+    should(byName("ONCRMDYNAMICITEMUPDATE").map((d) => d.entity?.entity)).eql([
+      sandbox.crm.get("item", 1),
+      sandbox.crm.get("item", 2),
+    ]);
+    should(h.warnings.filter((w) => w.code === "ENTITY_READ_FAILED")).eql([]);
+  });
+
   it("a read that fails goes out without objects, says which method and why once, and never blocks the queue", async () => {
     const entityMap = parseEntityMap(
       JSON.stringify({ ONWIDGETUPDATE: { method: "widget.item.list", id: "FIELDS.ID" } }),
