@@ -68,8 +68,8 @@ function objectReportNode(id) {
     "const f = d.FIELDS_AFTER || d.FIELDS || {};",
     "const e = msg.entity;",
     "const entityId = e ? String(e.ID !== undefined ? e.ID : e.id) : null;",
-    "const title = e ? (e.TITLE !== undefined ? e.TITLE : e.title) : null;",
-    "const modified = e ? (e.DATE_MODIFY !== undefined ? e.DATE_MODIFY : e.changedDate) : null;",
+    "const title = e ? (e.TITLE ?? e.title ?? e.NAME ?? null) : null;",
+    "const modified = e ? (e.DATE_MODIFY ?? e.changedDate ?? null) : null;",
     'global.get("bench").seen(JSON.stringify([msg.topic, String(f.ID), entityId, title, modified]));',
     "return null;",
   ].join("\n");

@@ -39,6 +39,8 @@ async function queueObjectEvents(sandbox, mix, events) {
     sandbox.addEvents(n, { name: EVENT_OF[kind], data });
     for (let id = 1; id <= n; id += 10) {
       if (kind === "task") await rest(sandbox, "tasks.task.update", { taskId: id, fields: { TITLE: `changed ${id}` } });
+      // A contact has a name, not a title.
+      else if (kind === "contact") await rest(sandbox, "crm.contact.update", { id, fields: { NAME: `changed ${id}` } });
       else await rest(sandbox, `crm.${kind}.update`, { id, fields: { TITLE: `changed ${id}` } });
     }
   }
@@ -53,8 +55,8 @@ function checkObjects(sandbox, reports, events) {
     const [name, id, entityId, title, modified] = JSON.parse(line);
     seen.add(`${name}:${id}`);
     const now = sandbox.crm.get(KIND_OF[name], Number(id));
-    const nowTitle = now?.TITLE ?? now?.title;
-    const nowModified = now?.DATE_MODIFY ?? now?.changedDate;
+    const nowTitle = now?.TITLE ?? now?.title ?? now?.NAME ?? null;
+    const nowModified = now?.DATE_MODIFY ?? now?.changedDate ?? null;
     if (!now || entityId !== id || title !== nowTitle || modified !== nowModified) wrong++;
     else if (String(title).startsWith("changed ")) changed++;
   }

@@ -122,11 +122,13 @@ export class DrainRound {
       tally,
     );
 
-    // The last round's events first: they were fetched (and held) before these.
-    if (reads && outcome) this.host.emit(reads.finish(outcome), tally);
     const failure = fetched.find((r) => r.error)?.error;
     const results = fetched.filter((r) => r.result && r.result.events.length > 0).map((r) => r.result!);
     const groups = await this.host.recordFetched(results);
+    // Emitting comes after the journal write: the flow's acks then find the next round about to start, and ride
+    // with it, instead of waiting through the write and leaving on their own (a request of their own each).
+    // The last round's events go first: they were fetched (and held) before these.
+    if (reads && outcome) this.host.emit(reads.finish(outcome), tally);
     if (this.entities) this.entities.hold(groups);
     else this.host.emit(groups, tally);
     if (failure) {
