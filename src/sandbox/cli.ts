@@ -14,12 +14,13 @@ interface CliOptions {
   tokenTtlSec: number | undefined;
   trickle: number;
   objects: SeedCounts;
+  scopes: string[] | undefined;
 }
 
 const USAGE = `usage: bitrix24-sandbox [--port 0] [--host 127.0.0.1] [--events N] [--rate-limit off|BURST/PER_SECOND]
                         [--token-ttl SECONDS] [--trickle N/s]
                         [--deals N] [--contacts N] [--leads N] [--companies N]
-                        [--items N] [--tasks N] [--users N]`;
+                        [--items N] [--tasks N] [--users N] [--scopes crm,task,user]`;
 
 function fail(message: string): never {
   process.stderr.write(`bitrix24-sandbox: ${message}\n${USAGE}\n`);
@@ -41,6 +42,7 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     tokenTtlSec: undefined,
     trickle: 0,
     objects: {},
+    scopes: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].split("=", 2) as [string, string | undefined];
@@ -83,6 +85,9 @@ export function parseArgs(argv: readonly string[]): CliOptions {
       case "--users":
         options.objects[flag.slice(2) as keyof SeedCounts] = Math.floor(number(flag, value()));
         break;
+      case "--scopes":
+        options.scopes = (value() ?? fail("--scopes needs a list, e.g. crm,user")).split(",").filter(Boolean);
+        break;
       case "--help":
       case "-h":
         process.stdout.write(`${USAGE}\n`);
@@ -105,6 +110,7 @@ async function main(): Promise<void> {
     rateLimit: options.rateLimit,
     tokenTtlSec: options.tokenTtlSec,
     objects: options.objects,
+    scopes: options.scopes,
     log,
   });
   const c = sandbox.credentials;

@@ -2,6 +2,7 @@ import type { ServerResponse } from "node:http";
 import { isSeedableKind, type SeedCounts } from "./crm-store";
 import { sendJson } from "./http-io";
 import type { Faults, SandboxSwitches } from "./index";
+import type { Params } from "./php-params";
 import type { SandboxPortal } from "./portal";
 
 /**
@@ -78,6 +79,17 @@ export function handleControl(
         portal.crm.seedAll(input as SeedCounts);
         sendJson(res, 200, portal.crm.counts());
         return;
+      case "call": {
+        // {method, params}: a change made inside the portal (see portalCall); errors answer 400 with the body.
+        try {
+          sendJson(res, 200, portal.portalCall(String(input.method ?? ""), (input.params ?? {}) as Params));
+        } catch (err) {
+          const body = err as { error?: string; error_description?: string };
+          if (body.error === undefined) throw err;
+          sendJson(res, 400, { error: body.error, error_description: body.error_description });
+        }
+        return;
+      }
       case "faults":
         portal.setFaults(input as Faults);
         sendJson(res, 200, { faults: portal.currentFaults() });

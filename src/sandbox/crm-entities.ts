@@ -1,4 +1,4 @@
-import { type FieldDef, Schema, timeOf } from "./list-query";
+import { type FieldDef, field, Schema, timeOf } from "./list-query";
 import type { StoredObject } from "./object-table";
 import { isoFromSeconds } from "./rest-time";
 
@@ -22,11 +22,7 @@ export interface CrmEntity {
   derive(fields: Record<string, unknown>): void;
 }
 
-type Flags = Partial<Pick<FieldDef, "readOnly" | "immutable" | "required" | "multiple" | "extra" | "default">>;
-
-function f(name: string, type: string, title: string, flags: Flags = {}): FieldDef {
-  return { name, type, title, ...flags };
-}
+const f = field;
 
 const RO = { readOnly: true } as const;
 const MULTI_FIELD = { multiple: true } as const;
@@ -166,6 +162,8 @@ const deal = (): CrmEntity => ({
       fields.STAGE_SEMANTIC_ID = semantic;
       fields.CLOSED = semantic === "P" ? "N" : "Y";
     }
+    // The deprecated single CONTACT_ID follows the first of CONTACT_IDS.
+    if (Array.isArray(fields.CONTACT_IDS)) fields.CONTACT_ID = fields.CONTACT_IDS[0] ?? null;
   },
 });
 
@@ -259,10 +257,6 @@ const company = (): CrmEntity => ({
 });
 
 export const CRM_ENTITY_NAMES: readonly CrmEntityName[] = ["deal", "contact", "lead", "company"];
-
-export function isCrmEntityName(name: string): name is CrmEntityName {
-  return (CRM_ENTITY_NAMES as readonly string[]).includes(name);
-}
 
 /** Fresh schemas per sandbox: user fields a write creates must not leak into another sandbox. */
 export function crmEntities(): Record<CrmEntityName, CrmEntity> {

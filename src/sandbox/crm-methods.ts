@@ -50,7 +50,7 @@ function applyInput(state: PortalState, entity: CrmEntity, target: Record<string
     const name = key.toUpperCase();
     let def = entity.schema.find(name);
     if (!def && name.startsWith("UF_CRM_")) {
-      def = entity.schema.add({ name, type: "string", title: name, extra: { isDynamic: true } });
+      def = entity.schema.add({ name, type: "string", title: name });
     }
     if (!def || def.readOnly || def.name === entity.schema.idField) continue;
     const value = crmInput(def, raw, state.crm.nextMultiId);
@@ -83,11 +83,7 @@ function fieldDescription(def: FieldDef): Record<string, unknown> {
     ...def.extra,
     title: def.title,
   };
-  if (dynamic) {
-    delete description.isDynamic;
-    description.isDynamic = true;
-    Object.assign(description, { listLabel: def.title, formLabel: def.title, filterLabel: def.title });
-  }
+  if (dynamic) Object.assign(description, { listLabel: def.title, formLabel: def.title, filterLabel: def.title });
   return description;
 }
 

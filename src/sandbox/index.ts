@@ -4,6 +4,7 @@
  * See README.md beside this file for every behaviour and the choices made where the docs are silent.
  */
 import type { CrmStore, SeedCounts } from "./crm-store";
+import type { ParamValue } from "./php-params";
 import { SandboxPortal } from "./portal";
 
 export type { CrmStore, SeedCounts } from "./crm-store";
@@ -100,6 +101,9 @@ export interface Sandbox {
   addEvents(count: number, spec?: AddEventsSpec): void;
   /** The portal's objects: `crm.get("deal", 5)` answers what crm.deal.get would; `crm.seed("deal", 1000)`. */
   readonly crm: CrmStore;
+  /** A REST method run inside the portal as its user would (no HTTP, limits, faults or scopes); writes queue
+   * their offline events: `portalCall("crm.deal.update", {ID: 5, FIELDS: {TITLE: "x"}})`. Errors are thrown. */
+  portalCall(method: string, params?: Record<string, ParamValue>): { result: unknown; total?: number; next?: number };
   stats(): SandboxStats;
   records(): SandboxRecord[];
   /** Replaces the current faults; {} = none. */

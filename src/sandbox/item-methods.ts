@@ -1,6 +1,15 @@
 import { scalarInput } from "./crm-entities";
 import { fieldsAnswer } from "./crm-methods";
-import { type FieldDef, listPage, pagingOf, parseFilter, parseOrder, type QueryPolicy, Schema } from "./list-query";
+import {
+  type FieldDef,
+  field,
+  listPage,
+  pagingOf,
+  parseFilter,
+  parseOrder,
+  type QueryPolicy,
+  Schema,
+} from "./list-query";
 import type { StoredObject } from "./object-table";
 import { intval, isPlainObject, text } from "./param-values";
 import type { Params } from "./php-params";
@@ -18,9 +27,7 @@ export const SMART_PROCESS_TYPE_ID = 128;
 const CATEGORY_ID = 1;
 const STAGE_PREFIX = `DT${SMART_PROCESS_TYPE_ID}_${CATEGORY_ID}:`;
 
-function f(name: string, type: string, title: string, flags: Partial<FieldDef> = {}): FieldDef {
-  return { name, type, title, ...flags };
-}
+const f = field;
 
 export function itemSchema(): Schema {
   const ro = { readOnly: true };

@@ -27,6 +27,11 @@ export interface FieldDef {
   default?: unknown;
 }
 
+/** A field definition, as the schemas list them. */
+export function field(name: string, type: string, title: string, flags: Partial<FieldDef> = {}): FieldDef {
+  return { name, type, title, ...flags };
+}
+
 type ValueKind = "number" | "time" | "text";
 
 const NUMERIC_TYPES = new Set([

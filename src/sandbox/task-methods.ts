@@ -1,6 +1,15 @@
 import { camelCase } from "./camel-case";
 import { scalarInput } from "./crm-entities";
-import { type FieldDef, listPage, pagingOf, parseFilter, parseOrder, type QueryPolicy, Schema } from "./list-query";
+import {
+  type FieldDef,
+  field,
+  listPage,
+  pagingOf,
+  parseFilter,
+  parseOrder,
+  type QueryPolicy,
+  Schema,
+} from "./list-query";
 import type { StoredObject } from "./object-table";
 import { intval, isPlainObject, text } from "./param-values";
 import type { Params, ParamValue } from "./php-params";
@@ -15,9 +24,7 @@ import { isoFromSeconds } from "./rest-time";
  * ONTASKADD / ONTASKUPDATE / ONTASKDELETE with FIELDS_BEFORE / FIELDS_AFTER.
  */
 
-function f(name: string, type: string, title: string, flags: Partial<FieldDef> = {}): FieldDef {
-  return { name, type, title, ...flags };
-}
+const f = field;
 
 export function taskSchema(): Schema {
   const ro = { readOnly: true };

@@ -1,4 +1,4 @@
-import { type FieldDef, listPage, pagingOf, parseFilter, parseOrder, type QueryPolicy, Schema } from "./list-query";
+import { field, listPage, pagingOf, parseFilter, parseOrder, type QueryPolicy, Schema } from "./list-query";
 import type { StoredObject } from "./object-table";
 import { intval, isPlainObject } from "./param-values";
 import type { Params, ParamValue } from "./php-params";
@@ -11,9 +11,7 @@ import type { Handler } from "./rest-methods";
  * values as the page shows them (ID as a string, ACTIVE as a boolean, UF_DEPARTMENT as a list of numbers).
  */
 
-function f(name: string, type: string, title: string, flags: Partial<FieldDef> = {}): FieldDef {
-  return { name, type, title, ...flags };
-}
+const f = field;
 
 export function userSchema(): Schema {
   return new Schema(

@@ -3,17 +3,7 @@ import { once } from "node:events";
 import { join } from "node:path";
 import should from "should";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
-import { rest } from "./rest-call";
-
-async function control(url: string, action: string, body?: unknown) {
-  const res = await fetch(`${url}/_sandbox/${action}`, {
-    method: body === undefined ? "GET" : "POST",
-    headers: { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  // biome-ignore lint/suspicious/noExplicitAny: control answers are plain JSON
-  return { status: res.status, body: (await res.json()) as any };
-}
+import { control, rest } from "./rest-call";
 
 describe("sandbox: control API over HTTP", () => {
   let sandbox: Sandbox;

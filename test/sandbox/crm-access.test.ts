@@ -1,18 +1,12 @@
 import should from "should";
-import { type Sandbox, startSandbox } from "../../src/sandbox";
-import { rest, webhookCall } from "./rest-call";
+import type { Sandbox } from "../../src/sandbox";
+import { rest, sandboxPerSuite, webhookCall } from "./rest-call";
 
 describe("sandbox: CRM methods share auth, the rate limit, time.operating and scopes", () => {
   let sandbox: Sandbox;
-
-  before(async () => {
-    sandbox = await startSandbox({ rateLimit: false });
-  });
-  after(async () => {
-    await sandbox.close();
-  });
+  const started = sandboxPerSuite();
   beforeEach(() => {
-    sandbox.reset();
+    sandbox = started();
     sandbox.setOptions({ rateLimit: false, scopes: null });
   });
 

@@ -1,20 +1,16 @@
 import should from "should";
-import { type Sandbox, startSandbox } from "../../src/sandbox";
-import { rest } from "./rest-call";
+import type { Sandbox } from "../../src/sandbox";
+import { bindOffline, rest, sandboxPerSuite } from "./rest-call";
 
 const page = (filterId: string) => `crm.deal.list?order[ID]=ASC&filter[>ID]=${filterId}&select[]=ID&start=-1`;
 const ids = (rows: { ID: string }[]) => rows.map((r) => Number(r.ID));
 
 describe("sandbox: batch $result references over CRM objects", () => {
   let sandbox: Sandbox;
-
-  before(async () => {
-    sandbox = await startSandbox({ rateLimit: false });
+  const started = sandboxPerSuite();
+  beforeEach(() => {
+    sandbox = started();
   });
-  after(async () => {
-    await sandbox.close();
-  });
-  beforeEach(() => sandbox.reset());
 
   it("chains pages: each command starts after the last ID of the one before", async () => {
     sandbox.crm.seed("deal", 120);
@@ -73,8 +69,8 @@ describe("sandbox: batch $result references over CRM objects", () => {
   });
 
   it("writes in a batch queue their events, with auth_connector per command", async () => {
-    await rest(sandbox, "event.bind", { event: "ONCRMDEALADD", event_type: "offline", auth_connector: "k" });
-    await rest(sandbox, "event.bind", { event: "ONCRMDEALADD", event_type: "offline", auth_connector: "z" });
+    await bindOffline(sandbox, ["ONCRMDEALADD"], "k");
+    await bindOffline(sandbox, ["ONCRMDEALADD"], "z");
     const res = await rest(sandbox, "batch", {
       cmd: ["crm.deal.add?fields[TITLE]=a&auth_connector=k", "crm.deal.add?fields[TITLE]=b"],
     });

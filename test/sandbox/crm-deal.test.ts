@@ -1,6 +1,6 @@
 import should from "should";
-import { type Sandbox, startSandbox } from "../../src/sandbox";
-import { rest, restForm, webhookCall } from "./rest-call";
+import type { Sandbox } from "../../src/sandbox";
+import { bindOffline, rest, restForm, sandboxPerSuite, webhookCall } from "./rest-call";
 
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$/;
 
@@ -13,21 +13,12 @@ async function addDeals(sandbox: Sandbox, count: number, fields: (i: number) => 
   return ids;
 }
 
-async function bindOffline(sandbox: Sandbox, event: string, connector = "") {
-  const res = await rest(sandbox, "event.bind", { event, event_type: "offline", auth_connector: connector });
-  should(res.body.result).be.true();
-}
-
 describe("sandbox: crm.deal.*", () => {
   let sandbox: Sandbox;
-
-  before(async () => {
-    sandbox = await startSandbox({ rateLimit: false });
+  const started = sandboxPerSuite();
+  beforeEach(() => {
+    sandbox = started();
   });
-  after(async () => {
-    await sandbox.close();
-  });
-  beforeEach(() => sandbox.reset());
 
   describe("add / get / update / delete", () => {
     it("add answers the new id as a number; get answers the deal with the portal's value shapes", async () => {
@@ -73,6 +64,7 @@ describe("sandbox: crm.deal.*", () => {
       should(deal.DATE_MODIFY).match(ISO);
       should(deal.BEGINDATE).match(ISO);
       should(deal).not.have.property("CONTACT_IDS");
+      should(deal.CONTACT_ID).equal("84"); // the deprecated single contact follows CONTACT_IDS[0]
       should(sandbox.crm.get("deal", 1)).eql(deal);
     });
 
@@ -253,10 +245,10 @@ describe("sandbox: crm.deal.*", () => {
 
   describe("offline events", () => {
     it("writes queue ONCRMDEALADD/UPDATE/DELETE with FIELDS.ID for every offline binding", async () => {
-      await bindOffline(sandbox, "ONCRMDEALADD", "A");
-      await bindOffline(sandbox, "ONCRMDEALUPDATE", "A");
-      await bindOffline(sandbox, "ONCRMDEALDELETE", "A");
-      await bindOffline(sandbox, "ONCRMDEALUPDATE", "B");
+      await bindOffline(sandbox, ["ONCRMDEALADD"], "A");
+      await bindOffline(sandbox, ["ONCRMDEALUPDATE"], "A");
+      await bindOffline(sandbox, ["ONCRMDEALDELETE"], "A");
+      await bindOffline(sandbox, ["ONCRMDEALUPDATE"], "B");
       await addDeals(sandbox, 1);
       await rest(sandbox, "crm.deal.update", { id: 1, fields: { TITLE: "x" } });
       await rest(sandbox, "crm.deal.delete", { id: 1 });
@@ -275,7 +267,7 @@ describe("sandbox: crm.deal.*", () => {
     it("no binding, no event; repeated changes of one deal collapse into one waiting record", async () => {
       await addDeals(sandbox, 2);
       should(sandbox.stats().queue.total).equal(0);
-      await bindOffline(sandbox, "ONCRMDEALUPDATE");
+      await bindOffline(sandbox, ["ONCRMDEALUPDATE"]);
       for (let i = 0; i < 5; i++) await rest(sandbox, "crm.deal.update", { id: 1, fields: { TITLE: `t${i}` } });
       await rest(sandbox, "crm.deal.update", { id: 2, fields: { TITLE: "t" } });
       should(sandbox.records().map((r) => r.EVENT_DATA)).eql([{ FIELDS: { ID: "1" } }, { FIELDS: { ID: "2" } }]);
@@ -283,13 +275,35 @@ describe("sandbox: crm.deal.*", () => {
     });
 
     it("a write with auth_connector=<key> queues nothing for that key's binding, and does for another", async () => {
-      await bindOffline(sandbox, "ONCRMDEALUPDATE", "mine");
-      await bindOffline(sandbox, "ONCRMDEALUPDATE", "other");
+      await bindOffline(sandbox, ["ONCRMDEALUPDATE"], "mine");
+      await bindOffline(sandbox, ["ONCRMDEALUPDATE"], "other");
       await addDeals(sandbox, 1);
       await rest(sandbox, "crm.deal.update", { id: 1, fields: { TITLE: "x" }, auth_connector: "mine" });
       should(sandbox.records().map((r) => r.CONNECTOR)).eql(["other"]);
       const mine = await rest(sandbox, "event.offline.get", { auth_connector: "mine", clear: 0 });
       should(mine.body.result.events).have.length(0);
+    });
+
+    it("the guide's loop: get the event, read the deal, write back with the connector, nothing echoes", async () => {
+      await bindOffline(sandbox, ["ONCRMDEALUPDATE"], "sync");
+      sandbox.crm.seed("deal", 3);
+      // someone edits deal 2 twice in the portal
+      await rest(sandbox, "crm.deal.update", { id: 2, fields: { TITLE: "edited" } });
+      await rest(sandbox, "crm.deal.update", { id: 2, fields: { COMMENTS: "again" } });
+      const got = await rest(sandbox, "event.offline.get", { auth_connector: "sync", clear: 0 });
+      const [event] = got.body.result.events;
+      should(got.body.result.events).have.length(1);
+      const deal = await rest(sandbox, "crm.deal.get", { id: event.EVENT_DATA.FIELDS.ID });
+      should(deal.body.result).have.properties({ TITLE: "edited", COMMENTS: "again" });
+      // the other system's answer is written back with the app's connector
+      await rest(sandbox, "crm.deal.update", { id: 2, fields: { UF_CRM_EXT: "ext-2" }, auth_connector: "sync" });
+      await rest(sandbox, "event.offline.clear", {
+        process_id: got.body.result.process_id,
+        message_id: [event.MESSAGE_ID],
+        auth_connector: "sync",
+      });
+      should(sandbox.stats().queue.total).equal(0);
+      should(sandbox.crm.get("deal", 2)?.UF_CRM_EXT).equal("ext-2");
     });
 
     it("an offline write notifies ONOFFLINEEVENT handlers once per change", async () => {
@@ -313,7 +327,7 @@ describe("sandbox: crm.deal.*", () => {
           handler: `http://127.0.0.1:${port}/hook`,
           options: { minTimeout: 0 },
         });
-        await bindOffline(sandbox, "ONCRMDEALADD");
+        await bindOffline(sandbox, ["ONCRMDEALADD"]);
         await addDeals(sandbox, 2);
         for (let i = 0; i < 50 && received.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
         should(received).have.length(2);

@@ -1,17 +1,13 @@
 import should from "should";
-import { type Sandbox, startSandbox } from "../../src/sandbox";
-import { rest } from "./rest-call";
+import type { Sandbox } from "../../src/sandbox";
+import { bindOffline, rest, sandboxPerSuite } from "./rest-call";
 
 describe("sandbox: crm.contact.*, crm.lead.*, crm.company.*", () => {
   let sandbox: Sandbox;
-
-  before(async () => {
-    sandbox = await startSandbox({ rateLimit: false });
+  const started = sandboxPerSuite();
+  beforeEach(() => {
+    sandbox = started();
   });
-  after(async () => {
-    await sandbox.close();
-  });
-  beforeEach(() => sandbox.reset());
 
   for (const [entity, event] of [
     ["contact", "ONCRMCONTACT"],
@@ -19,9 +15,11 @@ describe("sandbox: crm.contact.*, crm.lead.*, crm.company.*", () => {
     ["company", "ONCRMCOMPANY"],
   ] as const) {
     it(`crm.${entity}: add, get, update, list, delete and ${event}ADD/UPDATE/DELETE`, async () => {
-      for (const action of ["ADD", "UPDATE", "DELETE"]) {
-        await rest(sandbox, "event.bind", { event: `${event}${action}`, event_type: "offline", auth_connector: "c" });
-      }
+      await bindOffline(
+        sandbox,
+        ["ADD", "UPDATE", "DELETE"].map((action) => `${event}${action}`),
+        "c",
+      );
       const add = await rest(sandbox, `crm.${entity}.add`, {
         fields: { TITLE: "T", NAME: "Ann", PHONE: [{ VALUE: "+100", VALUE_TYPE: "WORK" }] },
       });

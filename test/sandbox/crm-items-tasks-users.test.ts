@@ -1,28 +1,17 @@
 import should from "should";
-import { type Sandbox, startSandbox } from "../../src/sandbox";
-import { rest } from "./rest-call";
-
-async function bind(sandbox: Sandbox, events: string[], connector = "") {
-  for (const event of events) {
-    const res = await rest(sandbox, "event.bind", { event, event_type: "offline", auth_connector: connector });
-    should(res.body.result).be.true();
-  }
-}
+import type { Sandbox } from "../../src/sandbox";
+import { bindOffline, rest, sandboxPerSuite } from "./rest-call";
 
 describe("sandbox: crm.item.* (smart process 128), tasks.task.*, user.get", () => {
   let sandbox: Sandbox;
-
-  before(async () => {
-    sandbox = await startSandbox({ rateLimit: false });
+  const started = sandboxPerSuite();
+  beforeEach(() => {
+    sandbox = started();
   });
-  after(async () => {
-    await sandbox.close();
-  });
-  beforeEach(() => sandbox.reset());
 
   describe("crm.item.*", () => {
     it("add/get/update/delete answer {item} with camelCase fields and numbers; events carry ENTITY_TYPE_ID", async () => {
-      await bind(sandbox, ["ONCRMDYNAMICITEMADD", "ONCRMDYNAMICITEMUPDATE", "ONCRMDYNAMICITEMDELETE"], "c");
+      await bindOffline(sandbox, ["ONCRMDYNAMICITEMADD", "ONCRMDYNAMICITEMUPDATE", "ONCRMDYNAMICITEMDELETE"], "c");
       const add = await rest(sandbox, "crm.item.add", {
         entityTypeId: 128,
         fields: { title: "Shipment", opportunity: 150.5, assignedById: 1, ufCrm128_Code: "X1" },
@@ -110,7 +99,7 @@ describe("sandbox: crm.item.* (smart process 128), tasks.task.*, user.get", () =
 
   describe("tasks.task.*", () => {
     it("add/update/get/delete answer {task} with camelCase string values; events with FIELDS_BEFORE/AFTER", async () => {
-      await bind(sandbox, ["ONTASKADD", "ONTASKUPDATE", "ONTASKDELETE"]);
+      await bindOffline(sandbox, ["ONTASKADD", "ONTASKUPDATE", "ONTASKDELETE"]);
       const add = await rest(sandbox, "tasks.task.add", { fields: { TITLE: "Call the client", RESPONSIBLE_ID: 1 } });
       should(add.body.result.task).have.properties({
         id: "1",

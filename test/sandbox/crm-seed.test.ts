@@ -1,17 +1,7 @@
 import should from "should";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
 import { parseArgs } from "../../src/sandbox/cli";
-import { rest } from "./rest-call";
-
-async function control(url: string, action: string, body?: unknown) {
-  const res = await fetch(`${url}/_sandbox/${action}`, {
-    method: body === undefined ? "GET" : "POST",
-    headers: { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  // biome-ignore lint/suspicious/noExplicitAny: control answers are plain JSON
-  return { status: res.status, body: (await res.json()) as any };
-}
+import { bindOffline, control, rest } from "./rest-call";
 
 describe("sandbox: seeding objects, programmatic access, lost answers", () => {
   let sandbox: Sandbox;
@@ -30,9 +20,12 @@ describe("sandbox: seeding objects, programmatic access, lost answers", () => {
     should(list.body.total).equal(30);
   });
 
-  it("the CLI takes --deals/--contacts/--leads/--companies", () => {
+  it("the CLI takes --deals/--contacts/--leads/--companies/--items/--tasks/--users and --scopes", () => {
     const options = parseArgs(["--deals", "1000", "--contacts=200", "--leads", "3", "--companies", "4"]);
     should(options.objects).eql({ deals: 1000, contacts: 200, leads: 3, companies: 4 });
+    const more = parseArgs(["--items", "5", "--tasks", "100", "--users=7", "--scopes", "crm,user"]);
+    should(more.objects).eql({ items: 5, tasks: 100, users: 7 });
+    should(more.scopes).eql(["crm", "user"]);
   });
 
   it("POST /_sandbox/objects seeds more; GET /_sandbox/objects counts; GET objects/<kind>/<id> reads one", async () => {
@@ -61,6 +54,27 @@ describe("sandbox: seeding objects, programmatic access, lost answers", () => {
     should(deep.body.result.map((d: { ID: string }) => Number(d.ID))).eql(
       Array.from({ length: 20 }, (_, i) => 99_981 + i),
     );
+  });
+
+  it("portalCall / POST /_sandbox/call: a change made inside the portal queues events like any write", async () => {
+    sandbox.reset();
+    sandbox.crm.seed("deal", 5);
+    await bindOffline(sandbox, ["ONCRMDEALUPDATE"], "app");
+    sandbox.setFaults({ errorRate: 1, methods: ["crm.deal.update"] }); // not HTTP: faults do not apply
+    try {
+      should(
+        sandbox.portalCall("crm.deal.update", { id: 5, fields: { TITLE: "edited in the portal" } }).result,
+      ).be.true();
+      const viaHttp = await control(sandbox.url, "call", { method: "crm.deal.update", params: { ID: 4, FIELDS: {} } });
+      should(viaHttp.body).have.property("result", true);
+      const missing = await control(sandbox.url, "call", { method: "crm.deal.get", params: { id: 99 } });
+      should(missing).eql({ status: 400, body: { error: "", error_description: "Not found" } });
+      should(() => sandbox.portalCall("crm.deal.get", { id: 99 })).throw(/Not found/);
+    } finally {
+      sandbox.setFaults({});
+    }
+    should(sandbox.crm.get("deal", 5)?.TITLE).equal("edited in the portal");
+    should(sandbox.records().map((r) => r.EVENT_DATA)).eql([{ FIELDS: { ID: "5" } }, { FIELDS: { ID: "4" } }]);
   });
 
   it("dropAfterRate applies a write and loses its answer: one deal, no answer", async () => {

@@ -1,4 +1,4 @@
-import type { Sandbox } from "../../src/sandbox";
+import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
 
 /** A bare REST caller for the sandbox tests: real HTTP through fetch, no client code of ours involved. */
 
@@ -39,6 +39,40 @@ export async function webhookCall(sandbox: Sandbox, method: string, params: Reco
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify(params),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+/** One sandbox for a suite, reset before each test; the getter is valid inside tests and hooks. */
+export function sandboxPerSuite(options: SandboxOptions = { rateLimit: false }): () => Sandbox {
+  let sandbox: Sandbox | undefined;
+  before(async () => {
+    sandbox = await startSandbox(options);
+  });
+  after(async () => {
+    await sandbox?.close();
+  });
+  beforeEach(() => sandbox?.reset());
+  return () => {
+    if (!sandbox) throw new Error("the sandbox is not started yet");
+    return sandbox;
+  };
+}
+
+/** event.bind with event_type=offline for each event name, under one connector. */
+export async function bindOffline(sandbox: Sandbox, events: string[], connector = ""): Promise<void> {
+  for (const event of events) {
+    const res = await rest(sandbox, "event.bind", { event, event_type: "offline", auth_connector: connector });
+    if (res.body.result !== true) throw new Error(`event.bind ${event}: ${JSON.stringify(res.body)}`);
+  }
+}
+
+/** The control API over HTTP (GET without a body, POST with one). */
+export async function control(url: string, action: string, body?: unknown): Promise<Answer> {
+  const res = await fetch(`${url}/_sandbox/${action}`, {
+    method: body === undefined ? "GET" : "POST",
+    headers: { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
   });
   return { status: res.status, body: await res.json() };
 }
