@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // npm run bench [-- --quick] [-- --only 1,3] [-- --out DIR]
 //
-// Runs the six measurements of issue 7 against the embedded sandbox and the BUILT package (nodes/: run
+// Runs the measurements of issues 7 and 11 against the embedded sandbox and the BUILT package (nodes/: run
 // `npm run build` first; `npm run bench` does), writes results.json and RESULTS.md, prints the summary.
 // Exit code 1 only for correctness problems (events lost or left behind, duplicates) or a measurement that could
 // not run — never for speed: goals are reported as met / not met.
@@ -13,6 +13,7 @@ import { cpuWindow } from "./lib/cpu-accounting.mjs";
 import { environment, load } from "./lib/environment.mjs";
 import { renderMarkdown } from "./lib/report.mjs";
 import { baselineComparison } from "./scenarios/baseline-comparison.mjs";
+import { callAll, callEach } from "./scenarios/call-engine.mjs";
 import { memoryFlat } from "./scenarios/memory.mjs";
 import { pushLatency } from "./scenarios/push-latency.mjs";
 import { rateLimitedDrain } from "./scenarios/rate-limited-drain.mjs";
@@ -33,6 +34,8 @@ const MEASUREMENTS = [
   { number: "4", id: "push-latency", title: "4. Latency: push vs. polling", run: pushLatency },
   { number: "5", id: "memory", title: "5. Memory while draining", run: memoryFlat },
   { number: "6", id: "scale-out", title: "6. Scale-out", run: scaleOut },
+  { number: "7", id: "call-all", title: "7. Call node engine: all records of a list", run: callAll },
+  { number: "8", id: "call-each", title: "8. Call node engine: one call per item", run: callEach },
 ];
 
 function parseArgs(argv) {

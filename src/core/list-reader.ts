@@ -240,11 +240,13 @@ async function readByOffset(
   }
   out.total = first.total;
   await out.page(firstRecords);
-  if (first.next === undefined || first.next <= 0) return;
-  // The portal's `next` is the offset of page 2, i.e. its page size.
-  const pageSize = first.next;
+  // The portal's `next` is the offset of page 2, i.e. its page size. Without one, a count above the first page
+  // still says there is more (nothing is dropped on a missing `next`), and the first page's length is the size.
+  const pageSize = first.next !== undefined && first.next > 0 ? first.next : firstRecords.length || PAGE_SIZE;
+  const more = first.next !== undefined ? first.next > 0 : (first.total ?? 0) > firstRecords.length;
+  if (!more) return;
   const total = first.total ?? Number.POSITIVE_INFINITY;
-  let offset = first.next;
+  let offset = pageSize;
   while (offset < total) {
     throwIfAborted(opts.signal, method);
     const offsets: number[] = [];

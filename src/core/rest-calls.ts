@@ -111,6 +111,9 @@ export class RestCalls {
     items: unknown[],
     opts: EachOpts = {},
   ): Promise<{ results: unknown[]; failures: ItemFailure[]; requests: number }> {
+    if (!Array.isArray(items)) {
+      throw new Bitrix24Error({ code: "INVALID_ARGUMENT", method, description: "each needs an array of items" });
+    }
     const write = !isReadMethod(method);
     const results: unknown[] = new Array(items.length).fill(null);
     const failures: ItemFailure[] = [];

@@ -1,9 +1,10 @@
 import should from "should";
 import { Bitrix24Client, type ClientOptions } from "../../src/core/client";
-import { Bitrix24Error } from "../../src/core/errors";
+import type { Bitrix24Error } from "../../src/core/errors";
 import { isReadMethod, RestCalls } from "../../src/core/rest-calls";
 import { FakeCrm, type Unresolved } from "./fixtures/fake-crm";
 import { sendError } from "./fixtures/fake-portal";
+import { rejection } from "./fixtures/rejection";
 
 const bound = (n: number) => Math.ceil(n / 2500) + 1;
 
@@ -34,15 +35,6 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
     should(out.failures).eql([]);
     should(out.count).equal(records.length);
     return { records, requests: crm.requests() - before, reported: out.requests };
-  }
-
-  async function failure(promise: Promise<unknown>): Promise<Bitrix24Error> {
-    const err = await promise.then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    should(err).be.instanceOf(Bitrix24Error);
-    return err as Bitrix24Error;
   }
 
   /** The commands of every batch request the portal got, as `<method>?<query>` lines. */
@@ -99,10 +91,22 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
       should(bodies[1].AUTH_CONNECTOR).equal("mine");
     });
 
+    it("a signal ends the wait for the rate limiter without sending", async () => {
+      const rc = calls({ rateLimit: { burst: 1, perSecond: 0.01 } });
+      await rc.call("crm.deal.list", {});
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), 30);
+      const started = Date.now();
+      const err = await rejection(rc.call("crm.deal.list", {}, { signal: controller.signal }));
+      should(err.code).equal("ABORTED");
+      should(Date.now() - started).be.below(5000);
+      should(crm.requests()).equal(1);
+    });
+
     it("an aborted signal stops it before anything is sent", async () => {
       const controller = new AbortController();
       controller.abort();
-      const err = await failure(calls().call("crm.deal.get", { id: 3 }, { signal: controller.signal }));
+      const err = await rejection(calls().call("crm.deal.get", { id: 3 }, { signal: controller.signal }));
       should(err.code).equal("ABORTED");
       should(crm.requests()).equal(0);
     });
@@ -144,6 +148,28 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
       should((out.results[0] as { ID: string }).ID).equal(String(good[0]));
       should((out.results[2] as { ID: string }).ID).equal(String(good[1]));
       should((out.results.at(-1) as { ID: string }).ID).equal(String(good[54]));
+    });
+
+    it("after an authorisation failure of a whole batch, the remaining items fail with it unsent", async () => {
+      crm.intercept = (_req, res) => {
+        sendError(res, 401, "NO_AUTH_FOUND", "Wrong authorization data");
+        return true;
+      };
+      const out = await calls().each(
+        "crm.deal.get",
+        Array.from({ length: 120 }, (_, i) => i + 1),
+      );
+      should(out.requests).equal(1);
+      should(crm.requests()).equal(1);
+      should(out.failures).have.length(120);
+      should(out.failures.every((f) => f.code === "NO_AUTH_FOUND" && f.status === 401)).be.true();
+      should(out.results.every((r) => r === null)).be.true();
+    });
+
+    it("refuses items that are not an array, sending nothing", async () => {
+      const err = await rejection(calls().each("crm.deal.get", { id: 1 } as unknown as unknown[]));
+      should(err.code).equal("INVALID_ARGUMENT");
+      should(crm.requests()).equal(0);
     });
 
     it("writes carry auth_connector in every command; IDs use the family's parameter name", async () => {
@@ -273,7 +299,7 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
         throw new Error("always");
       };
       const records2: unknown[] = [];
-      const err = await failure(calls().all("crm.deal.list", {}, { onRecords: (p) => void records2.push(...p) }));
+      const err = await rejection(calls().all("crm.deal.list", {}, { onRecords: (p) => void records2.push(...p) }));
       should(err.code).equal("INTERNAL_SERVER_ERROR");
       should(records2).have.length(0);
     });
@@ -281,11 +307,11 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
     it("refuses a method that is not a read, and stops when the signal aborts", async () => {
       crm.seed(3000);
       const rc = calls();
-      should((await failure(rc.all("crm.deal.add", {}, { onRecords: () => {} }))).code).equal("INVALID_ARGUMENT");
+      should((await rejection(rc.all("crm.deal.add", {}, { onRecords: () => {} }))).code).equal("INVALID_ARGUMENT");
       should(crm.requests()).equal(0);
       const controller = new AbortController();
       let seen = 0;
-      const err = await failure(
+      const err = await rejection(
         rc.all(
           "crm.deal.list",
           {},
@@ -328,6 +354,15 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
       should(requests).equal(2);
     });
 
+    it("a count above the first page says there is more even without next", async () => {
+      crm.seed(120);
+      crm.omitNext = true;
+      const { records, requests } = await readAll("crm.deal.list", { order: { TITLE: "ASC" } });
+      should(records).have.length(120);
+      should(new Set(ids(records)).size).equal(120);
+      should(requests).equal(2);
+    });
+
     it("a page that fails is reported with its offset; the others still come", async () => {
       crm.seed(200);
       crm.beforeCommand = (_m, params) => {
@@ -353,7 +388,7 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
         raw.socket.destroy();
         return true;
       };
-      const err = await failure(calls().call("crm.deal.add", { fields: { TITLE: "once" } }));
+      const err = await rejection(calls().call("crm.deal.add", { fields: { TITLE: "once" } }));
       should(err.code).equal("WRITE_MAY_HAVE_RUN");
       should(err.retryable).be.false();
       should(err.method).equal("crm.deal.add");
@@ -371,10 +406,10 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
         return true;
       };
       const rc = calls({ timeoutMs: 100 });
-      const timeout = await failure(rc.call("crm.deal.add", { fields: { TITLE: "slow" } }));
+      const timeout = await rejection(rc.call("crm.deal.add", { fields: { TITLE: "slow" } }));
       should(timeout.code).equal("WRITE_MAY_HAVE_RUN");
       should((timeout.cause as Bitrix24Error).code).equal("TIMEOUT");
-      const five = await failure(rc.call("crm.deal.add", { fields: { TITLE: "500" } }));
+      const five = await rejection(rc.call("crm.deal.add", { fields: { TITLE: "500" } }));
       should(five.code).equal("WRITE_MAY_HAVE_RUN");
       should(five.status).equal(500);
       should(crm.rows).have.length(2);
@@ -394,6 +429,16 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
       should(answer.result).equal(crm.rows[0].id);
       should(crm.rows).have.length(1);
       should(crm.requests()).equal(3);
+    });
+
+    it("a write whose connection is refused (nothing sent) is retried, and fails as NETWORK_ERROR", async () => {
+      const rc = calls();
+      await crm.close();
+      const retries: unknown[] = [];
+      clients[0].on("retry", (r) => retries.push(r));
+      const err = await rejection(rc.call("crm.deal.add", { fields: { TITLE: "x" } }));
+      should(err.code).equal("NETWORK_ERROR");
+      should(retries).have.length(3);
     });
 
     it("a read that times out is retried", async () => {
@@ -436,7 +481,7 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
         raw.socket.destroy();
         return true;
       };
-      const err = await failure(calls().call("event.offline.get", { clear: 1 }));
+      const err = await rejection(calls().call("event.offline.get", { clear: 1 }));
       should(err.code).equal("EVENTS_MAY_BE_LOST");
       should(crm.requests()).equal(1);
     });
