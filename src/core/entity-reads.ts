@@ -1,6 +1,7 @@
 import type { BatchOutcome } from "./client";
 import { MAX_BATCH_COMMANDS } from "./client";
 import { Bitrix24Error } from "./errors";
+import { cursorShape, malformedPage, pageRecords, recordsKeyOf } from "./list-shapes";
 import type { BatchCommand, OfflineEvent } from "./types";
 
 /**
@@ -15,15 +16,19 @@ export interface EntityRule {
   method: string;
   /** Path(s) in EVENT_DATA to the object's id, dot-separated; the first present wins. */
   id: string | string[];
-  /** Filter key the ids go into as an array. Default `@ID` (IN). */
+  /*
+   * The rest default to what list-shapes.ts knows of the method (crm.*.list, crm.item.list, tasks.task.list,
+   * user.get), else to the crm.*.list way.
+   */
+  /** Filter key the ids go into as an array. Default `@ID` (IN; crm.item.list: `@id`). */
   filterKey?: string;
   /** The parameter that holds the filter. Default `filter` (user.get: `FILTER`). */
   filterParam?: string;
-  /** Fields to read. Default `["*", "UF_*"]`: every field incl. user fields. */
+  /** Fields to read. Default `["*", "UF_*"]`: every field incl. user fields; none for user.get. */
   select?: string[];
-  /** Where the records are in the method's result, dot-separated: "" (the result is the array), `tasks`, `items`. */
+  /** The key of the records in the method's result: "" (the result is the array), `tasks`, `items`. */
   records?: string;
-  /** The field of a returned record that holds its id. Default `ID`. */
+  /** The field of a returned record that holds its id. Default `ID` (crm.item.list, tasks: `id`). */
   idField?: string;
   /** Path in EVENT_DATA to a type id (smart processes) that goes into the read as `typeParam`. */
   typeIdPath?: string;
@@ -66,22 +71,13 @@ function crmRules(entities: string[], suffixes: string[], rule: Omit<EntityRule,
 const DYNAMIC_ITEM: EntityRule = {
   method: "crm.item.list",
   id: "FIELDS.ID",
-  filterKey: "@id",
   select: ["*"],
-  records: "items",
-  idField: "id",
   typeIdPath: "FIELDS.ENTITY_TYPE_ID",
   typeParam: "entityTypeId",
 };
-const TASK: EntityRule = {
-  method: "tasks.task.list",
-  id: ["FIELDS_AFTER.ID", "FIELDS_BEFORE.ID"],
-  filterKey: "ID",
-  records: "tasks",
-  idField: "id",
-};
-// user.get's page names its filter FILTER; it takes no select (the fields follow the app's user scope).
-const USER: EntityRule = { method: "user.get", id: ["FIELDS.ID", "ID"], filterParam: "FILTER", select: [] };
+// The task filter reads an array under the plain field name as IN.
+const TASK: EntityRule = { method: "tasks.task.list", id: ["FIELDS_AFTER.ID", "FIELDS_BEFORE.ID"], filterKey: "ID" };
+const USER: EntityRule = { method: "user.get", id: ["FIELDS.ID", "ID"] };
 
 /**
  * The built-in map (event names from the REST docs' event pages). Smart-process items and new (smart) invoices
@@ -283,16 +279,17 @@ export function planEntityReads(
     for (let i = 0; i < group.ids.length; i += MAX_BATCH_COMMANDS) {
       const key = `${keyPrefix}${chunks.length}`;
       const { rule } = group;
-      const filterParam = rule.filterParam ?? "filter";
+      const shape = cursorShape(rule.method);
+      const filterParam = rule.filterParam ?? shape?.filterParam ?? "filter";
       const baseFilter = rule.params?.[filterParam];
       const params: Record<string, unknown> = {
         ...rule.params,
         [filterParam]: {
           ...(isPlainObject(baseFilter) ? baseFilter : {}),
-          [rule.filterKey ?? "@ID"]: group.ids.slice(i, i + MAX_BATCH_COMMANDS),
+          [rule.filterKey ?? `@${shape?.queryId ?? "ID"}`]: group.ids.slice(i, i + MAX_BATCH_COMMANDS),
         },
       };
-      const select = rule.select ?? CRM_FIELDS;
+      const select = rule.select ?? (shape?.select === false ? [] : CRM_FIELDS);
       if (select.length > 0) params.select = select;
       if (rule.typeParam && group.typeId !== undefined) params[rule.typeParam] = group.typeId;
       commands[key] = { method: rule.method, params };
@@ -318,15 +315,12 @@ export function planEntityReads(
             description: "the read was not run",
           });
         } else {
-          records = at(outcome.result[key], group.rule.records ?? "");
-          if (isPlainObject(records)) records = Object.values(records);
-          if (!Array.isArray(records)) {
-            error = new Bitrix24Error({
-              code: "ERROR_UNEXPECTED_ANSWER",
-              status: 500,
-              method: group.rule.method,
-              description: `no list of records at result${group.rule.records ? `.${group.rule.records}` : ""}`,
-            });
+          const result = outcome.result[key];
+          const { method } = group.rule;
+          const recordsKey = group.rule.records ?? cursorShape(method)?.recordsKey ?? recordsKeyOf(result) ?? "";
+          records = pageRecords(result, recordsKey);
+          if (!records) {
+            error = malformedPage(method, `no list of records at result${recordsKey ? `.${recordsKey}` : ""}`);
           }
         }
         if (error) {
@@ -341,7 +335,7 @@ export function planEntityReads(
         found.set(group, byId);
         for (const r of records as unknown[]) {
           if (!isPlainObject(r)) continue;
-          const id = scalarId(r[group.rule.idField ?? "ID"]);
+          const id = scalarId(r[group.rule.idField ?? cursorShape(group.rule.method)?.recordId ?? "ID"]);
           if (id !== undefined) byId.set(id, r);
         }
       }

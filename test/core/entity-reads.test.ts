@@ -35,7 +35,7 @@ describe("entity reads (map, commands, answers)", () => {
     should(ruleFor(BUILTIN_ENTITY_MAP, "ONCRMQUOTEDELETE")?.method).equal("crm.quote.list");
     should(ruleFor(BUILTIN_ENTITY_MAP, "ONCRMINVOICESETSTATUS")?.method).equal("crm.invoice.list");
     should(ruleFor(BUILTIN_ENTITY_MAP, "ONCRMDYNAMICITEMUPDATE_147")?.method).equal("crm.item.list");
-    should(ruleFor(BUILTIN_ENTITY_MAP, "ONTASKUPDATE")?.records).equal("tasks");
+    should(ruleFor(BUILTIN_ENTITY_MAP, "ONTASKUPDATE")?.method).equal("tasks.task.list");
     should(ruleFor(BUILTIN_ENTITY_MAP, "ONUSERADD")?.method).equal("user.get");
     // Not the object's own events: user-field and recurring events name other things.
     should(ruleFor(BUILTIN_ENTITY_MAP, "ONCRMDEALUSERFIELDADD")).be.undefined();
