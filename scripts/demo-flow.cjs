@@ -15,9 +15,18 @@ function readExample(name) {
  * options: sandboxUrl, credentials (the sandbox's), publicUrl (where the sandbox reaches Node-RED, for push
  * bindings), examples (names, default all), inlineCredentials (true: credentials inside the portal node, as
  * POST /flows takes them; false: returned apart, as flows_cred.json holds them unencrypted), portal (property
- * overrides for the portal node, e.g. rateLimit).
+ * overrides for the portal node, e.g. rateLimit), installPath (the portal node's installation endpoint: the
+ * application token then comes from the sandbox's installation POST, not from the credentials).
  */
-function demoFlow({ sandboxUrl, credentials, publicUrl, examples = EXAMPLES, inlineCredentials = false, portal = {} }) {
+function demoFlow({
+  sandboxUrl,
+  credentials,
+  publicUrl,
+  examples = EXAMPLES,
+  inlineCredentials = false,
+  portal = {},
+  installPath,
+}) {
   const flows = [];
   let portalNode;
   for (const name of examples) {
@@ -27,6 +36,7 @@ function demoFlow({ sandboxUrl, credentials, publicUrl, examples = EXAMPLES, inl
       if (node.type === "bitrix24-portal") {
         if (node.id !== PORTAL_ID) throw new Error(`examples/${name}.json: the portal node must be ${PORTAL_ID}`);
         portalNode = { ...node, portalUrl: sandboxUrl, oauthServer: sandboxUrl, ...portal };
+        if (installPath) portalNode.installPath = installPath;
         continue;
       }
       if (node.type === "bitrix24-offline-trigger" && node.publicUrl) node.publicUrl = publicUrl;
@@ -41,6 +51,7 @@ function demoFlow({ sandboxUrl, credentials, publicUrl, examples = EXAMPLES, inl
     refreshToken: credentials.refreshToken,
     applicationToken: credentials.applicationToken,
   };
+  if (installPath) delete portalCredentials.applicationToken;
   if (inlineCredentials) portalNode.credentials = portalCredentials;
   flows.push(portalNode);
   return { flows, credentials: inlineCredentials ? {} : { [PORTAL_ID]: portalCredentials } };

@@ -14,6 +14,9 @@ const require = createRequire(import.meta.url);
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const HOST = "127.0.0.1";
 const REPORT_EVERY_MS = 5000;
+// The portal node's installation endpoint: the sandbox POSTs its installation there, as a portal does when the
+// local application's form is saved, so the push tab gets its application token with nothing pasted.
+const INSTALL_PATH = "/bitrix24/install";
 
 function fail(message) {
   console.error(`[demo] ${message}`);
@@ -135,6 +138,7 @@ const { flows, credentials } = demoFlow({
   sandboxUrl: sandbox.url,
   credentials: sandbox.credentials,
   publicUrl: editorUrl,
+  installPath: INSTALL_PATH,
 });
 writeFileSync(join(userDir, "flows.json"), JSON.stringify(flows, null, 2));
 writeFileSync(join(userDir, "flows_cred.json"), JSON.stringify(encryptCredentials(credentialSecret, credentials)));
@@ -182,8 +186,20 @@ async function checkNodesLoaded() {
   }
 }
 
+/** The installation, as the portal sends it: the portal node verifies it with the OAuth server and keeps it. */
+async function installApplication() {
+  const url = `${editorUrl}${INSTALL_PATH}`;
+  const result = await sandbox.install(url, "auth").catch((error) => ({ status: 0, body: error.message }));
+  if (result.status !== 200) {
+    console.error(`[demo] the installation POST to ${url} was refused: HTTP ${result.status} ${result.body}`);
+    await stop(1);
+  }
+  return url;
+}
+
 await waitForNodeRed();
 if (!stopping) await checkNodesLoaded();
+const installUrl = stopping ? "" : await installApplication();
 if (!stopping) {
   // A steady trickle of portal activity: deal updates collapse per deal, contacts are new each time.
   let tick = 0;
@@ -211,7 +227,8 @@ if (!stopping) {
   Node-RED editor:  ${editorUrl}/
   Sandbox portal:   ${sandbox.url}   (its state: ${sandbox.url}/_sandbox/state)
   Deployed from examples/, one tab each: ${tabs.map((label) => label.replace(/^Bitrix24: /, "")).join(", ")};
-  all on the "Sandbox portal" config node. The sandbox adds ${eventsPerSecond} events/s and pushes ONOFFLINEEVENT to
+  all on the "Sandbox portal" config node, which the sandbox installed itself on through ${installUrl}
+  (tokens and application token received, nothing pasted). The sandbox adds ${eventsPerSecond} events/s and pushes ONOFFLINEEVENT to
   the push tab's trigger; every ${REPORT_EVERY_MS / 1000} s a line below shows the drain rate and the queue depth.
   Press Ctrl+C to stop (it also deletes the throwaway user dir ${userDir}).
 `);

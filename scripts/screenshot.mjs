@@ -1,19 +1,18 @@
 // The README's pictures, reproducible: starts the demo (scripts/demo.mjs, on free ports) or uses a running
-// editor given as EDITOR_URL, opens it in Debian's headless Chromium through playwright-core, and saves
-// docs/flow.png (the basic example flow with live node statuses) and docs/get-dialog.png (the get node's edit
-// dialog). Needs a build (npm run build) and /usr/bin/chromium (or CHROMIUM_PATH).
+// editor given as EDITOR_URL, opens it in the editor tests' headless Chromium (test/e2e/chromium.ts: the one
+// npm installs, or CHROMIUM_PATH's) through playwright-core, and saves docs/flow.png (the basic example flow
+// with live node statuses) and docs/get-dialog.png (the get node's edit dialog). Needs a build (npm run build).
 //   node scripts/screenshot.mjs
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { tsImport } from "tsx/esm/api";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const docs = join(root, "docs");
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+const { launchChromium } = await tsImport("../test/e2e/chromium.ts", import.meta.url);
 const FLOW_TAB = "Bitrix24: basic sync";
 // the nodes of examples/basic-sync.json whose status text must be showing before the picture is taken
 const STATUS_NODES = ["bs-trigger", "bs-get", "bs-synced"];
@@ -62,33 +61,13 @@ async function startDemo() {
   };
 }
 
-if (!existsSync(CHROMIUM)) {
-  console.error(`no Chromium at ${CHROMIUM}: apt-get install chromium (Debian's), or set CHROMIUM_PATH`);
-  process.exit(1);
-}
 mkdirSync(docs, { recursive: true });
 const demo = process.env.EDITOR_URL ? { url: process.env.EDITOR_URL, stop: async () => {} } : await startDemo();
-const profile = mkdtempSync(join(tmpdir(), "b24-chromium-"));
-let context;
+let browser;
 try {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    locale: "en-US",
-    // wide enough for the zoomed flow beside the sidebar, tall enough for the whole get node dialog
-    viewport: { width: 1920, height: 1400 },
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-  const page = await context.newPage();
+  // wide enough for the zoomed flow beside the sidebar, tall enough for the whole get node dialog
+  browser = await launchChromium({ locale: "en-US", viewport: { width: 1920, height: 1400 } });
+  const page = await browser.context.newPage();
   await page.goto(demo.url);
   await page.locator('.red-ui-palette-node[data-palette-type="bitrix24-offline-get"]').waitFor({ timeout: 60000 });
   await page.locator("#red-ui-workspace-tabs .red-ui-tab", { hasText: FLOW_TAB }).click();
@@ -143,7 +122,6 @@ try {
     console.log(`${file}: ${Math.round(statSync(file).size / 1024)} KB`);
   }
 } finally {
-  await context?.close();
-  rmSync(profile, { recursive: true, force: true });
+  await browser?.close();
   await demo.stop();
 }

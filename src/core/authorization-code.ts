@@ -3,6 +3,7 @@ import axios from "axios";
 import { parseTokenAnswer } from "./oauth-session";
 import { describeTransportFailure } from "./rest-transport";
 import type { TokenSet } from "./token-store";
+import { USER_AGENT } from "./user-agent";
 
 const TOKEN_METHOD = "oauth/token";
 
@@ -16,7 +17,11 @@ export function newOAuthState(): string {
   return randomBytes(24).toString("hex");
 }
 
-/** Second step: trade the one-time code the portal handed the browser for the first token pair. */
+/**
+ * Second step: trade the one-time code the portal handed the browser for the first token pair. `oauthServer` is
+ * the redirect's `server_domain` when it named one (oauthServerFromDomain), else the configured guess; the
+ * answer's `server_endpoint` (in the TokenSet) is where later refreshes go.
+ */
 export async function exchangeAuthorizationCode(options: {
   oauthServer: string;
   clientId: string;
@@ -24,22 +29,42 @@ export async function exchangeAuthorizationCode(options: {
   code: string;
   timeoutMs?: number;
 }): Promise<TokenSet> {
-  const oauthServer = options.oauthServer.replace(/\/+$/, "");
+  const answer = await requestToken(
+    options.oauthServer,
+    {
+      grant_type: "authorization_code",
+      client_id: options.clientId,
+      client_secret: options.clientSecret,
+      code: options.code,
+    },
+    options.timeoutMs,
+  );
+  return parseTokenAnswer(answer.status, answer.text);
+}
+
+/**
+ * One GET to `<oauthServer>/oauth/token/` with the given grant, outside any client (no store, no lock): the
+ * answer's status and text as they came, for parseTokenAnswer. A transport failure is a Bitrix24Error.
+ */
+export async function requestToken(
+  oauthServer: string,
+  params: Record<string, string>,
+  timeoutMs = 30000,
+): Promise<{ status: number; text: string }> {
+  const base = oauthServer.replace(/\/+$/, "");
   const response = await axios
-    .get(`${oauthServer}/oauth/token/`, {
-      params: {
-        grant_type: "authorization_code",
-        client_id: options.clientId,
-        client_secret: options.clientSecret,
-        code: options.code,
-      },
-      timeout: options.timeoutMs ?? 30000,
+    .get(`${base}/oauth/token/`, {
+      params,
+      timeout: timeoutMs,
       validateStatus: () => true,
       responseType: "text",
       transformResponse: [(data: unknown) => data],
+      // The client secret is in the query: it goes to the named server and nowhere else.
+      maxRedirects: 0,
+      headers: { "User-Agent": USER_AGENT },
     })
     .catch((err: unknown) => {
-      throw describeTransportFailure(err, TOKEN_METHOD, `the OAuth server ${oauthServer}`).error;
+      throw describeTransportFailure(err, TOKEN_METHOD, `the OAuth server ${base}`).error;
     });
-  return parseTokenAnswer(response.status, String(response.data ?? ""));
+  return { status: response.status, text: String(response.data ?? "") };
 }

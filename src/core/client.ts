@@ -5,11 +5,13 @@ import { performance } from "node:perf_hooks";
 import { backoffDelay, DEFAULT_RETRY, type RetryPolicy, sleep } from "./backoff";
 import { batchRisk, callRisk, type DeliveryRisk, mayHaveRun, mayHaveRunError } from "./delivery-safety";
 import { Bitrix24Error } from "./errors";
+import { MethodPauses } from "./method-pauses";
 import { OAuthSession } from "./oauth-session";
 import { phpQueryString } from "./php-query";
+import { movedOrigin } from "./portal-move";
 import { validateOAuthServerUrl, validatePortalUrl, validateWebhookUrl } from "./portal-url";
 import { type LeakyBucket, sharedBucket } from "./rate-limiter";
-import { type Exchange, RestTransport } from "./rest-transport";
+import { type Exchange, operatingResetAt, RestTransport } from "./rest-transport";
 import { type TokenSet, type TokenStore, tokenStoreKey } from "./token-store";
 import type { BatchCommand, CallResult, RestTime } from "./types";
 
@@ -19,6 +21,12 @@ export type { TokenSet } from "./token-store";
 export const DEFAULT_OAUTH_SERVER = "https://oauth.bitrix.info";
 export const DEFAULT_RATE_LIMIT = { perSecond: 2, burst: 50 };
 export const MAX_BATCH_COMMANDS = 50;
+/**
+ * Per HTTP request. Above the 60 s a portal lets a REST request run before cutting it off (REFERENCE.md "Real
+ * portals"), plus room for the network and the portal's front end: a shorter timeout would turn slow but
+ * successful calls into "may have run".
+ */
+export const DEFAULT_TIMEOUT_MS = 75_000;
 
 export interface OAuthAuth {
   type: "oauth";
@@ -26,8 +34,13 @@ export interface OAuthAuth {
   clientSecret: string;
   accessToken?: string;
   refreshToken?: string;
-  /** Default "https://oauth.bitrix.info"; the token URL is `${oauthServer}/oauth/token/`. */
+  /**
+   * Default "https://oauth.bitrix.info"; the token URL is `${oauthServer}/oauth/token/`. Only the first guess:
+   * refreshes go where `serverEndpoint` or the last token answer's `server_endpoint` says.
+   */
   oauthServer?: string;
+  /** `server_endpoint` as the portal handed it over (installation POST, authorization-code answer). */
+  serverEndpoint?: string;
 }
 
 export interface WebhookAuth {
@@ -42,7 +55,7 @@ export interface ClientOptions {
   auth: OAuthAuth | WebhookAuth;
   /** Default {perSecond: 2, burst: 50}; false = no client-side limiter. */
   rateLimit?: { perSecond: number; burst: number } | false;
-  /** Per HTTP request, default 30000. */
+  /** Per HTTP request, default DEFAULT_TIMEOUT_MS (75000: above the portal's own 60 s cut-off). */
   timeoutMs?: number;
   /** Defaults 6 / 500 / 30000. maxAttempts counts the first try. */
   retry?: { maxAttempts?: number; baseDelayMs?: number; maxDelayMs?: number };
@@ -93,8 +106,24 @@ export interface RetryInfo {
   error: Bitrix24Error;
 }
 
-// The portal's answers to a stale or bad access token: refresh and resend once.
-const AUTH_REFRESH_CODES = new Set(["expired_token", "invalid_token"]);
+export interface PortalMove {
+  /** The origin calls went to. */
+  from: string;
+  /** The origin the portal now answers at; every later call goes there. */
+  to: string;
+  /** The redirect's HTTP status (301/302/307/308). */
+  status: number;
+}
+
+export interface MethodPause {
+  method: string;
+  /** Epoch ms: calls of this method wait until then (`time.operating_reset_at`). */
+  until: number;
+}
+
+// The portal's answers to a stale or bad access token: refresh and resend once. A real portal may answer a
+// wrong token with NO_AUTH_FOUND ("Wrong authorization data") rather than invalid_token.
+const AUTH_REFRESH_CODES = new Set(["expired_token", "invalid_token", "NO_AUTH_FOUND"]);
 const METHOD_NAME = /^[A-Za-z][A-Za-z0-9_.]*$/;
 const BATCH_KEY = /^[A-Za-z0-9_.:-]+$/;
 
@@ -137,7 +166,9 @@ function positive(value: number | undefined, fallback: number, what: string): nu
  * Events: "rate-limited" (waitMs) when a call waits on the bucket or backs off after a 503/429;
  * "tokens" (TokenSet) after a refresh or after adopting another process's refreshed tokens;
  * "request" ({method, status, ms}) after each HTTP request; "retry" (RetryInfo) before each backoff;
- * "token-store-error" (Bitrix24Error) when refreshed tokens could not be written down.
+ * "token-store-error" (Bitrix24Error) when refreshed tokens could not be written down;
+ * "portal-moved" (PortalMove) when a redirect moved every later call to a renamed portal's new address;
+ * "method-paused" (MethodPause) when OPERATION_TIME_LIMIT pauses one method until its budget resets.
  */
 export class Bitrix24Client extends EventEmitter {
   readonly portalUrl: string;
@@ -148,7 +179,11 @@ export class Bitrix24Client extends EventEmitter {
   private readonly bucket: LeakyBucket | undefined;
   private readonly retry: RetryPolicy;
   private readonly session: OAuthSession | undefined;
-  private readonly webhookBase: string | undefined;
+  /** The webhook URL's path (`/rest/<user>/<secret>/`); its origin moves with the portal like everything else. */
+  private readonly webhookPath: string | undefined;
+  /** Where calls go: the configured portal URL until a redirect moves it (OAuth: also kept beside the tokens). */
+  private origin: string;
+  private readonly pauses = new MethodPauses();
   private readonly transport: RestTransport;
   private readonly closer = new AbortController();
   private readonly agents: Array<HttpAgent | HttpsAgent>;
@@ -161,7 +196,8 @@ export class Bitrix24Client extends EventEmitter {
     setMaxListeners(0, this.closer.signal);
     this.portalUrl = validatePortalUrl(options.portalUrl);
     this.portalHost = new URL(this.portalUrl).host;
-    const timeoutMs = positive(options.timeoutMs, 30000, "timeoutMs");
+    this.origin = this.portalUrl;
+    const timeoutMs = positive(options.timeoutMs, DEFAULT_TIMEOUT_MS, "timeoutMs");
     this.retry = {
       maxAttempts: Math.max(
         1,
@@ -183,7 +219,8 @@ export class Bitrix24Client extends EventEmitter {
       if (!this.clientId || !clientSecret) {
         throw new Bitrix24Error({ code: "INVALID_CONFIG", description: "OAuth needs a client id and a client secret" });
       }
-      if (!auth.accessToken && !auth.refreshToken) {
+      // With a token store the tokens may come later: from another process, or from the portal's installation.
+      if (!auth.accessToken && !auth.refreshToken && !options.tokenStore) {
         throw new Bitrix24Error({
           code: "INVALID_CONFIG",
           description: "OAuth needs an access token or a refresh token: authorise the application first",
@@ -195,6 +232,7 @@ export class Bitrix24Client extends EventEmitter {
         accessToken: auth.accessToken,
         refreshToken: auth.refreshToken,
         oauthServer: validateOAuthServerUrl(auth.oauthServer || DEFAULT_OAUTH_SERVER),
+        serverEndpoint: auth.serverEndpoint,
         store: options.tokenStore,
         storeKey: tokenStoreKey(this.portalHost, this.clientId),
         timeoutMs,
@@ -206,7 +244,9 @@ export class Bitrix24Client extends EventEmitter {
       });
     } else if (auth.type === "webhook") {
       this.clientId = "";
-      this.webhookBase = validateWebhookUrl(auth.webhookUrl);
+      const webhook = new URL(validateWebhookUrl(auth.webhookUrl));
+      this.webhookPath = webhook.pathname;
+      this.origin = webhook.origin;
     } else {
       throw new Bitrix24Error({ code: "INVALID_CONFIG", description: "auth.type must be oauth or webhook" });
     }
@@ -218,6 +258,19 @@ export class Bitrix24Client extends EventEmitter {
   /** True after the portal refused an offline method inside a batch; batch() then runs those singly. */
   get batchRefusesOffline(): boolean {
     return this.refusesOfflineInBatch;
+  }
+
+  /**
+   * Someone wrote new tokens to the token store (the portal's installation, see installation.ts): take them now
+   * rather than at the next refresh. They win like a re-authorisation. No-op for a webhook or without a store.
+   */
+  async reloadTokens(): Promise<void> {
+    await this.session?.reload();
+  }
+
+  /** Where calls go now: the configured portal URL, or the new address of a renamed portal. */
+  get currentPortalUrl(): string {
+    return this.session?.portalOrigin ?? this.origin;
   }
 
   /** Current tokens (OAuth only), e.g. for a config node that shows when they were last refreshed. */
@@ -265,6 +318,11 @@ export class Bitrix24Client extends EventEmitter {
     }
     const halt = options.halt === true;
     const outcome: BatchOutcome = { result: {}, errors: {}, total: {}, next: {}, requests: 0 };
+    // A command of a paused method would only be refused again: the batch waits for its budget too.
+    await this.waitForPauses(
+      keys.map((k) => commands[k].method),
+      "batch",
+    );
     if (keys.length === 0) return outcome;
 
     const single = new Set(this.refusesOfflineInBatch ? keys.filter((k) => isOfflineMethod(commands[k].method)) : []);
@@ -353,6 +411,7 @@ export class Bitrix24Client extends EventEmitter {
     }
     const results = asRecord(answer.result);
     const errors = asRecord(answer.result_error);
+    const times = asRecord(answer.result_time);
     const totals = asRecord(answer.result_total);
     const nexts = asRecord(answer.result_next);
     for (const key of Object.keys(commands)) {
@@ -364,6 +423,7 @@ export class Bitrix24Client extends EventEmitter {
         const description =
           typeof e.error_description === "string" && e.error_description ? e.error_description : undefined;
         outcome.errors[key] = new Bitrix24Error({ code, method, description });
+        if (code === "OPERATION_TIME_LIMIT") this.pauseMethod(method, operatingResetAt(times[key]));
         continue;
       }
       if (key in results) outcome.result[key] = results[key];
@@ -399,9 +459,19 @@ export class Bitrix24Client extends EventEmitter {
     const waits = signal ? AbortSignal.any([this.closer.signal, signal]) : this.closer.signal;
     let authRetried = false;
     let attempt = 1;
+    let hops = 0;
     for (;;) {
       const { exchange, token } = await this.sendOnce(method, params, risk !== undefined, waits);
-      if (exchange.kind === "answer") return exchange.body;
+      if (exchange.kind === "answer") {
+        this.pauses.noteReset(method, operatingResetAt(exchange.body.time));
+        return exchange.body;
+      }
+      if (exchange.kind === "moved") {
+        // The portal did not run the call: repeat it, the same POST, at the new address. Not an attempt.
+        hops += 1;
+        this.moveTo(movedOrigin(exchange.location, exchange.httpStatus, method, hops), exchange.httpStatus);
+        continue;
+      }
       const error = exchange.error;
       if (this.closed || error.code === "CLOSED") throw new Bitrix24Error({ code: "CLOSED", method }, { cause: error });
       if (error.code === "ABORTED") throw error;
@@ -414,6 +484,15 @@ export class Bitrix24Client extends EventEmitter {
         continue;
       }
       if (error.code === "QUERY_LIMIT_EXCEEDED") this.bucket?.penalize();
+      if (error.code === "OPERATION_TIME_LIMIT") {
+        // Refused before running. This method waits for its budget (in sendOnce); the others keep going. The
+        // pause holds even when this call gives up, so the caller's next try waits too instead of spinning.
+        const retryAt = exchange.retryAfterMs === undefined ? undefined : Date.now() + exchange.retryAfterMs;
+        this.pauseMethod(method, exchange.operatingResetAt ?? retryAt);
+        if (attempt >= this.retry.maxAttempts) throw error;
+        attempt += 1;
+        continue;
+      }
       if (risk && mayHaveRun(exchange)) throw mayHaveRunError(risk, method, error);
       if (!error.retryable || attempt >= this.retry.maxAttempts) throw error;
 
@@ -432,6 +511,29 @@ export class Bitrix24Client extends EventEmitter {
     }
   }
 
+  private pauseMethod(method: string, resetAt: number | undefined): void {
+    const until = this.pauses.pause(method, resetAt, this.retry.maxDelayMs);
+    this.emit("method-paused", { method, until } satisfies MethodPause);
+  }
+
+  private async waitForPauses(methods: string[], method: string, waits = this.closer.signal): Promise<void> {
+    try {
+      await this.pauses.wait(methods, waits, (ms) => this.emit("rate-limited", ms));
+    } catch {
+      throw this.stopped(method);
+    }
+  }
+
+  /** A redirect moved the portal: every later call (and, through the token file, every restart) goes there. */
+  private moveTo(origin: string, status: number): void {
+    const from = this.currentPortalUrl;
+    this.origin = origin;
+    if (origin === from) return;
+    // Written down in the background: a failure reaches "token-store-error", and the move holds in memory anyway.
+    void this.session?.rememberPortal(origin);
+    this.emit("portal-moved", { from, to: origin, status } satisfies PortalMove);
+  }
+
   private async sendOnce(
     method: string,
     params: Record<string, unknown>,
@@ -440,6 +542,11 @@ export class Bitrix24Client extends EventEmitter {
   ): Promise<{ exchange: Exchange; token?: string }> {
     if (waits.aborted) {
       return { exchange: { kind: "failure", httpStatus: 0, reached: false, error: this.stopped(method) } };
+    }
+    try {
+      await this.waitForPauses([method], method, waits);
+    } catch (error) {
+      return { exchange: { kind: "failure", httpStatus: 0, reached: false, error: error as Bitrix24Error } };
     }
     if (this.bucket) {
       const wait = this.bucket.wouldWait();
@@ -463,10 +570,10 @@ export class Bitrix24Client extends EventEmitter {
             : new Bitrix24Error({ code: "TOKEN_STORE_ERROR", method, description: String(err) }, { cause: err });
         return { exchange: { kind: "failure", httpStatus: 0, reached: false, error } };
       }
-      url = `${this.portalUrl}/rest/${method}.json`;
+      url = `${this.currentPortalUrl}/rest/${method}.json`;
       body = { ...params, auth: token };
     } else {
-      url = `${this.webhookBase}${method}.json`;
+      url = `${this.origin}${this.webhookPath}${method}.json`;
       body = params;
     }
     const started = performance.now();

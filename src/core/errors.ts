@@ -56,7 +56,11 @@ export const SYSTEM_ERRORS: Readonly<Record<string, { status: number; descriptio
   ERROR_BATCH_LENGTH_EXCEEDED: { status: 400, description: "The maximum length of a batch has been exceeded" },
   NO_AUTH_FOUND: { status: 401, description: "Invalid access token or webhook code" },
   INVALID_REQUEST: { status: 400, description: "The methods must be called using the HTTPS protocol" },
-  OVERLOAD_LIMIT: { status: 503, description: "The REST API is blocked due to overload" },
+  OVERLOAD_LIMIT: {
+    status: 503,
+    description:
+      "Blocked by Bitrix24 support (overload): retrying does not help, ask Bitrix24 support to lift the block",
+  },
   ACCESS_DENIED: {
     status: 403,
     description: "The REST API is available only on commercial plans, or access is denied",
@@ -80,17 +84,25 @@ export const SYSTEM_ERRORS: Readonly<Record<string, { status: number; descriptio
   CLOSED: { status: 0, description: "The client was closed before the call finished" },
   NO_REFRESH_TOKEN: {
     status: 401,
-    description: "The access token expired and there is no refresh token: re-authorise the application",
+    description:
+      "No refresh token to get an access token with: let the portal install the application (installation path) or re-authorise it",
   },
   TOKEN_STORE_ERROR: { status: 0, description: "The token file could not be read, written or locked" },
+  REDIRECT_REFUSED: {
+    status: 0,
+    description:
+      "The portal redirected the call somewhere the client does not follow (not https, not REST, or too many hops)",
+  },
   EVENTS_MAY_BE_LOST: {
     status: 0,
     description: "An event.offline.get with clear=1 may have reached the portal; its events cannot be fetched again",
   },
 };
 
-const NON_RETRYABLE_5XX = new Set(["PORTAL_DELETED"]);
-const RETRYABLE_CODES = new Set(["QUERY_LIMIT_EXCEEDED", "OVERLOAD_LIMIT", "NETWORK_ERROR", "TIMEOUT"]);
+// OVERLOAD_LIMIT is a block set by hand by the vendor's support (REFERENCE.md "Real portals"): a retry only
+// adds to the load that caused it.
+const NON_RETRYABLE_5XX = new Set(["PORTAL_DELETED", "OVERLOAD_LIMIT"]);
+const RETRYABLE_CODES = new Set(["QUERY_LIMIT_EXCEEDED", "NETWORK_ERROR", "TIMEOUT"]);
 
 export function isRetryable(code: string, status: number): boolean {
   if (RETRYABLE_CODES.has(code)) return true;

@@ -134,6 +134,11 @@ export class ReplayGuard {
     return false;
   }
 
+  /** Forgets a key, e.g. when its request failed for a reason that a repeat of it may not meet again. */
+  forget(key: string): void {
+    this.seenUntil.delete(key);
+  }
+
   get size(): number {
     return this.seenUntil.size;
   }

@@ -2,16 +2,20 @@ import type { Agent as HttpAgent } from "node:http";
 import type { Agent as HttpsAgent } from "node:https";
 import axios from "axios";
 import { Bitrix24Error } from "./errors";
+import { oauthServerFromEndpoint } from "./portal-url";
 import { describeTransportFailure, wireCause } from "./rest-transport";
 import { fingerprint, type StoredTokens, type TokenSet, type TokenStore } from "./token-store";
+import { USER_AGENT } from "./user-agent";
 
 export interface OAuthSessionOptions {
   clientId: string;
   clientSecret: string;
   accessToken?: string;
   refreshToken?: string;
-  /** Base URL, validated; the token URL is `${oauthServer}/oauth/token/`. */
+  /** Base URL, validated; the token URL is `${oauthServer}/oauth/token/`. Only the first guess: see serverEndpoint. */
   oauthServer: string;
+  /** `server_endpoint` as the portal named it (installation, authorize): beats oauthServer until a token answer names another. */
+  serverEndpoint?: string;
   store?: TokenStore;
   storeKey: string;
   timeoutMs: number;
@@ -28,6 +32,25 @@ export interface OAuthSessionOptions {
 // Refresh this long before the known expiry, so a call does not set out with a token about to die.
 const EXPIRY_MARGIN_MS = 60000;
 const TOKEN_METHOD = "oauth/token";
+// Refusals that asking again with the same refresh token cannot turn into tokens, whatever HTTP status they
+// come with (PAYMENT_REQUIRED has been seen with 200): remembered like invalid_grant.
+const PERMANENT_REFUSALS = new Set([
+  "invalid_grant",
+  "invalid_client",
+  "unauthorized_client",
+  "unsupported_grant_type",
+  "invalid_scope",
+  "PAYMENT_REQUIRED",
+]);
+// What to do first, for refusals whose OAuth wording does not say (a node's status shows ~60 characters).
+const REFUSAL_ADVICE: Readonly<Record<string, string>> = {
+  invalid_grant:
+    "re-authorise the application (Authorize in the portal's configuration): the refresh token was refused " +
+    "(expired, revoked or already used)",
+  invalid_client:
+    "check the client id and secret: the OAuth server does not know this application (deleted, or its secret changed)",
+  PAYMENT_REQUIRED: "the application is not paid for on this portal (Bitrix24 Market subscription or plan)",
+};
 
 /**
  * The access/refresh token pair of one application on one portal. Refresh tokens are single-use, so every
@@ -45,11 +68,61 @@ export class OAuthSession {
 
   constructor(private readonly o: OAuthSessionOptions) {
     this.tokens = { accessToken: o.accessToken ?? "", refreshToken: o.refreshToken ?? "", expiresAt: 0 };
+    if (oauthServerFromEndpoint(o.serverEndpoint)) this.tokens.serverEndpoint = o.serverEndpoint;
     this.lineage = fingerprint(o.refreshToken);
   }
 
   get current(): TokenSet {
     return { ...this.tokens };
+  }
+
+  /** Where refreshes go: the portal's own OAuth server once a token answer named it, else the configured guess. */
+  get oauthServer(): string {
+    return oauthServerFromEndpoint(this.tokens.serverEndpoint) ?? this.o.oauthServer;
+  }
+
+  /** The portal's new origin after a rename, as persisted beside the tokens (undefined: the configured one). */
+  get portalOrigin(): string | undefined {
+    const endpoint = this.tokens.clientEndpoint;
+    if (!endpoint) return undefined;
+    try {
+      return new URL(endpoint).origin;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * The portal answered from `origin` after a rename: keep it beside the tokens, so a restart (and every other
+   * process sharing the store) calls the new address at once instead of being redirected on every call.
+   */
+  async rememberPortal(origin: string): Promise<void> {
+    // In memory first and at once: the call being redirected is resent before the file is written.
+    this.tokens = { ...this.tokens, clientEndpoint: `${origin}/rest/` };
+    await this.init();
+    const store = this.o.store;
+    if (!store) return;
+    try {
+      await store.withLock(
+        this.o.storeKey,
+        async () => {
+          // The move is a fact about the portal, not about one lineage of tokens: it joins whatever is stored.
+          const base = (await store.load(this.o.storeKey)) ?? this.toStored();
+          await store.save(this.o.storeKey, {
+            ...base,
+            clientEndpoint: this.tokens.clientEndpoint,
+            updatedAt: Date.now(),
+          });
+        },
+        this.o.signal,
+      );
+    } catch (err) {
+      this.o.onStoreError(
+        err instanceof Bitrix24Error
+          ? err
+          : new Bitrix24Error({ code: "TOKEN_STORE_ERROR", description: String(err) }, { cause: err }),
+      );
+    }
   }
 
   /** A token to send now: loads the store on first use and refreshes first when the token is missing/expired. */
@@ -71,6 +144,21 @@ export class OAuthSession {
       this.refreshing = undefined;
     });
     return this.refreshing;
+  }
+
+  /** Takes the store's tokens when they are not ours (written by an installation); see Bitrix24Client.reloadTokens. */
+  async reload(): Promise<void> {
+    const store = this.o.store;
+    if (!store) return;
+    await this.init();
+    await store.withLock(
+      this.o.storeKey,
+      async () => {
+        const stored = await store.load(this.o.storeKey);
+        if (stored?.refreshToken && stored.refreshToken !== this.tokens.refreshToken) this.adopt(stored, true);
+      },
+      this.o.signal,
+    );
   }
 
   /** The portal refused `token`: the next accessToken() refreshes (unless the token was replaced meanwhile). */
@@ -118,7 +206,14 @@ export class OAuthSession {
   }
 
   private adopt(stored: StoredTokens, announce: boolean): void {
-    this.tokens = { accessToken: stored.accessToken, refreshToken: stored.refreshToken, expiresAt: stored.expiresAt };
+    this.tokens = {
+      accessToken: stored.accessToken,
+      refreshToken: stored.refreshToken,
+      expiresAt: stored.expiresAt,
+      // A file from before these fields existed keeps what this session knew.
+      serverEndpoint: stored.serverEndpoint ?? this.tokens.serverEndpoint,
+      clientEndpoint: stored.clientEndpoint ?? this.tokens.clientEndpoint,
+    };
     this.lineage = stored.deployedFingerprint;
     if (announce) this.o.onTokens(this.current);
   }
@@ -158,10 +253,14 @@ export class OAuthSession {
     try {
       fresh = await this.requestRefresh(refreshToken);
     } catch (err) {
-      if (err instanceof Bitrix24Error && err.code === "invalid_grant") this.refused = { refreshToken, error: err };
+      if (err instanceof Bitrix24Error && isPermanentRefusal(err)) this.refused = { refreshToken, error: err };
       throw err;
     }
-    this.tokens = fresh;
+    this.tokens = {
+      ...fresh,
+      serverEndpoint: fresh.serverEndpoint ?? this.tokens.serverEndpoint,
+      clientEndpoint: this.tokens.clientEndpoint,
+    };
     if (this.o.store) {
       try {
         await this.o.store.save(this.o.storeKey, this.toStored());
@@ -178,9 +277,10 @@ export class OAuthSession {
 
   private async requestRefresh(refreshToken: string): Promise<TokenSet> {
     const started = Date.now();
+    const server = this.oauthServer;
     let status = 0;
     try {
-      const response = await axios.get(`${this.o.oauthServer}/oauth/token/`, {
+      const response = await axios.get(`${server}/oauth/token/`, {
         params: {
           grant_type: "refresh_token",
           client_id: this.o.clientId,
@@ -195,6 +295,9 @@ export class OAuthSession {
         responseType: "text",
         transformResponse: [(data: unknown) => data],
         proxy: false,
+        // The client secret and refresh token are in the query: they go to the named server and nowhere else.
+        maxRedirects: 0,
+        headers: { "User-Agent": USER_AGENT },
       });
       status = response.status;
       return parseTokenAnswer(response.status, String(response.data ?? ""));
@@ -203,7 +306,7 @@ export class OAuthSession {
       if (this.o.signal.aborted) {
         throw new Bitrix24Error({ code: "CLOSED", method: TOKEN_METHOD }, { cause: wireCause(err) });
       }
-      throw describeTransportFailure(err, TOKEN_METHOD, `the OAuth server ${this.o.oauthServer}`).error;
+      throw describeTransportFailure(err, TOKEN_METHOD, `the OAuth server ${server}`).error;
     } finally {
       this.o.onRequest({ method: TOKEN_METHOD, status, ms: Date.now() - started });
     }
@@ -220,23 +323,15 @@ export function parseTokenAnswer(status: number, text: string): TokenSet {
   }
   if (body && typeof body.error === "string") {
     const code = body.error;
-    if (code === "invalid_grant") {
-      throw new Bitrix24Error({
-        code,
-        status,
-        method: TOKEN_METHOD,
-        retryable: false,
-        // The action first: a node's status shows only the first ~60 characters.
-        description:
-          "re-authorise the application (Authorize in the portal's configuration): the refresh token was refused " +
-          `(expired, revoked or already used) - ${String(body.error_description ?? "invalid_grant")}`,
-      });
-    }
+    const said = typeof body.error_description === "string" && body.error_description ? body.error_description : code;
+    const advice = REFUSAL_ADVICE[code];
     throw new Bitrix24Error({
       code,
-      status,
+      status: status >= 400 ? status : undefined,
       method: TOKEN_METHOD,
-      description: typeof body.error_description === "string" ? body.error_description : undefined,
+      retryable: PERMANENT_REFUSALS.has(code) ? false : undefined,
+      // The action first: a node's status shows only the first ~60 characters.
+      description: advice ? `${advice} - ${said}` : typeof body.error_description === "string" ? said : undefined,
     });
   }
   if (!body || typeof body.access_token !== "string" || typeof body.refresh_token !== "string") {
@@ -249,9 +344,18 @@ export function parseTokenAnswer(status: number, text: string): TokenSet {
     });
   }
   const expiresIn = Number(body.expires_in);
-  return {
+  const tokens: TokenSet = {
     accessToken: body.access_token,
     refreshToken: body.refresh_token,
     expiresAt: Date.now() + (Number.isFinite(expiresIn) && expiresIn > 0 ? expiresIn : 3600) * 1000,
   };
+  if (oauthServerFromEndpoint(body.server_endpoint)) tokens.serverEndpoint = String(body.server_endpoint).trim();
+  return tokens;
+}
+
+/** A refusal that the same refresh token will meet again: 4xx answers and the codes above, not transport trouble. */
+function isPermanentRefusal(err: Bitrix24Error): boolean {
+  if (PERMANENT_REFUSALS.has(err.code)) return true;
+  if (err.retryable || err.code === "MALFORMED_ANSWER" || err.code === "TOKEN_STORE_ERROR") return false;
+  return err.status >= 400 && err.status < 500 && err.status !== 408 && err.status !== 429;
 }

@@ -267,18 +267,22 @@ export class OfflineEventsApi {
   }
 
   /**
-   * feature.get: true when the portal answers "Y". On-premise portals without a feature check answer
-   * "<lang>_selfhosted": they have no plan limits, so that counts as available.
+   * feature.get: true when the portal answers "Y", false for "N". On-premise portals without a feature check
+   * answer "<lang>_selfhosted": they have no plan limits, so that counts as available. Any other answer is
+   * undefined, "not known": a shape we have not seen must not switch a feature off; the portal's own refusal
+   * of the feature's methods decides then.
    */
-  async feature(code: string): Promise<boolean> {
+  async feature(code: string): Promise<boolean | undefined> {
     const method = "feature.get";
     const answer = await this.client.call<unknown>(method, { CODE: requiredText(method, "code", code) });
     const result = answer.result;
     const value =
       typeof result === "object" && result !== null ? (result as Record<string, unknown>).value : (result as unknown);
     if (value === true || value === 1) return true;
-    if (typeof value !== "string") return false;
-    return value.toUpperCase() === "Y" || value.endsWith("_selfhosted");
+    if (value === false || value === 0) return false;
+    if (typeof value !== "string") return undefined;
+    if (value.toUpperCase() === "Y" || value.endsWith("_selfhosted")) return true;
+    return value.toUpperCase() === "N" ? false : undefined;
   }
 
   private bindingParams(method: string, p: UnbindParams): Record<string, unknown> {

@@ -72,3 +72,32 @@ export function validateOAuthServerUrl(url: string): string {
   const parsed = parseHttpUrl(url, "OAuth server URL");
   return `${parsed.origin}${parsed.pathname.replace(/\/+$/, "")}`;
 }
+
+/**
+ * The OAuth server base URL from a token answer's `server_endpoint` (`https://oauth.bitrix.info/rest/`), or
+ * undefined when it is absent or not a URL we would send the client secret to (https, or http on loopback).
+ */
+export function oauthServerFromEndpoint(endpoint: unknown): string | undefined {
+  if (typeof endpoint !== "string" || endpoint.trim() === "") return undefined;
+  try {
+    return validateOAuthServerUrl(endpoint.trim().replace(/\/rest\/?$/, ""));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The OAuth server base URL from the authorize redirect's `server_domain` (a bare host such as
+ * `oauth.bitrix24.tech`): https, except for a loopback host (the sandbox), which is plain http.
+ */
+export function oauthServerFromDomain(domain: unknown): string | undefined {
+  if (typeof domain !== "string" || !/^[A-Za-z0-9.:[\]-]+$/.test(domain.trim())) return undefined;
+  const host = domain.trim();
+  let hostname: string;
+  try {
+    hostname = new URL(`http://${host}`).hostname;
+  } catch {
+    return undefined;
+  }
+  return oauthServerFromEndpoint(`${isLoopbackHost(hostname) ? "http" : "https"}://${host}`);
+}

@@ -1,7 +1,8 @@
 import type { Agent as HttpAgent } from "node:http";
 import type { Agent as HttpsAgent } from "node:https";
 import axios, { type AxiosInstance } from "axios";
-import { Bitrix24Error } from "./errors";
+import { Bitrix24Error, SYSTEM_ERRORS } from "./errors";
+import { USER_AGENT } from "./user-agent";
 
 /** How one HTTP exchange with the portal ended, before any retry decision. */
 export type Exchange =
@@ -14,7 +15,22 @@ export type Exchange =
       /** False only when the request certainly did not leave (connection refused, DNS failure). */
       reached: boolean;
       retryAfterMs?: number;
-    };
+      /** `time.operating_reset_at` of an error answer that carried one (epoch ms). */
+      operatingResetAt?: number;
+    }
+  /** A 301/302/307/308: the portal was renamed and did not run the call; `location` is absolute. */
+  | { kind: "moved"; httpStatus: number; location: string };
+
+/** An exchange that got an answer to interpret (or failed), i.e. anything but a redirect. */
+export type Answered = Exclude<Exchange, { kind: "moved" }>;
+
+const MOVED_STATUSES = new Set([301, 302, 307, 308]);
+
+// The portal's wording of these does not say what to do about them: the action goes first (a node's status shows
+// ~60 characters), the portal's own words after.
+const ADVICE: Readonly<Record<string, string>> = {
+  OVERLOAD_LIMIT: SYSTEM_ERRORS.OVERLOAD_LIMIT.description,
+};
 
 // Failures that happen before a single byte of the request left: retrying cannot duplicate anything.
 const NOT_SENT_CODES = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "ENETUNREACH", "EHOSTUNREACH"]);
@@ -109,7 +125,7 @@ function retryAfter(header: unknown): number | undefined {
  * is not JSON, or has neither `error` nor `result`, is MALFORMED_ANSWER (retryable when the status was 5xx,
  * e.g. a proxy's HTML error page).
  */
-export function interpretAnswer(status: number, text: string, method: string): Exchange {
+export function interpretAnswer(status: number, text: string, method: string): Answered {
   let body: Record<string, unknown> | undefined;
   try {
     const parsed: unknown = JSON.parse(text);
@@ -120,14 +136,18 @@ export function interpretAnswer(status: number, text: string, method: string): E
     // handled below
   }
   if (body && typeof body.error === "string" && body.error !== "") {
-    const description =
+    const said =
       typeof body.error_description === "string" && body.error_description !== "" ? body.error_description : undefined;
-    return {
+    const advice = ADVICE[body.error];
+    const description = advice ? `${advice}${said ? ` - ${said}` : ""}` : said;
+    const failure: Answered = {
       kind: "failure",
       httpStatus: status,
       reached: true,
       error: new Bitrix24Error({ code: body.error, status: status >= 400 ? status : undefined, method, description }),
     };
+    const resetAt = operatingResetAt(body.time);
+    return resetAt === undefined ? failure : { ...failure, operatingResetAt: resetAt };
   }
   if (!body || !("result" in body) || status >= 400) {
     const snippet = text.replace(/\s+/g, " ").slice(0, 200);
@@ -147,7 +167,18 @@ export function interpretAnswer(status: number, text: string, method: string): E
   return { kind: "answer", httpStatus: status, body };
 }
 
-/** POSTs JSON to a REST method URL; never throws for HTTP statuses or network failures, only reports them. */
+/** `time.operating_reset_at` (epoch seconds, as the portal sends it) in epoch ms. */
+export function operatingResetAt(time: unknown): number | undefined {
+  if (typeof time !== "object" || time === null) return undefined;
+  const at = Number((time as Record<string, unknown>).operating_reset_at);
+  return Number.isFinite(at) && at > 0 ? at * 1000 : undefined;
+}
+
+/**
+ * POSTs JSON to a REST method URL; never throws for HTTP statuses or network failures, only reports them.
+ * Redirects are not followed here: a redirect means the portal moved, which the client decides about (where to,
+ * and that from now on every call goes there), and the method is repeated there as the same POST.
+ */
 export class RestTransport {
   private readonly http: AxiosInstance;
 
@@ -168,7 +199,7 @@ export class RestTransport {
       transformResponse: [(data: unknown) => data],
       proxy: false,
       maxRedirects: 0,
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      headers: { "Content-Type": "application/json", Accept: "application/json", "User-Agent": USER_AGENT },
     });
   }
 
@@ -185,6 +216,14 @@ export class RestTransport {
         httpAgent: agents.http,
         httpsAgent: agents.https,
       });
+      const location = response.headers.location;
+      if (MOVED_STATUSES.has(response.status) && typeof location === "string" && location !== "") {
+        try {
+          return { kind: "moved", httpStatus: response.status, location: new URL(location, url).toString() };
+        } catch {
+          // An unusable Location: reported below as what it is, an answer that is not REST JSON.
+        }
+      }
       const exchange = interpretAnswer(response.status, String(response.data ?? ""), method);
       const after = retryAfter(response.headers["retry-after"]);
       return after === undefined ? exchange : { ...exchange, retryAfterMs: after };

@@ -10,12 +10,31 @@ export interface TokenSet {
   refreshToken: string;
   /** Epoch ms; 0 when unknown (tokens pasted by hand). */
   expiresAt: number;
+  /** `server_endpoint` of the last token answer: the portal's own OAuth server, where refreshes go. */
+  serverEndpoint?: string;
+  /** The portal's REST endpoint after a rename (learned from a redirect); absent while the configured one works. */
+  clientEndpoint?: string;
 }
 
 export interface StoredTokens extends TokenSet {
   /** sha256 of the refresh token that was deployed when this lineage of tokens began (DESIGN.md "Scale-out"). */
   deployedFingerprint: string;
   updatedAt: number;
+  /** What the portal's installation POST said (installation.ts); absent in files written before installs existed. */
+  installation?: InstalledApplication;
+}
+
+/** The facts of the application's installation on the portal, kept beside the tokens (never in flows or logs). */
+export interface InstalledApplication {
+  /** The shared secret that signs the portal's event calls (ONOFFLINEEVENT): given only at installation. */
+  applicationToken: string;
+  memberId: string;
+  /** host[:port] of the portal, as the OAuth server confirmed it. */
+  domain: string;
+  clientEndpoint: string;
+  serverEndpoint: string;
+  /** Epoch ms. */
+  installedAt: number;
 }
 
 /** Where rotated OAuth tokens persist, shared by every process that drains the same portal with one app. */
@@ -64,8 +83,38 @@ function isStoredTokens(value: unknown): value is StoredTokens {
     typeof v.accessToken === "string" &&
     typeof v.refreshToken === "string" &&
     typeof v.expiresAt === "number" &&
-    typeof v.deployedFingerprint === "string"
+    typeof v.deployedFingerprint === "string" &&
+    // Optional: files written before these fields existed must still load.
+    (v.serverEndpoint === undefined || typeof v.serverEndpoint === "string") &&
+    (v.clientEndpoint === undefined || typeof v.clientEndpoint === "string")
   );
+}
+
+function isInstalledApplication(value: unknown): value is InstalledApplication {
+  if (typeof value !== "object" || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return (
+    ["applicationToken", "memberId", "domain", "clientEndpoint", "serverEndpoint"].every(
+      (field) => typeof v[field] === "string",
+    ) && typeof v.installedAt === "number"
+  );
+}
+
+/**
+ * A token file's text as StoredTokens, or undefined when it is not one. Only an atomic replace ever writes the
+ * file, so garbage means someone else wrote it: the deployed credentials are a better bet than refusing to start.
+ */
+export function parseStoredTokens(text: string): StoredTokens | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!isStoredTokens(parsed)) return undefined;
+  // A damaged installation block is dropped, not the tokens: they still work without it.
+  if (parsed.installation !== undefined && !isInstalledApplication(parsed.installation)) delete parsed.installation;
+  return parsed;
 }
 
 // One queue per lock file in this process, shared by every FileTokenStore instance pointing at it, so clients
@@ -113,19 +162,17 @@ export class FileTokenStore implements TokenStore {
       if (errnoCode(err) === "ENOENT") return undefined;
       throw storeError(`cannot read ${file}: ${(err as Error).message}`, err, true);
     }
-    try {
-      const parsed: unknown = JSON.parse(text);
-      // Only an atomic replace ever writes the file, so garbage means someone else wrote it: the deployed
-      // credentials are a better bet than refusing to start.
-      return isStoredTokens(parsed) ? parsed : undefined;
-    } catch {
-      return undefined;
-    }
+    return parseStoredTokens(text);
   }
 
+  /**
+   * Callers hold the key's lock. A save without `installation` keeps the file's: the installation outlives token
+   * rotations and re-authorisations, and only a new installation replaces it.
+   */
   async save(key: string, t: StoredTokens): Promise<void> {
     const file = this.fileFor(key);
     const tmp = `${file}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
+    const installation = t.installation ?? (await this.load(key).catch(() => undefined))?.installation;
     const body = JSON.stringify(
       {
         accessToken: t.accessToken,
@@ -133,6 +180,9 @@ export class FileTokenStore implements TokenStore {
         expiresAt: t.expiresAt,
         deployedFingerprint: t.deployedFingerprint,
         updatedAt: t.updatedAt,
+        serverEndpoint: t.serverEndpoint,
+        clientEndpoint: t.clientEndpoint,
+        ...(installation ? { installation } : {}),
       },
       null,
       2,

@@ -2,26 +2,24 @@ import type { Request, RequestHandler, Response } from "express";
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "node-red";
 import { EmitGate } from "../core/emit-gate";
 import { Bitrix24Error } from "../core/errors";
-import { BodyReadError, readLimitedBody } from "../core/http-body";
+import { BodyReadError } from "../core/http-body";
 import {
   NotificationError,
   OFFLINE_EVENT,
   type OfflineNotification,
-  parseNotificationBody,
   ReplayGuard,
   verifyNotification,
 } from "../core/notification";
 import { type BindRequest, handlerUrl, parseEventList, planBindings } from "../core/subscriptions";
 import type { PortalNode } from "./bitrix24-portal";
 import { asBitrix24Error, errorStatusText } from "./error-report";
+import { normalisePath, RefusalReporter, readRequestBody, registerPost, removeRoute } from "./http-endpoint";
 
 const TYPE = "bitrix24-offline-trigger";
 /** A notification is a few hundred bytes; body-parser's default limit is generous enough. */
 const BODY_LIMIT = 100 * 1024;
 /** Like core inject's "once" delay: lets the rest of the flow start before the first msg. */
 const DEPLOY_DELAY_MS = 100;
-/** A public endpoint gets scanned: refusals are reported at most this often, with a count of the rest. */
-const REFUSAL_REPORT_MS = 10_000;
 /** A typo like 0.0001 s must not spin a timer. */
 const MIN_POLL_MS = 10;
 /** Longest timer Node accepts; longer intervals would fire at once. */
@@ -59,33 +57,10 @@ interface Emission {
   notification?: OfflineNotification;
 }
 
-/** The part of an Express router the route removal needs (Express 4 `_router`, Express 5 `router`). */
-interface RouterLike {
-  stack: Array<{ route?: { stack?: Array<{ handle?: unknown }> } }>;
-}
-
 function number(value: unknown, fallback: number): number {
   if (value === "" || value === undefined || value === null) return fallback;
   const n = Number(value);
   return Number.isFinite(n) && n >= 0 ? n : fallback;
-}
-
-function normalisePath(path: string | undefined): string {
-  const trimmed = String(path ?? "").trim();
-  if (!trimmed) return "";
-  return trimmed.startsWith("/") ? trimmed : `/${trimmed}`;
-}
-
-/** Removes the routes that use `handler`, the way core `http in` cleans up on close. */
-function removeRoute(app: unknown, handler: RequestHandler): void {
-  const holder = app as { _router?: RouterLike; router?: RouterLike };
-  // Express 4 throws from the `router` getter, so it is read only when `_router` is absent (Express 5).
-  const router = holder._router ?? holder.router;
-  const stack = router?.stack;
-  if (!Array.isArray(stack)) return;
-  for (let i = stack.length - 1; i >= 0; i--) {
-    if (stack[i].route?.stack?.some((layer) => layer.handle === handler)) stack.splice(i, 1);
-  }
 }
 
 function clock(time: number): string {
@@ -114,8 +89,7 @@ export default function register(RED: NodeAPI): void {
     let pollTimer: NodeJS.Timeout | undefined;
     let routeHandler: RequestHandler | undefined;
     let closed = false;
-    let lastRefusalReport = Number.NEGATIVE_INFINITY;
-    let unreportedRefusals = 0;
+    const refusals = new RefusalReporter();
 
     const gate = new EmitGate<Emission>(
       (emission, merged) => {
@@ -168,18 +142,8 @@ export default function register(RED: NodeAPI): void {
     }
 
     async function onNotification(req: Request, res: Response): Promise<void> {
-      let raw: string;
-      let body: Record<string, unknown>;
       try {
-        const preParsed = (req as Request & { _body?: boolean })._body;
-        if (preParsed && req.body && typeof req.body === "object" && !Buffer.isBuffer(req.body)) {
-          // An httpNodeMiddleware already consumed and parsed the stream.
-          body = req.body as Record<string, unknown>;
-          raw = JSON.stringify(body);
-        } else {
-          raw = await readLimitedBody(req, BODY_LIMIT);
-          body = parseNotificationBody(raw, req.headers["content-type"]);
-        }
+        const { raw, body } = await readRequestBody(req, BODY_LIMIT);
         const notification = verifyNotification(body, portal?.applicationToken ?? "");
         if (closed) {
           answer(res, 503, "Service Unavailable");
@@ -206,33 +170,16 @@ export default function register(RED: NodeAPI): void {
     }
 
     function reportRefusal(status: number, reason: string, ip: string): void {
-      const now = Date.now();
-      if (now - lastRefusalReport < REFUSAL_REPORT_MS) {
-        unreportedRefusals++;
-        return;
-      }
-      lastRefusalReport = now;
-      const more = unreportedRefusals;
-      unreportedRefusals = 0;
-      node.warn(RED._(`${TYPE}.errors.refused`, { status, reason, ip, more }));
+      refusals.refused((more) => node.warn(RED._(`${TYPE}.errors.refused`, { status, reason, ip, more })));
     }
 
     function registerEndpoint(): void {
       if (!path) return;
-      if (RED.settings.httpNodeRoot === false) {
-        node.warn(RED._(`${TYPE}.errors.noHttp`));
-        return;
-      }
       const handler: RequestHandler = (req, res) => {
         void onNotification(req, res);
       };
-      routeHandler = handler;
-      const settings = RED.settings as { httpNodeMiddleware?: RequestHandler | RequestHandler[] };
-      const middleware =
-        typeof settings.httpNodeMiddleware === "function" || Array.isArray(settings.httpNodeMiddleware)
-          ? [settings.httpNodeMiddleware].flat()
-          : [];
-      RED.httpNode.post(path, ...middleware, handler);
+      if (registerPost(RED, path, handler)) routeHandler = handler;
+      else node.warn(RED._(`${TYPE}.errors.noHttp`));
     }
 
     async function manageSubscriptions(): Promise<void> {
@@ -287,11 +234,28 @@ export default function register(RED: NodeAPI): void {
 
     registerEndpoint();
     if (path && routeHandler && !portal.applicationToken) {
-      node.status({ fill: "yellow", shape: "ring", text: RED._(`${TYPE}.status.noToken`) });
-      node.warn(RED._(`${TYPE}.errors.noToken`));
+      // With an installation path the token is on its way (the portal's installation POST): no cause for alarm.
+      const awaited = Boolean(portal.installPath);
+      node.status({
+        fill: "yellow",
+        shape: "ring",
+        text: RED._(`${TYPE}.status.${awaited ? "waitingInstall" : "noToken"}`),
+      });
+      if (awaited) node.log(RED._(`${TYPE}.log.waitingInstall`));
+      else node.warn(RED._(`${TYPE}.errors.noToken`));
     } else {
       node.status({ fill: "green", shape: "dot", text: RED._(`${TYPE}.status.waiting`) });
     }
+    // Pushes are checked against portal.applicationToken at each call, so an installation counts at once.
+    const stopListening = portal.onInstalled?.((installed) => {
+      if (!path) return;
+      const time = clock(installed.installedAt);
+      node.status({
+        fill: "green",
+        shape: "dot",
+        text: RED._(`${TYPE}.status.installed`, { portal: installed.portal, time }),
+      });
+    });
 
     if (interval > 0) {
       const everyMs = Math.min(Math.max(interval * 1000, MIN_POLL_MS), MAX_TIMER_MS);
@@ -302,6 +266,7 @@ export default function register(RED: NodeAPI): void {
 
     node.on("close", (_removed: boolean, done: () => void) => {
       closed = true;
+      stopListening?.();
       if (routeHandler) removeRoute(RED.httpNode, routeHandler);
       if (pollTimer) clearInterval(pollTimer);
       for (const timer of timers) clearTimeout(timer);

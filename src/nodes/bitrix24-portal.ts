@@ -1,12 +1,22 @@
 import { join } from "node:path";
 import type { Node, NodeAPI, NodeDef } from "node-red";
 import { AckQueue } from "../core/ack-queue";
-import { Bitrix24Client, type ClientOptions, DEFAULT_OAUTH_SERVER, validatePortalUrl } from "../core/client";
+import {
+  Bitrix24Client,
+  type ClientOptions,
+  DEFAULT_OAUTH_SERVER,
+  DEFAULT_TIMEOUT_MS,
+  type PortalMove,
+  validatePortalUrl,
+} from "../core/client";
 import { Bitrix24Error } from "../core/errors";
+import { adoptedPortal, storedInstallation, type VerifiedInstallation } from "../core/installation";
 import { OfflineEventsApi } from "../core/offline-api";
-import { FileTokenStore } from "../core/token-store";
+import { FileTokenStore, fingerprint, tokenStoreKey } from "../core/token-store";
 import { closeWaitMs } from "./close-wait";
+import { normalisePath } from "./http-endpoint";
 import { registerPortalAdminRoutes } from "./portal-admin";
+import { registerInstallEndpoint } from "./portal-install";
 
 export interface PortalCredentials {
   clientId?: string;
@@ -15,6 +25,8 @@ export interface PortalCredentials {
   refreshToken?: string;
   webhookUrl?: string;
   applicationToken?: string;
+  /** `server_endpoint` the portal named (authorize, installation): where refreshes go; oauthServer is the guess. */
+  serverEndpoint?: string;
 }
 
 export interface PortalConfig extends NodeDef {
@@ -25,8 +37,20 @@ export interface PortalConfig extends NodeDef {
   rateBurst: string | number;
   /** How many Node-RED instances drain this portal with the same application: they share its bucket. */
   instances?: string | number;
-  /** Seconds per HTTP request before it counts as failed. */
+  /** Seconds per HTTP request before it counts as failed (default 75: above the portal's own 60 s cut-off). */
   timeout?: string | number;
+  /** Endpoint on Node-RED's HTTP node server for the portal's installation POST; empty = none. */
+  installPath?: string;
+}
+
+/** What the status, the dialog and the trigger may know of an installation: no secret in it. */
+export interface InstallationStatus {
+  /** host[:port] of the portal. */
+  portal: string;
+  /** The portal's origin, e.g. https://example.bitrix24.com. */
+  portalUrl: string;
+  /** Epoch ms. */
+  installedAt: number;
 }
 
 /** What worker nodes get from `RED.nodes.getNode(config.portal)`. */
@@ -42,6 +66,13 @@ export interface PortalNode extends Node<PortalCredentials> {
   applicationToken: string;
   /** Directory in the Node-RED user directory for token files and process-id journals. */
   stateDir: string;
+  /** Normalised installPath ("" = none). */
+  installPath: string;
+  installation?: InstallationStatus;
+  /** The last refused installation POST, for the dialog (status and reason: never a secret). */
+  installRefusal?: { status: number; reason: string; at: number };
+  /** Calls fn after each accepted installation; returns the unsubscribe function. */
+  onInstalled(fn: (status: InstallationStatus) => void): () => void;
 }
 
 /** Where token files and journals live: inside the user directory, never in flows or context. */
@@ -57,7 +88,10 @@ function positiveNumber(value: unknown, fallback: number): number {
 
 /** Builds client options from a config (deployed, or as edited in the dialog for "Test connection"). */
 export function clientOptionsFor(
-  config: Pick<PortalConfig, "portalUrl" | "oauthServer" | "rateLimit" | "rateBurst" | "instances" | "timeout">,
+  config: Pick<
+    PortalConfig,
+    "portalUrl" | "oauthServer" | "rateLimit" | "rateBurst" | "instances" | "timeout" | "installPath"
+  >,
   credentials: PortalCredentials,
   stateDir: string,
 ): ClientOptions {
@@ -70,10 +104,15 @@ export function clientOptionsFor(
       description: "client id and client secret are required (the offline methods need an OAuth application)",
     });
   }
-  if (!credentials.accessToken && !credentials.refreshToken) {
+  const tokenStore = new FileTokenStore(stateDir);
+  // An installation brings its tokens to the token file, so a node that expects one (or got one) needs none here.
+  const installed = () =>
+    storedInstallation(tokenStore, tokenStoreKey(new URL(portalUrl).host, clientId)) !== undefined;
+  if (!credentials.accessToken && !credentials.refreshToken && !normalisePath(config.installPath) && !installed()) {
     throw new Bitrix24Error({
       code: "INVALID_CONFIG",
-      description: "no tokens yet: click Authorize in the portal's dialog, or paste an access and refresh token",
+      description:
+        "no tokens yet: set the installation path and let the portal install the application, or click Authorize in the portal's dialog",
     });
   }
   const instances = positiveNumber(config.instances, 1);
@@ -86,15 +125,42 @@ export function clientOptionsFor(
       accessToken: credentials.accessToken?.trim() || undefined,
       refreshToken: credentials.refreshToken?.trim() || undefined,
       oauthServer: String(config.oauthServer || DEFAULT_OAUTH_SERVER).replace(/\/+$/, ""),
+      serverEndpoint: credentials.serverEndpoint?.trim() || undefined,
     },
     // N instances share the portal's bucket: each takes its share so together they stay under it.
     rateLimit: {
       perSecond: positiveNumber(config.rateLimit, 2) / instances,
       burst: Math.max(1, Math.floor(positiveNumber(config.rateBurst, 50) / instances)),
     },
-    timeoutMs: positiveNumber(config.timeout, 30) * 1000,
-    tokenStore: new FileTokenStore(stateDir),
+    timeoutMs: positiveNumber(config.timeout, DEFAULT_TIMEOUT_MS / 1000) * 1000,
+    tokenStore,
   };
+}
+
+/**
+ * A renamed portal: the client follows the redirect and keeps the new address beside the tokens. Said once per
+ * new address, in the log and in the status of the nodes using this portal, because the configured URL is now
+ * out of date and the user should update it.
+ */
+function reportMoves(RED: NodeAPI, portal: PortalNode, client: Bitrix24Client): void {
+  const reported = new Set<string>();
+  client.on("portal-moved", (move: PortalMove) => {
+    if (reported.has(move.to)) return;
+    reported.add(move.to);
+    portal.warn(RED._("bitrix24-portal.moved.log", { from: move.from, to: move.to }));
+    const text = RED._("bitrix24-portal.moved.status", { to: new URL(move.to).host });
+    RED.nodes.eachNode((def) => {
+      if ((def as { portal?: unknown }).portal !== portal.id) return;
+      RED.nodes.getNode(def.id)?.status({ fill: "yellow", shape: "dot", text });
+    });
+  });
+}
+
+/** How often a node re-reads the token file for an installation another process received. */
+const INSTALLATION_LOOK_MS = 10_000;
+
+function asMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 export default function register(RED: NodeAPI): void {
@@ -105,23 +171,120 @@ export default function register(RED: NodeAPI): void {
     this.applicationToken = credentials.applicationToken?.trim() ?? "";
     this.clientId = credentials.clientId?.trim() ?? "";
     this.portalHost = "";
+    this.installPath = normalisePath(config.installPath);
+    const listeners = new Set<(status: InstallationStatus) => void>();
+    this.onInstalled = (fn) => {
+      listeners.add(fn);
+      return () => listeners.delete(fn);
+    };
+    // A node deployed without a portal URL takes the portal of its first verified installation (installation.ts).
+    let portalUrl = String(config.portalUrl ?? "").trim();
+    if (!portalUrl && this.installPath && this.clientId) portalUrl = adoptedPortal(this.stateDir, this.clientId) ?? "";
+    const store = new FileTokenStore(this.stateDir);
+    // The host an installation must be for. A portal URL that does not parse matches no installation at all.
+    let configuredHost: string | undefined;
     try {
-      const options = clientOptionsFor(config, credentials, this.stateDir);
-      const client = new Bitrix24Client(options);
+      configuredHost = portalUrl ? new URL(validatePortalUrl(portalUrl)).host : undefined;
+    } catch {
+      configuredHost = "(invalid portal URL)";
+    }
+    const pastedToken = this.applicationToken;
+    let installedToken = "";
+    const takeInstallation = (status: InstallationStatus, applicationToken: string) => {
+      installedToken = applicationToken;
+      this.installation = status;
+    };
+    // Another Node-RED sharing the token file may have received the installation: looked at again now and then.
+    let lastLook = Date.now();
+    const lookAgain = () => {
+      if (!this.client || Date.now() - lastLook < INSTALLATION_LOOK_MS) return;
+      lastLook = Date.now();
+      const installed = storedInstallation(store, tokenStoreKey(this.client.portalHost, this.clientId));
+      if (installed && installed.installedAt !== this.installation?.installedAt) {
+        const { domain, installedAt } = installed;
+        takeInstallation({ portal: domain, portalUrl: this.client.portalUrl, installedAt }, installed.applicationToken);
+      }
+    };
+    Object.defineProperty(this, "applicationToken", {
+      // The token the portal handed over itself wins over a pasted one: it is the newest word on it.
+      get: () => {
+        lookAgain();
+        return installedToken || pastedToken;
+      },
+      configurable: true,
+    });
+    try {
+      const options = clientOptionsFor({ ...config, portalUrl }, credentials, this.stateDir);
+      const client = new Bitrix24Client({ ...options, tokenStore: store });
       this.client = client;
       this.portalHost = client.portalHost;
       this.api = new OfflineEventsApi(client);
       this.acks = new AckQueue(this.api);
+      reportMoves(RED, this, client);
+      const installed = storedInstallation(store, tokenStoreKey(client.portalHost, this.clientId));
+      if (installed) {
+        const status = { portal: installed.domain, portalUrl: client.portalUrl, installedAt: installed.installedAt };
+        takeInstallation(status, installed.applicationToken);
+      }
     } catch (err) {
       this.configError =
         err instanceof Bitrix24Error ? err : new Bitrix24Error({ code: "INVALID_CONFIG", description: String(err) });
-      this.warn(RED._("bitrix24-portal.errors.config", { error: this.configError.description }));
+      if (!portalUrl && this.installPath) {
+        this.configError = new Bitrix24Error({
+          code: "INVALID_CONFIG",
+          description: RED._("bitrix24-portal.install.noPortalYet"),
+        });
+        this.log(this.configError.description);
+      } else this.warn(RED._("bitrix24-portal.errors.config", { error: this.configError.description }));
+    }
+
+    let removeInstallEndpoint: (() => void) | undefined;
+    if (this.installPath) {
+      removeInstallEndpoint = registerInstallEndpoint(RED, {
+        path: this.installPath,
+        clientId: this.clientId,
+        clientSecret: credentials.clientSecret?.trim() ?? "",
+        oauthServer: String(config.oauthServer || DEFAULT_OAUTH_SERVER),
+        expectedHosts: () => {
+          const current = this.client ? new URL(this.client.currentPortalUrl).host : undefined;
+          const known = [configuredHost ?? this.installation?.portal, current];
+          return [...new Set(known.filter((host): host is string => Boolean(host)))];
+        },
+        // Where this node's client keeps its tokens (a renamed portal's too); else the installation's portal.
+        storeKey: (host) => tokenStoreKey(this.client?.portalHost ?? host, this.clientId),
+        store,
+        stateDir: this.stateDir,
+        deployedFingerprint: fingerprint(credentials.refreshToken?.trim() || undefined),
+        timeoutMs: positiveNumber(config.timeout, DEFAULT_TIMEOUT_MS / 1000) * 1000,
+        warn: (line) => this.warn(line),
+        onRefused: (status, reason) => {
+          this.installRefusal = { status, reason, at: Date.now() };
+        },
+        onInstalled: async (verified: VerifiedInstallation) => {
+          const { domain, installedAt } = verified.installation;
+          const status = { portal: domain, portalUrl: verified.portalUrl, installedAt };
+          // The client first: once the node says "installed", calls use the installed tokens.
+          if (this.client) await this.client.reloadTokens().catch((err: unknown) => this.warn(asMessage(err)));
+          takeInstallation(status, verified.installation.applicationToken);
+          this.installRefusal = undefined;
+          const time = new Date(status.installedAt).toISOString();
+          if (this.client) {
+            this.log(RED._("bitrix24-portal.install.done", { portal: status.portal, time }));
+          } else {
+            this.warn(RED._("bitrix24-portal.install.doneRedeploy", { portal: status.portal, time }));
+          }
+          for (const fn of listeners) fn(status);
+        },
+      });
+      if (!removeInstallEndpoint) this.warn(RED._("bitrix24-portal.install.noHttp"));
     }
     this.on("close", (_removed: boolean, done: () => void) => {
       // Pending acks are flushed first: an event acked by the flow must not be redelivered after a redeploy.
       // But a portal that hangs must not hold up the deploy: before Node-RED's close timeout cuts us off (and
       // logs an error), the client is closed, which aborts what is still in flight. Records whose clear did not
       // get through stay held and come back from the journal after the restart.
+      removeInstallEndpoint?.();
+      listeners.clear();
       const acks = this.acks;
       let guard: NodeJS.Timeout | undefined;
       let finished = false;
@@ -147,6 +310,7 @@ export default function register(RED: NodeAPI): void {
       refreshToken: { type: "password" },
       webhookUrl: { type: "password" },
       applicationToken: { type: "password" },
+      serverEndpoint: { type: "text" },
     },
   });
   registerPortalAdminRoutes(RED);

@@ -1,10 +1,17 @@
 import type { Request, Response } from "express";
 import type { NodeAPI } from "node-red";
 import { authorizeUrl, exchangeAuthorizationCode, newOAuthState } from "../core/authorization-code";
-import { Bitrix24Client, DEFAULT_OAUTH_SERVER, validatePortalUrl } from "../core/client";
+import { Bitrix24Client, DEFAULT_OAUTH_SERVER, DEFAULT_RATE_LIMIT, validatePortalUrl } from "../core/client";
 import { Bitrix24Error } from "../core/errors";
 import { OfflineEventsApi } from "../core/offline-api";
-import { clientOptionsFor, type PortalConfig, type PortalCredentials, stateDirFor } from "./bitrix24-portal";
+import { oauthServerFromDomain } from "../core/portal-url";
+import {
+  clientOptionsFor,
+  type PortalConfig,
+  type PortalCredentials,
+  type PortalNode,
+  stateDirFor,
+} from "./bitrix24-portal";
 import { asBitrix24Error } from "./error-report";
 
 /** The editor sends this in place of a password it has not changed (Node-RED's convention). */
@@ -13,7 +20,7 @@ const STATE_TTL_MS = 10 * 60 * 1000;
 
 type DialogConfig = Pick<
   PortalConfig,
-  "portalUrl" | "oauthServer" | "rateLimit" | "rateBurst" | "instances" | "timeout"
+  "portalUrl" | "oauthServer" | "rateLimit" | "rateBurst" | "instances" | "timeout" | "installPath"
 >;
 
 interface DialogRequest extends Partial<DialogConfig> {
@@ -29,7 +36,39 @@ export interface ConnectionReport {
   offline: boolean;
   extended: boolean | null;
   queued: number | null;
+  /** app.info's LICENSE and LICENSE_FAMILY ("ent" = Enterprise), when the portal told. */
+  plan?: { license: string; family: string };
+  /** Set when the plan allows more than the dialog's bucket (Enterprise with the default 2/s, burst 50). */
+  suggestedRate?: { perSecond: number; burst: number };
+  /** The portal answered from another address (renamed): the URL to put in the dialog. */
+  movedTo?: string;
   error?: { code: string; description: string };
+}
+
+// app.info's LICENSE_FAMILY of Enterprise plans, and their bucket (REFERENCE.md "Calling the API").
+const ENTERPRISE_FAMILY = "ent";
+const ENTERPRISE_RATE = { perSecond: 5, burst: 250 };
+
+/** The plan from app.info; undefined when the portal does not tell (the test goes on without it). */
+async function planOf(client: Bitrix24Client): Promise<{ license: string; family: string } | undefined> {
+  try {
+    const info = (await client.call<Record<string, unknown>>("app.info")).result;
+    if (typeof info !== "object" || info === null) return undefined;
+    const text = (v: unknown) => (typeof v === "string" ? v : "");
+    const family = text(info.LICENSE_FAMILY);
+    const license = text(info.LICENSE);
+    return family || license ? { license, family } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function usesDefaultBucket(config: DialogConfig): boolean {
+  const perSecond =
+    config.rateLimit === undefined || config.rateLimit === "" ? DEFAULT_RATE_LIMIT.perSecond : Number(config.rateLimit);
+  const burst =
+    config.rateBurst === undefined || config.rateBurst === "" ? DEFAULT_RATE_LIMIT.burst : Number(config.rateBurst);
+  return perSecond === DEFAULT_RATE_LIMIT.perSecond && burst === DEFAULT_RATE_LIMIT.burst;
 }
 
 interface PendingAuthorization {
@@ -71,19 +110,23 @@ export async function testConnection(
     // The same token store as the deployed node: a refresh made by the test must not lose the rotated token.
     client = new Bitrix24Client({ ...clientOptionsFor(config, credentials, stateDir), retry: { maxAttempts: 2 } });
     const api = new OfflineEventsApi(client);
-    report.extended = await api.feature("rest_offline_extended");
+    report.extended = (await api.feature("rest_offline_extended")) ?? null;
     report.reachable = true;
     report.auth = true;
     const page = await api.list({});
     report.offline = true;
     report.queued = page.total;
     report.ok = true;
+    const plan = await planOf(client);
+    if (plan) report.plan = plan;
+    if (plan?.family === ENTERPRISE_FAMILY && usesDefaultBucket(config)) report.suggestedRate = { ...ENTERPRISE_RATE };
   } catch (err) {
     const error = asBitrix24Error(err);
     // An error answer proves the portal is there; only transport failures mean it is not.
     report.reachable = error.status > 0 || report.reachable;
     report.error = { code: error.code, description: error.description };
   } finally {
+    if (client && client.currentPortalUrl !== client.portalUrl) report.movedTo = client.currentPortalUrl;
     client?.close();
   }
   return report;
@@ -109,6 +152,26 @@ export function registerPortalAdminRoutes(RED: NodeAPI): void {
         (report) => res.json(report),
         (err: unknown) => res.status(500).json({ ok: false, error: asBitrix24Error(err).toJSON() }),
       );
+    },
+  );
+
+  // What the dialog shows under the installation path: installed where and when, or the last refusal. Only the
+  // deployed node knows; no secret is in the answer.
+  RED.httpAdmin.get(
+    "/bitrix24-portal/:id/installation",
+    RED.auth.needsPermission("bitrix24-portal.read"),
+    (req: Request, res: Response) => {
+      const node = RED.nodes.getNode(String(req.params.id)) as PortalNode | null;
+      if (!node || typeof node.onInstalled !== "function") {
+        res.json({ deployed: false });
+        return;
+      }
+      res.json({
+        deployed: true,
+        installPath: node.installPath,
+        installation: node.installation ?? null,
+        refusal: node.installRefusal ?? null,
+      });
     },
   );
 
@@ -160,8 +223,10 @@ export function registerPortalAdminRoutes(RED: NodeAPI): void {
       res.status(400).send(callbackPage(RED, entry.nodeId, String(req.query.error ?? "no code")));
       return;
     }
+    // The redirect names the portal's own OAuth server (server_domain): the configured one is only a guess.
+    const oauthServer = oauthServerFromDomain(req.query.server_domain) ?? entry.oauthServer;
     exchangeAuthorizationCode({
-      oauthServer: entry.oauthServer,
+      oauthServer,
       clientId: entry.credentials.clientId ?? "",
       clientSecret: entry.credentials.clientSecret ?? "",
       code,
@@ -171,6 +236,7 @@ export function registerPortalAdminRoutes(RED: NodeAPI): void {
           ...entry.credentials,
           accessToken: tokens.accessToken,
           refreshToken: tokens.refreshToken,
+          serverEndpoint: tokens.serverEndpoint ?? `${oauthServer}/rest/`,
         });
         res.send(callbackPage(RED, entry.nodeId));
       })

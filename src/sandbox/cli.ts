@@ -3,8 +3,9 @@
  * `bitrix24-sandbox`: runs the sandbox portal until SIGINT/SIGTERM. Prints ONE JSON line with the URL and
  * credentials on stdout once listening (so scripts can read it); everything else goes to stderr.
  */
+import { INSTALL_SHAPES, type InstallShape } from "./app-install";
 import { SEED_FLAGS, type SeedCounts } from "./crm-store";
-import { startSandbox } from "./index";
+import { type Sandbox, startSandbox } from "./index";
 
 interface CliOptions {
   port: number;
@@ -15,12 +16,16 @@ interface CliOptions {
   trickle: number;
   objects: SeedCounts;
   scopes: string[] | undefined;
+  /** Where to POST the application's installation once listening (the local application's installation path). */
+  installTo: string | undefined;
+  installShape: InstallShape;
 }
 
 const USAGE = `usage: bitrix24-sandbox [--port 0] [--host 127.0.0.1] [--events N] [--rate-limit off|BURST/PER_SECOND]
                         [--token-ttl SECONDS] [--trickle N/s]
                         [--deals N] [--contacts N] [--leads N] [--companies N]
-                        [--items N] [--tasks N] [--users N] [--scopes crm,task,user]`;
+                        [--items N] [--tasks N] [--users N] [--scopes crm,task,user]
+                        [--install-to URL] [--install-shape auth|placement]`;
 
 function fail(message: string): never {
   process.stderr.write(`bitrix24-sandbox: ${message}\n${USAGE}\n`);
@@ -41,6 +46,8 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     rateLimit: undefined,
     tokenTtlSec: undefined,
     trickle: 0,
+    installTo: undefined,
+    installShape: "auth",
     objects: {},
     scopes: undefined,
   };
@@ -76,6 +83,18 @@ export function parseArgs(argv: readonly string[]): CliOptions {
         options.trickle = Number(m[1]);
         break;
       }
+      case "--install-to": {
+        const url = value() ?? "";
+        if (!/^https?:\/\/\S+$/.test(url)) fail("--install-to needs an http(s) URL");
+        options.installTo = url;
+        break;
+      }
+      case "--install-shape": {
+        const shape = value() as InstallShape;
+        if (!INSTALL_SHAPES.includes(shape)) fail(`--install-shape takes ${INSTALL_SHAPES.join(" or ")}`);
+        options.installShape = shape;
+        break;
+      }
       case "--deals":
       case "--contacts":
       case "--leads":
@@ -98,6 +117,29 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     }
   }
   return options;
+}
+
+/** The target (a Node-RED still starting) may not listen yet: a refused connection is tried again for 30 s. */
+async function installWhenReachable(
+  sandbox: Sandbox,
+  url: string,
+  shape: InstallShape,
+  log: (line: string) => void,
+): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const result = await sandbox.install(url, shape);
+      log(`bitrix24-sandbox: installation (${shape}) -> ${url}: HTTP ${result.status} ${result.body.slice(0, 200)}`);
+      return;
+    } catch (err) {
+      const refused = (err as NodeJS.ErrnoException).code === "ECONNREFUSED";
+      if (!refused || attempt >= 30) {
+        log(`bitrix24-sandbox: installation -> ${url} failed: ${err instanceof Error ? err.message : String(err)}`);
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
 }
 
 async function main(): Promise<void> {
@@ -127,6 +169,8 @@ async function main(): Promise<void> {
   );
   const seeded = SEED_FLAGS.filter((f) => options.objects[f]).map((f) => `${options.objects[f]} ${f}`);
   log(`bitrix24-sandbox: listening on ${sandbox.url} (${[`${options.events} events`, ...seeded].join(", ")} seeded)`);
+
+  if (options.installTo) void installWhenReachable(sandbox, options.installTo, options.installShape, log);
 
   // The trickle spreads N events over each second in ticks of 100 ms; deal updates collapse per deal.
   let trickle: NodeJS.Timeout | undefined;

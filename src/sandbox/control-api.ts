@@ -1,9 +1,11 @@
 import type { ServerResponse } from "node:http";
+import { INSTALL_SHAPES, type InstallShape } from "./app-install";
 import { isSeedableKind, type SeedCounts } from "./crm-store";
 import { sendJson } from "./http-io";
 import type { Faults, SandboxSwitches } from "./index";
 import type { Params } from "./php-params";
 import type { SandboxPortal } from "./portal";
+import { realPortalControl } from "./real-portal-control";
 
 /**
  * `/_sandbox/*`: the same control the programmatic API gives, over HTTP, for tests that run the sandbox in
@@ -38,6 +40,8 @@ export function handleControl(
       case "state":
         sendJson(res, 200, {
           url: portal.url,
+          currentUrl: portal.currentUrl,
+          secondOAuthUrl: portal.secondOAuthUrl,
           credentials: portal.credentials,
           options: portal.currentOptions(),
           faults: portal.currentFaults(),
@@ -98,6 +102,25 @@ export function handleControl(
         portal.setOptions(input as SandboxSwitches);
         sendJson(res, 200, { options: portal.currentOptions() });
         return;
+      case "install": {
+        const shape = (input.shape ?? "auth") as InstallShape;
+        if (typeof input.url !== "string" || !INSTALL_SHAPES.includes(shape)) {
+          sendJson(res, 400, {
+            error: "INVALID_ARGUMENT",
+            error_description: `expected {url, shape: ${INSTALL_SHAPES.join("|")}}`,
+          });
+          return;
+        }
+        portal.install(input.url, shape).then(
+          (result) => sendJson(res, 200, result),
+          (err: unknown) =>
+            sendJson(res, 502, {
+              error: "INSTALL_FAILED",
+              error_description: err instanceof Error ? err.message : String(err),
+            }),
+        );
+        return;
+      }
       case "expire-tokens":
         portal.expireTokens();
         sendJson(res, 200, { ok: true });
@@ -109,6 +132,11 @@ export function handleControl(
       case "reset":
         portal.reset();
         sendJson(res, 200, { ok: true });
+        return;
+      case "rename":
+      case "second-oauth":
+      case "spend-budget":
+        realPortalControl(portal, action, input, res);
         return;
     }
   }

@@ -3,10 +3,12 @@
  * OAuth, batch, the rate limit and ONOFFLINEEVENT pushes, with fault injection for reliability tests.
  * See README.md beside this file for every behaviour and the choices made where the docs are silent.
  */
+import type { InstallResult, InstallShape } from "./app-install";
 import type { CrmStore, SeedCounts } from "./crm-store";
 import type { ParamValue } from "./php-params";
 import { SandboxPortal } from "./portal";
 
+export type { InstallResult, InstallShape } from "./app-install";
 export type { CrmStore, SeedCounts } from "./crm-store";
 
 export interface SandboxOptions {
@@ -35,6 +37,14 @@ export interface SandboxOptions {
   credentials?: Partial<SandboxCredentials>;
   /** Where log lines go (default: nowhere). The CLI passes stderr. */
   log?: (line: string) => void;
+  /** A REST request running longer is cut off with a 504 page (default 60000, the real portal's limit). */
+  cutoffMs?: number;
+  /** What an unknown access token is answered with: 401 invalid_token (default) or 401 NO_AUTH_FOUND. */
+  wrongTokenError?: "invalid_token" | "NO_AUTH_FOUND";
+  /** app.info's LICENSE_FAMILY: "project" (default), "ent" (Enterprise), ... */
+  licenseFamily?: string;
+  /** Token answers name a second OAuth server from the start (see useSecondOAuthServer()). */
+  secondOAuthServer?: boolean;
 }
 
 export interface SandboxCredentials {
@@ -91,7 +101,18 @@ export interface AddEventsSpec {
 }
 
 export type SandboxSwitches = Partial<
-  Pick<SandboxOptions, "rateLimit" | "extendedMode" | "admin" | "batchAllowsOffline" | "tokenTtlSec" | "scopes">
+  Pick<
+    SandboxOptions,
+    | "rateLimit"
+    | "extendedMode"
+    | "admin"
+    | "batchAllowsOffline"
+    | "tokenTtlSec"
+    | "cutoffMs"
+    | "wrongTokenError"
+    | "licenseFamily"
+    | "scopes"
+  >
 >;
 
 export interface Sandbox {
@@ -109,10 +130,26 @@ export interface Sandbox {
   /** Replaces the current faults; {} = none. */
   setFaults(faults: Faults): void;
   setOptions(options: SandboxSwitches): void;
+  /**
+   * POSTs the application's installation to `url` as a portal does when the local application's form is saved
+   * (`auth`: event=ONAPPINSTALL with auth[...]; `placement`: AUTH_ID/REFRESH_ID/PLACEMENT=DEFAULT), with a fresh
+   * token pair and the application token. Resolves with the endpoint's answer; rejects when none came.
+   */
+  install(url: string, shape?: InstallShape): Promise<InstallResult>;
   /** Every issued access token expires now (next call -> 401 expired_token). */
   expireTokens(): void;
   /** Every refresh token becomes invalid (-> invalid_grant). */
   revokeRefreshTokens(): void;
+  /** The portal's address now: `url` until a rename, then the newest address. */
+  readonly currentUrl: string;
+  /** The second OAuth server's base URL while token answers name it. */
+  readonly secondOAuthUrl: string | undefined;
+  /** Renames the portal: a new address serves it; the old ones answer `status` (default 302) to it for /rest/. */
+  rename(status?: number): Promise<{ from: string; to: string }>;
+  /** Token answers name a second OAuth server from now on; it alone accepts the refresh tokens they carry. */
+  useSecondOAuthServer(): Promise<string>;
+  /** `method`'s execution-time budget is spent for `forMs`: 429 OPERATION_TIME_LIMIT until then. Returns the reset (epoch ms). */
+  spendBudget(method: string, forMs: number): number;
   /** Empties the queue, bindings, objects, counters and faults; the credentials stay valid. */
   reset(): void;
   close(): Promise<void>;

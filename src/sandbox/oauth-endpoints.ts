@@ -13,9 +13,14 @@ export interface OAuthApp {
   clientSecret: string;
   /** host[:port] of the portal, as `domain` in answers. */
   domain: string;
+  /** The portal's address now (`client_endpoint`); it changes with a rename. */
   url: string;
   memberId: string;
   tokens: TokenStore;
+  /** Base URL of the OAuth server answers name (`server_endpoint`, the authorize redirect's `server_domain`). */
+  oauthServer: string;
+  /** Which OAuth server each refresh token and code belongs to: the other one refuses it, as another region would. */
+  refreshServer: Map<string, string>;
 }
 
 function param(params: Params, name: string): string {
@@ -32,13 +37,15 @@ export function authorize(app: OAuthApp, params: Params, res: ServerResponse): v
     oauthError(res, 400, "invalid_client", "Invalid client");
     return;
   }
+  const code = app.tokens.newCode();
+  app.refreshServer.set(code, app.oauthServer);
   const answer: Record<string, string> = {
-    code: app.tokens.newCode(),
+    code,
     state: param(params, "state"),
     domain: app.domain,
     member_id: app.memberId,
     scope: "app",
-    server_domain: app.domain,
+    server_domain: new URL(app.oauthServer).host,
   };
   const redirect = param(params, "redirect_uri");
   if (!redirect) {
@@ -58,19 +65,27 @@ export function authorize(app: OAuthApp, params: Params, res: ServerResponse): v
   res.end();
 }
 
-export function token(app: OAuthApp, params: Params, res: ServerResponse): void {
+/** `servedBy`: the base URL of the OAuth server the request came to. */
+export function token(app: OAuthApp, params: Params, res: ServerResponse, servedBy: string): void {
   const grantType = param(params, "grant_type");
   if (param(params, "client_id") !== app.clientId || param(params, "client_secret") !== app.clientSecret) {
     oauthError(res, 401, "invalid_client", "Invalid client credentials");
     return;
   }
+  const grant = grantType === "authorization_code" ? param(params, "code") : param(params, "refresh_token");
+  const owner = app.refreshServer.get(grant);
+  if (owner !== undefined && owner !== servedBy) {
+    oauthError(res, 400, "invalid_grant", `The ${grantType} grant belongs to another OAuth server (${owner})`);
+    return;
+  }
+  app.refreshServer.delete(grant);
   if (grantType === "authorization_code") {
-    if (!app.tokens.spendCode(param(params, "code"))) {
+    if (!app.tokens.spendCode(grant)) {
       oauthError(res, 400, "invalid_grant", "Invalid authorization code");
       return;
     }
   } else if (grantType === "refresh_token") {
-    if (!app.tokens.spendRefresh(param(params, "refresh_token"))) {
+    if (!app.tokens.spendRefresh(grant)) {
       oauthError(res, 400, "invalid_grant", "Invalid refresh token");
       return;
     }
@@ -88,13 +103,14 @@ export function tokenAnswer(
   refreshToken: string,
   expiresIn: number,
 ): Record<string, string | number> {
+  app.refreshServer.set(refreshToken, app.oauthServer);
   return {
     access_token: accessToken,
     expires: Math.floor(Date.now() / 1000) + expiresIn,
     expires_in: expiresIn,
     scope: "app",
     domain: app.domain,
-    server_endpoint: `${app.url}/rest/`,
+    server_endpoint: `${app.oauthServer}/rest/`,
     status: "L",
     client_endpoint: `${app.url}/rest/`,
     member_id: app.memberId,

@@ -1,10 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { type InstallResult, type InstallShape, sendInstallation } from "./app-install";
 import { runBatch } from "./batch";
 import { handleControl } from "./control-api";
 import { CrmStore } from "./crm-store";
 import { EventBindings } from "./event-bindings";
+import { ExtraListeners, redirectToRenamed } from "./extra-listeners";
 import { readBody, requestParams, sendJson } from "./http-io";
 import type {
   AddEventsSpec,
@@ -22,6 +24,7 @@ import { EVENT_ADDITIONAL, ObjectEvents } from "./object-events";
 import { OfflineNotifier } from "./offline-notifier";
 import { OfflineQueue } from "./offline-queue";
 import type { Params } from "./php-params";
+import { appInfo, DEFAULT_CUTOFF_MS, SpentBudgets, sendCutOff } from "./real-portal-limits";
 import { RestError, systemError } from "./rest-error";
 import { type CallContext, callMethod, isOfflineMethod, type PortalState } from "./rest-methods";
 import { isoFromSeconds, restTime } from "./rest-time";
@@ -31,6 +34,17 @@ const SEED_EVENT_NAMES = ["ONCRMDEALUPDATE", "ONCRMDEALADD", "ONCRMCONTACTUPDATE
 const DEFAULT_RATE = { burst: 50, perSecond: 2 };
 // The per-method execution-time budget window the portal reports through time.operating.
 const OPERATING_WINDOW_MS = 600_000;
+
+// The per-method budget of server time in the window (REFERENCE.md "Calling the API").
+const OPERATING_BUDGET_SEC = 480;
+
+/** Switches of what real portals do beyond the method pages (README "Real portals"). */
+interface RealPortalSwitches {
+  cutoffMs: number;
+  wrongTokenError: "invalid_token" | "NO_AUTH_FOUND";
+  licenseFamily: string;
+  renameStatus: number;
+}
 
 interface Operating {
   seconds: number;
@@ -63,6 +77,10 @@ export class SandboxPortal implements Sandbox {
   private tokenTtlSec: number;
   private oauthApp!: OAuthApp;
   private closed = false;
+  // What real portals do beyond the method pages (README "Real portals"): set through options and control.
+  private listeners!: ExtraListeners;
+  private readonly budgets = new SpentBudgets();
+  private real: RealPortalSwitches;
 
   private constructor(options: SandboxOptions) {
     this.log = options.log ?? (() => {});
@@ -86,14 +104,22 @@ export class SandboxPortal implements Sandbox {
       auth: () => this.notificationAuth(),
       log: this.log,
     });
-    this.server = createServer((req, res) => {
-      this.route(req, res).catch((err: unknown) => {
-        this.log(`sandbox: ${req.method} ${req.url} failed: ${err instanceof Error ? err.stack : String(err)}`);
-        if (!res.headersSent) sendJson(res, 500, systemError("INTERNAL_SERVER_ERROR").body());
-        else res.destroy();
-      });
-    });
+    this.real = {
+      cutoffMs: options.cutoffMs ?? DEFAULT_CUTOFF_MS,
+      wrongTokenError: options.wrongTokenError ?? "invalid_token",
+      licenseFamily: options.licenseFamily ?? "project",
+      renameStatus: 302,
+    };
+    this.server = createServer(this.onRequest);
   }
+
+  private readonly onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    this.route(req, res).catch((err: unknown) => {
+      this.log(`sandbox: ${req.method} ${req.url} failed: ${err instanceof Error ? err.stack : String(err)}`);
+      if (!res.headersSent) sendJson(res, 500, systemError("INTERNAL_SERVER_ERROR").body());
+      else res.destroy();
+    });
+  };
 
   static async start(options: SandboxOptions): Promise<SandboxPortal> {
     const portal = new SandboxPortal(options);
@@ -110,8 +136,10 @@ export class SandboxPortal implements Sandbox {
     const address = portal.server.address() as AddressInfo;
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
     portal.url = `http://${host}:${address.port}`;
+    portal.listeners = new ExtraListeners(portal.url, options.host ?? "127.0.0.1", portal.onRequest);
     portal.initCredentials(options.credentials ?? {});
     if (options.objects) portal.crm.seedAll(options.objects);
+    if (options.secondOAuthServer) await portal.useSecondOAuthServer();
     if (options.events && options.events > 0) {
       portal.addGenerated(options.events, (i) => SEED_EVENT_NAMES[i % SEED_EVENT_NAMES.length], "", undefined, false);
     }
@@ -137,7 +165,45 @@ export class SandboxPortal implements Sandbox {
       url: this.url,
       memberId: this.memberId,
       tokens: this.tokens,
+      oauthServer: this.url,
+      refreshServer: new Map(),
     };
+  }
+
+  // ---- real portals: renames, OAuth regions, limits ----
+
+  /** The portal's address now: `url` until a rename, then the newest address (`url` then answers 302). */
+  get currentUrl(): string {
+    return this.listeners.current;
+  }
+
+  /** The second OAuth server's base URL while token answers name it, else undefined. */
+  get secondOAuthUrl(): string | undefined {
+    return this.oauthApp.oauthServer === this.url ? undefined : this.oauthApp.oauthServer;
+  }
+
+  async rename(status = 302): Promise<{ from: string; to: string }> {
+    const moved = await this.listeners.rename();
+    this.real.renameStatus = status;
+    this.oauthApp.url = moved.to;
+    this.oauthApp.domain = new URL(moved.to).host;
+    this.credentials.webhookUrl = `${moved.to}/rest/1/${this.webhookSecret}/`;
+    this.log(`sandbox: renamed ${moved.from} -> ${moved.to} (the old address answers ${status})`);
+    return moved;
+  }
+
+  /**
+   * From now on token answers (and the authorize redirect) name a second OAuth server; refresh tokens they carry
+   * work only there, and the first server refuses them with invalid_grant, as another region's would.
+   */
+  async useSecondOAuthServer(): Promise<string> {
+    this.oauthApp.oauthServer = await this.listeners.startSecondOAuth();
+    return this.oauthApp.oauthServer;
+  }
+
+  /** `method`'s execution-time budget is spent for `forMs`: it answers 429 OPERATION_TIME_LIMIT until then. */
+  spendBudget(method: string, forMs: number): number {
+    return this.budgets.spend(method, forMs);
   }
 
   // ---- the programmatic control surface (Sandbox) ----
@@ -229,6 +295,9 @@ export class SandboxPortal implements Sandbox {
     if (options.admin !== undefined) this.switches.admin = options.admin;
     if (options.batchAllowsOffline !== undefined) this.switches.batchAllowsOffline = options.batchAllowsOffline;
     if (options.scopes !== undefined) this.switches.scopes = options.scopes;
+    if (options.cutoffMs !== undefined) this.real.cutoffMs = options.cutoffMs;
+    if (options.wrongTokenError !== undefined) this.real.wrongTokenError = options.wrongTokenError;
+    if (options.licenseFamily !== undefined) this.real.licenseFamily = options.licenseFamily;
     if (options.tokenTtlSec !== undefined) {
       this.tokenTtlSec = options.tokenTtlSec;
       this.tokens.setTtl(options.tokenTtlSec);
@@ -240,11 +309,19 @@ export class SandboxPortal implements Sandbox {
       ...this.switches,
       rateLimit: this.rateLimitOn ? { ...this.rate } : false,
       tokenTtlSec: this.tokenTtlSec,
+      cutoffMs: this.real.cutoffMs,
+      wrongTokenError: this.real.wrongTokenError,
+      licenseFamily: this.real.licenseFamily,
     };
   }
 
   bindingList(): ReturnType<EventBindings["all"]> {
     return this.bindings.all();
+  }
+
+  /** POSTs the application's installation to `url` (app-install.ts), with a fresh pair its OAuth server accepts. */
+  install(url: string, shape: InstallShape = "auth"): Promise<InstallResult> {
+    return sendInstallation(url, shape, this.notificationAuth());
   }
 
   expireTokens(): void {
@@ -264,6 +341,7 @@ export class SandboxPortal implements Sandbox {
     this.requests = { total: 0, byMethod: {}, rejected503: 0, batches: 0 };
     this.notifier.sent = 0;
     this.operating.clear();
+    this.budgets.clear();
     this.appBucket.empty();
     this.webhookBucket.empty();
     this.tokens.adopt(this.credentials.accessToken, this.credentials.refreshToken);
@@ -279,6 +357,7 @@ export class SandboxPortal implements Sandbox {
     }
     this.sleepers.clear();
     this.notifier.close();
+    await this.listeners.close();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
@@ -292,9 +371,19 @@ export class SandboxPortal implements Sandbox {
     const body = await readBody(req);
     const params = requestParams(url.search.slice(1), body, req.headers["content-type"]);
     const path = url.pathname;
+    const role = this.listeners.roleOf(req);
+    const tokenPath = /^\/oauth\/token\/?$/.test(path);
+    if (role === "second-oauth") {
+      if (tokenPath) return token(this.oauthApp, params, res, this.listeners.secondOAuth ?? "");
+      return sendJson(res, 404, { error: "NOT_FOUND", error_description: "Not found" });
+    }
     if (path.startsWith("/_sandbox/")) return handleControl(this, req.method ?? "GET", path, body, res);
+    // The OAuth server (oauth.bitrix.info's part) is not renamed with the portal: the portal's pages are.
+    if (role === "renamed-away" && !tokenPath) {
+      return redirectToRenamed(req, res, this.listeners.current, this.real.renameStatus);
+    }
     if (/^\/oauth\/authorize\/?$/.test(path)) return authorize(this.oauthApp, params, res);
-    if (/^\/oauth\/token\/?$/.test(path)) return token(this.oauthApp, params, res);
+    if (tokenPath) return token(this.oauthApp, params, res, this.url);
     if (path.startsWith("/rest/")) return this.rest(path, params, req, res);
     sendJson(res, 404, { error: "NOT_FOUND", error_description: "Not found" });
   }
@@ -309,7 +398,12 @@ export class SandboxPortal implements Sandbox {
     if (method === "batch") this.requests.batches++;
 
     const faulty = !this.faults.methods || this.faults.methods.includes(method);
-    if (faulty && this.faults.latencyMs) await this.delay(this.faults.latencyMs);
+    if (faulty && this.faults.latencyMs) {
+      // A request that would run past the portal's time limit is cut off at the limit.
+      const cutOff = this.faults.latencyMs >= this.real.cutoffMs;
+      await this.delay(cutOff ? this.real.cutoffMs : this.faults.latencyMs);
+      if (cutOff && !this.closed) return sendCutOff(res, this.real.cutoffMs);
+    }
     if (this.closed) return;
     if (faulty && chance(this.faults.dropBeforeRate)) {
       req.socket.destroy();
@@ -333,7 +427,9 @@ export class SandboxPortal implements Sandbox {
       if (!(err instanceof RestError))
         this.log(`sandbox: ${method}: ${err instanceof Error ? err.stack : String(err)}`);
       if (rest.status === 503) this.requests.rejected503++;
-      sendJson(res, rest.status, rest.body());
+      const resetAt = rest.code === "OPERATION_TIME_LIMIT" ? this.budgets.blockedUntil(method) : undefined;
+      const time = resetAt === undefined ? {} : { time: this.spentTime(method, startedAt, resetAt) };
+      sendJson(res, rest.status, { ...rest.body(), ...time });
       return;
     }
     if (faulty && chance(this.faults.dropAfterRate)) {
@@ -350,6 +446,10 @@ export class SandboxPortal implements Sandbox {
     if (context.inBatch && isOfflineMethod(method) && !this.switches.batchAllowsOffline) {
       throw systemError("ERROR_BATCH_METHOD_NOT_ALLOWED");
     }
+    if (this.budgets.blockedUntil(method) !== undefined) throw systemError("OPERATION_TIME_LIMIT");
+    if (method === "app.info") {
+      return { result: appInfo(this.credentials.clientId, this.real.licenseFamily, this.memberId) };
+    }
     return callMethod(this.state, method, params, context);
   }
 
@@ -364,7 +464,7 @@ export class SandboxPortal implements Sandbox {
     }
     const check = this.tokens.checkAccess(String(auth));
     if (check === "expired") throw systemError("expired_token");
-    if (check === "unknown") throw systemError("invalid_token");
+    if (check === "unknown") throw systemError(this.real.wrongTokenError);
     return { authType: "oauth", inBatch: false };
   }
 
@@ -379,6 +479,12 @@ export class SandboxPortal implements Sandbox {
       seconds: Math.round(entry.seconds * 1e6) / 1e6,
       resetAt: Math.floor((entry.windowStart + OPERATING_WINDOW_MS) / 1000),
     };
+  }
+
+  /** The `time` of an OPERATION_TIME_LIMIT answer: the budget spent, and when part of it comes back. */
+  private spentTime(method: string, startedAt: number, resetAt: number): ReturnType<typeof restTime> {
+    const spent = Math.max(OPERATING_BUDGET_SEC, this.operating.get(method)?.seconds ?? 0);
+    return restTime(startedAt, Date.now(), spent, Math.ceil(resetAt / 1000));
   }
 
   /** The `auth` block of an ONOFFLINEEVENT: a fresh token pair of the app, as the portal sends one. */

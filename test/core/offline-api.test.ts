@@ -201,4 +201,21 @@ describe("core/offline-api wrappers", () => {
     answer = () => ({ result: { value: "en_selfhosted" } });
     should(await api.feature("rest_offline_extended")).be.true();
   });
+
+  it("feature() answers of an unknown shape are 'not known' (undefined), not 'no'", async () => {
+    for (const result of [{ value: "maybe" }, { other: "Y" }, [], null, "", { value: { nested: true } }]) {
+      answer = () => ({ result });
+      should(await api.feature("rest_offline_extended")).be.undefined();
+    }
+    for (const [result, expected] of [
+      [{ value: "N" }, false],
+      [{ value: "n" }, false],
+      [false, false],
+      [{ value: "Y" }, true],
+      [true, true],
+    ] as const) {
+      answer = () => ({ result });
+      should(await api.feature("rest_offline_extended")).equal(expected);
+    }
+  });
 });

@@ -143,6 +143,14 @@ describe("npm start (scripts/demo.mjs)", function () {
     should(portals).have.length(1);
     should(portals[0].portalUrl).equal(sandboxUrl);
 
+    // the sandbox installed the application the real way: the portal node got its tokens and application token
+    // from the installation POST, nothing pasted
+    should(running.output()).match(/installed itself on through http:\/\/127\.0\.0\.1:\d+\/bitrix24\/install/);
+    const installed = await axios.get<{ installation: { portal: string } | null }>(
+      `${editorUrl}bitrix24-portal/${portals[0].id}/installation`,
+    );
+    should(installed.data.installation?.portal).equal(`127.0.0.1:${sandboxPort}`);
+
     // the seed (200) and the trickle are drained, partly on ONOFFLINEEVENT pushes, and the queue stays short
     const state = async () => (await axios.get<{ stats: SandboxStats }>(`${sandboxUrl}/_sandbox/state`)).data.stats;
     await until(async () => (await state()).deleted >= 250, "250 events drained", 60000, 500);

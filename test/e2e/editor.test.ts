@@ -1,19 +1,19 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import axios from "axios";
-import { type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
+import type { Locator, Page } from "playwright-core";
 import should from "should";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
+import { findChromium, launchChromium, type OpenBrowser } from "./chromium";
 import { until } from "./example-flows";
 import { freshUserDir } from "./installed-package";
 import { type FlowNode, type NodeRedProcess, startNodeRed } from "./node-red-process";
 
 /**
- * The package as a user meets it in the editor, in a real (headless) Chromium: Debian's, never a downloaded
- * one. Screenshots of each step go to test-artifacts/editor/ (git-ignored) for a look when something breaks.
+ * The package as a user meets it in the editor, in a real (headless) Chromium: the one npm installs (or
+ * CHROMIUM_PATH's, see chromium.ts). Screenshots of each step go to test-artifacts/editor/ (git-ignored) for a
+ * look when something breaks.
  */
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const ARTIFACTS = join(__dirname, "..", "..", "test-artifacts", "editor");
 const WORKER_TYPES = [
   "bitrix24-offline-trigger",
@@ -23,31 +23,8 @@ const WORKER_TYPES = [
   "bitrix24-offline-list",
 ];
 
-async function openBrowser(locale: string): Promise<{ context: BrowserContext; close(): Promise<void> }> {
-  const profile = mkdtempSync(join(tmpdir(), "b24-chromium-"));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    locale,
-    viewport: { width: 1920, height: 1080 },
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-  return {
-    context,
-    close: async () => {
-      await context.close();
-      rmSync(profile, { recursive: true, force: true });
-    },
-  };
+function openBrowser(locale: string): Promise<OpenBrowser> {
+  return launchChromium({ locale, viewport: { width: 1920, height: 1080 } });
 }
 
 async function openEditor(page: Page, url: string): Promise<void> {
@@ -86,12 +63,10 @@ describe("the editor in a real browser", function () {
   this.timeout(180000);
   let sandbox: Sandbox;
   let nodeRed: NodeRedProcess;
-  let browser: { context: BrowserContext; close(): Promise<void> } | undefined;
+  let browser: OpenBrowser | undefined;
 
   before(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`no Chromium at ${CHROMIUM}: apt-get install chromium (Debian's), or set CHROMIUM_PATH`);
-    }
+    findChromium(); // no browser: one clear failure here, before Node-RED starts (unpacks it on first use)
     mkdirSync(ARTIFACTS, { recursive: true });
     sandbox = await startSandbox({ events: 30 });
     nodeRed = await startNodeRed(freshUserDir("editor"));
