@@ -3,12 +3,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import should from "should";
 import { AckQueue } from "../../src/core/ack-queue";
-import { Bitrix24Client } from "../../src/core/client";
+import type { Bitrix24Client } from "../../src/core/client";
 import type { ConsumerWarning, Delivery, DeliveryGroup } from "../../src/core/consumer-types";
 import { parseEntityMap } from "../../src/core/entity-reads";
 import { OfflineEventsApi } from "../../src/core/offline-api";
 import { OfflineConsumer, type OfflineConsumerOptions } from "../../src/core/offline-consumer";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
+import { sandboxClient } from "./fixtures/sandbox-client";
 
 /** The get side attaching each event's object (entity stage) against the sandbox's CRM objects. */
 
@@ -39,20 +40,7 @@ describe("entity attach (against the sandbox's CRM objects)", function () {
 
   beforeEach(async () => {
     sandbox = await startSandbox({ rateLimit: false });
-    const c = sandbox.credentials;
-    client = new Bitrix24Client({
-      portalUrl: sandbox.url,
-      auth: {
-        type: "oauth",
-        clientId: c.clientId,
-        clientSecret: c.clientSecret,
-        accessToken: c.accessToken,
-        refreshToken: c.refreshToken,
-        oauthServer: sandbox.url,
-      },
-      rateLimit: false,
-      retry: { maxAttempts: 1 },
-    });
+    client = sandboxClient(sandbox, { retry: { maxAttempts: 1 } });
     api = new OfflineEventsApi(client);
     acks = new AckQueue(api);
     stateDir = await fs.mkdtemp(join(tmpdir(), "b24-entity-"));
