@@ -16,6 +16,7 @@ export async function drainThroughNodeRed(sandbox, o) {
     flows: () => drainFlow(sandbox, o.flow),
     exposeGc: o.memoryEveryMs !== undefined,
     userDirBase: o.userDirBase,
+    onSeen: o.onSeen,
   });
   const memory = [];
   let sampling = false;

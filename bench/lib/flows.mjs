@@ -59,12 +59,31 @@ function seenNode(id, wires = []) {
 }
 
 /**
- * inject -> get (ack mode, one msg per event) -> clear; optionally a function node that reports every event.
+ * A function node that reports, per msg, the event's name and object id and the attached object's id, title and
+ * modification date (the entity option): the benchmark checks them against the sandbox's objects.
+ */
+function objectReportNode(id) {
+  const func = [
+    "const d = msg.payload.EVENT_DATA || {};",
+    "const f = d.FIELDS_AFTER || d.FIELDS || {};",
+    "const e = msg.entity;",
+    "const entityId = e ? String(e.ID !== undefined ? e.ID : e.id) : null;",
+    "const title = e ? (e.TITLE ?? e.title ?? e.NAME ?? null) : null;",
+    "const modified = e ? (e.DATE_MODIFY ?? e.changedDate ?? null) : null;",
+    'global.get("bench").seen(JSON.stringify([msg.topic, String(f.ID), entityId, title, modified]));',
+    "return null;",
+  ].join("\n");
+  return { id, z: TAB, type: "function", name: "report objects to bench", func, outputs: 1, wires: [[]] };
+}
+
+/**
+ * inject -> get (ack mode, one msg per event) -> clear; optionally a function node that reports every event
+ * (`report`) or every event's attached object (`reportObjects`, with `entity`).
  * The benchmark starts the drain by injecting into "start".
  */
 export function drainFlow(sandbox, o) {
   const firstOutput = ["clear"];
-  if (o.report) firstOutput.push("seen");
+  if (o.report || o.reportObjects) firstOutput.push("seen");
   const flows = [
     { id: TAB, type: "tab", label: "bench" },
     portal(sandbox, o.rate),
@@ -96,11 +115,14 @@ export function drainFlow(sandbox, o) {
       ackTimeout: 300,
       maxDeliveries: 3,
       prefetch: o.prefetch ?? 1,
+      entity: o.entity ?? false,
+      entityMap: "",
       wires: [firstOutput, [], []],
     },
     { id: "clear", z: TAB, type: "bitrix24-offline-clear", name: "clear", portal: "portal", by: "id", wires: [[]] },
   ];
-  if (o.report) flows.push(seenNode("seen"));
+  if (o.reportObjects) flows.push(objectReportNode("seen"));
+  else if (o.report) flows.push(seenNode("seen"));
   return { flows: placed(flows), credentials: { portal: credentialsOf(sandbox) } };
 }
 

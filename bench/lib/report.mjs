@@ -21,8 +21,8 @@ function summaryRows(byId) {
       rows.push([
         "1",
         `Rate-limited drain, ${r.label} (bucket ${b.burst} burst, ${b.perSecond}/s; ${fmt(r.events)} events)`,
-        `${fmt(r.afterBurstPerSecond)} events/s after the burst; ${r.rejected503} × 503`,
-        `${fmt(r.bound)} events/s (Y × limit${r.prefetch > 1 ? " × prefetch" : ""})`,
+        `${fmt(r.afterBurstPerSecond)} events/s after the burst; ${r.rejected503} × 503${r.objects ? `; ${fmt(r.objects.checked)} msgs checked, ${r.objects.wrong} without their object's latest state` : ""}`,
+        `${fmt(r.bound)} events/s (Y × limit${r.prefetch > 1 ? " × prefetch" : ""}${r.objects ? ", as without objects" : ""})`,
         pct(r.ratioToBound),
         "≥ 90 %, zero 503s",
         verdict(r.ratioToBound !== null && r.ratioToBound >= 0.9 && r.rejected503 === 0),
@@ -157,6 +157,33 @@ function details(byId) {
       ),
       "",
     );
+    const withObjects = s1.rows.filter((r) => r.objects);
+    if (withObjects.length > 0) {
+      out.push(
+        "Rows with objects: the get node's entity option on, each event's object read inside the batch request that",
+        "carries the next get (one list call per object type), so the bound is the one without objects. Every tenth",
+        "object was changed after its event was queued; every msg is checked against the sandbox's object afterwards",
+        "(same id, title and modification date).",
+        "",
+        table(
+          [
+            "variant",
+            "msgs checked",
+            "wrong or missing object",
+            "changed after the event, seen changed",
+            "not reported",
+          ],
+          withObjects.map((r) => [
+            r.label,
+            fmt(r.objects.checked),
+            fmt(r.objects.wrong),
+            fmt(r.objects.changedSinceEvent),
+            fmt(r.objects.unreported),
+          ]),
+        ),
+        "",
+      );
+    }
   }
   const s2 = byId["baseline-comparison"];
   if (s2?.ours) {

@@ -4,6 +4,64 @@ import { burstEnd, ratio, round } from "../lib/measures.mjs";
 import { startSandbox } from "../lib/sandbox-watch.mjs";
 
 const GOAL = 0.9;
+const DEALS = [["deal", 1]];
+const MIXED = [
+  ["deal", 0.4],
+  ["contact", 0.4],
+  ["task", 0.2],
+];
+const EVENT_OF = { deal: "ONCRMDEALUPDATE", contact: "ONCRMCONTACTUPDATE", task: "ONTASKUPDATE" };
+const KIND_OF = { ONCRMDEALUPDATE: "deal", ONCRMCONTACTUPDATE: "contact", ONTASKUPDATE: "task" };
+
+async function rest(sandbox, method, params) {
+  const res = await fetch(`${sandbox.url}/rest/${method}.json`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ ...params, auth: sandbox.credentials.accessToken }),
+  });
+  if (!res.ok) throw new Error(`${method}: HTTP ${res.status} ${await res.text()}`);
+}
+
+/**
+ * Seeds the objects, queues one update event per object, then changes every tenth object after its event was
+ * queued: the msg must carry the object as it is now, not as it was when the event happened.
+ */
+async function queueObjectEvents(sandbox, mix, events) {
+  let left = events;
+  for (const [i, [kind, share]] of mix.entries()) {
+    const n = i === mix.length - 1 ? left : Math.round(events * share);
+    left -= n;
+    sandbox.crm.seed(kind, n);
+    const data =
+      kind === "task"
+        ? (k) => ({ FIELDS_BEFORE: { ID: String(k + 1) }, FIELDS_AFTER: { ID: String(k + 1) } })
+        : (k) => ({ FIELDS: { ID: String(k + 1) } });
+    sandbox.addEvents(n, { name: EVENT_OF[kind], data });
+    for (let id = 1; id <= n; id += 10) {
+      if (kind === "task") await rest(sandbox, "tasks.task.update", { taskId: id, fields: { TITLE: `changed ${id}` } });
+      // A contact has a name, not a title.
+      else if (kind === "contact") await rest(sandbox, "crm.contact.update", { id, fields: { NAME: `changed ${id}` } });
+      else await rest(sandbox, `crm.${kind}.update`, { id, fields: { TITLE: `changed ${id}` } });
+    }
+  }
+}
+
+/** Every reported msg against the sandbox's object now: same id, same title and modification date. */
+function checkObjects(sandbox, reports, events) {
+  const seen = new Set();
+  let wrong = 0;
+  let changed = 0;
+  for (const line of reports) {
+    const [name, id, entityId, title, modified] = JSON.parse(line);
+    seen.add(`${name}:${id}`);
+    const now = sandbox.crm.get(KIND_OF[name], Number(id));
+    const nowTitle = now?.TITLE ?? now?.title ?? now?.NAME ?? null;
+    const nowModified = now?.DATE_MODIFY ?? now?.changedDate ?? null;
+    if (!now || entityId !== id || title !== nowTitle || modified !== nowModified) wrong++;
+    else if (String(title).startsWith("changed ")) changed++;
+  }
+  return { checked: reports.length, wrong, changedSinceEvent: changed, unreported: Math.max(0, events - seen.size) };
+}
 
 export async function rateLimitedDrain(ctx) {
   // Full run: the cloud's common bucket (50 burst, 2/s). Quick run: a faster, smaller bucket (same bound logic:
@@ -15,6 +73,15 @@ export async function rateLimitedDrain(ctx) {
     { label: "limit 50", limit: 50, prefetch: 1, events: ctx.quick ? 1000 : 5000 },
     { label: "limit 500", limit: 500, prefetch: 1, events: ctx.quick ? 10000 : 40000 },
     { label: "limit 50, prefetch 4", limit: 50, prefetch: 4, events: ctx.quick ? 4000 : 16000 },
+    // The entity option (issue 12): the same queue size and bucket as the first row, each event's object attached.
+    { label: "limit 50, objects (deals)", limit: 50, prefetch: 1, events: ctx.quick ? 1000 : 5000, objects: DEALS },
+    {
+      label: "limit 50, objects, mixed queue (deals, contacts, tasks)",
+      limit: 50,
+      prefetch: 1,
+      events: ctx.quick ? 1000 : 5000,
+      objects: MIXED,
+    },
   ];
   const rows = [];
   const problems = [];
@@ -22,17 +89,25 @@ export async function rateLimitedDrain(ctx) {
   let nodeRedVersion;
   for (const v of variants) {
     ctx.log(`  ${v.label}: ${v.events} events, bucket ${bucket.burst} burst / ${bucket.perSecond} per s`);
-    const sandbox = await startSandbox({ rateLimit: bucket });
+    const sandbox = await startSandbox({ rateLimit: v.objects ? false : bucket });
+    const reports = [];
     try {
-      sandbox.addEvents(v.events);
+      if (v.objects) {
+        // Objects and their events are set up with the bucket off, then the bucket is switched on for the drain.
+        await queueObjectEvents(sandbox, v.objects, v.events);
+        sandbox.setOptions({ rateLimit: bucket });
+      } else {
+        sandbox.addEvents(v.events);
+      }
       // Each request moves `limit` events per get it carries: the acks of the previous batch ride along.
       const bound = bucket.perSecond * v.limit * v.prefetch;
       const burstEvents = bucket.burst * v.limit * v.prefetch;
       const run = await drainThroughNodeRed(sandbox, {
         name: `drain-${v.limit}-${v.prefetch}`,
         events: v.events,
-        flow: { limit: v.limit, prefetch: v.prefetch, rate: bucket },
+        flow: { limit: v.limit, prefetch: v.prefetch, rate: bucket, entity: !!v.objects, reportObjects: !!v.objects },
         timeoutMs: ((v.events / bound) * 3 + 60) * 1000,
+        onSeen: v.objects ? (ids) => reports.push(...ids) : undefined,
       });
       nodeRedVersion = run.nodeRedVersion;
       const end = burstEnd(run.samples, bucket);
@@ -51,8 +126,18 @@ export async function rateLimitedDrain(ctx) {
         const n = run.samples[i].rejected503 - run.samples[i - 1].rejected503;
         for (let k = 0; k < n; k++) at503.push(round((run.samples[i].t - run.injectedAt) / 1000, 2));
       }
+      let objects;
+      if (v.objects) {
+        objects = checkObjects(sandbox, reports, v.events);
+        if (objects.wrong > 0 || objects.unreported > 0) {
+          problems.push(
+            `${v.label}: ${objects.wrong} msg(s) without the right object or its latest values, ${objects.unreported} event(s) not reported`,
+          );
+        }
+      }
       rows.push({
         label: v.label,
+        ...(objects ? { objects } : {}),
         events: v.events,
         limit: v.limit,
         prefetch: v.prefetch,

@@ -1,4 +1,5 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow, NodeStatus } from "node-red";
+import { type EntityAttachment, parseEntityMap } from "../core/entity-reads";
 import { Bitrix24Error } from "../core/errors";
 import { validateFilter, validateOrder } from "../core/offline-api";
 import {
@@ -36,6 +37,8 @@ export interface GetConfig extends NodeDef {
   prefetch?: string | number;
   allowAtMostOnce?: boolean;
   orphanSweep?: boolean;
+  entity?: boolean;
+  entityMap?: string;
 }
 
 export type GetSettings = Omit<OfflineConsumerOptions, "portalHost" | "clientId" | "stateDir"> & {
@@ -119,6 +122,9 @@ export function parseGetConfig(config: Partial<GetConfig>): GetSettings {
     prefetch: numberSetting(config.prefetch, "prefetch", 1, { min: 1, max: 50, integer: true }),
     allowAtMostOnce: config.allowAtMostOnce === true,
     orphanSweep: config.orphanSweep !== false,
+    entity: config.entity === true,
+    // Checked even with the option off: a map that would fail once switched on is wrong now.
+    entityMap: parseEntityMap(config.entityMap),
   };
 }
 
@@ -146,6 +152,18 @@ export function parseOverrides(msg: GetInput): { overrides: DrainOverrides; proc
   return { overrides, processId };
 }
 
+/** msg.entity and what msg.bitrix24 says about it (entity option); nothing for events without a mapped object. */
+function entityParts(attachment: EntityAttachment | undefined): {
+  entity?: Record<string, unknown> | null;
+  meta: Pick<Bitrix24Meta, "entityMissing" | "entityError">;
+} {
+  if (!attachment) return { meta: {} };
+  const meta: Pick<Bitrix24Meta, "entityMissing" | "entityError"> = {};
+  if (attachment.missing) meta.entityMissing = true;
+  if (attachment.error) meta.entityError = attachment.error;
+  return { entity: attachment.entity, meta };
+}
+
 /** One msg per event (or one per batch) following the msg contract (msg-contract.ts). */
 export function deliveryMessages(group: DeliveryGroup, portalHost: string, output: "event" | "batch"): EventMessage[] {
   const size = group.deliveries.length;
@@ -159,31 +177,48 @@ export function deliveryMessages(group: DeliveryGroup, portalHost: string, outpu
   if (output === "batch") {
     const events: OfflineEvent[] = group.deliveries.map((d) => d.event);
     const names = new Set(events.map((e) => e.EVENT_NAME));
-    return [
-      {
-        payload: events,
-        topic: names.size === 1 ? events[0].EVENT_NAME : "",
-        bitrix24: meta({
-          id: 0,
-          messageId: "",
-          deliveryCount: Math.max(...group.deliveries.map((d) => d.deliveryCount)),
-          redelivered: group.deliveries.some((d) => d.redelivered),
-          batch: { index: 0, size },
-        }),
-      },
-    ];
+    const msg: EventMessage = {
+      payload: events,
+      topic: names.size === 1 ? events[0].EVENT_NAME : "",
+      bitrix24: meta({
+        id: 0,
+        messageId: "",
+        deliveryCount: Math.max(...group.deliveries.map((d) => d.deliveryCount)),
+        redelivered: group.deliveries.some((d) => d.redelivered),
+        batch: { index: 0, size },
+      }),
+    };
+    if (group.deliveries.some((d) => d.entity)) {
+      // Arrays in the order of msg.payload: one entry per event.
+      msg.entity = group.deliveries.map((d) => d.entity?.entity ?? null);
+      if (group.deliveries.some((d) => d.entity?.missing)) {
+        msg.bitrix24.entityMissing = group.deliveries.map((d) => d.entity?.missing === true);
+      }
+      if (group.deliveries.some((d) => d.entity?.error)) {
+        msg.bitrix24.entityError = group.deliveries.map((d) => d.entity?.error ?? null);
+      }
+    }
+    return [msg];
   }
-  return group.deliveries.map((d, index) => ({
-    payload: d.event,
-    topic: d.event.EVENT_NAME,
-    bitrix24: meta({
-      id: d.id,
-      messageId: d.event.MESSAGE_ID,
-      deliveryCount: d.deliveryCount,
-      redelivered: d.redelivered,
-      batch: { index, size },
-    }),
-  }));
+  return group.deliveries.map((d, index) => {
+    const { entity, meta: entityMeta } = entityParts(d.entity);
+    const msg: EventMessage = {
+      payload: d.event,
+      topic: d.event.EVENT_NAME,
+      bitrix24: {
+        ...meta({
+          id: d.id,
+          messageId: d.event.MESSAGE_ID,
+          deliveryCount: d.deliveryCount,
+          redelivered: d.redelivered,
+          batch: { index, size },
+        }),
+        ...entityMeta,
+      },
+    };
+    if (entity !== undefined) msg.entity = entity;
+    return msg;
+  });
 }
 
 export default function register(RED: NodeAPI): void {
@@ -323,6 +358,19 @@ export default function register(RED: NodeAPI): void {
         case "ORPHANS_ADOPTED":
           node.warn(t("warnings.orphans", { n: warning.count, processId: warning.processId }));
           break;
+        case "ENTITY_READ_FAILED": {
+          // Once per method and failure (the consumer says it again only after a read of it succeeded).
+          const text = t("warnings.entity", {
+            method: warning.method,
+            code: warning.error.code,
+            error: warning.error.description,
+          });
+          node.warn(text);
+          stickyError = { fill: "yellow", shape: "ring", text: `${warning.method}: ${warning.error.code}` };
+          status.cancel();
+          node.status(stickyError);
+          break;
+        }
         case "JOURNAL_UNREADABLE":
           node.warn(
             t("warnings.journal", { file: warning.file, movedTo: warning.movedTo, error: warning.description }),

@@ -1,4 +1,5 @@
 import type { NodeMessage } from "node-red";
+import type { EntityAttachment } from "../core/entity-reads";
 import type { Bitrix24Error } from "../core/errors";
 import type { OfflineEvent } from "../core/types";
 
@@ -21,10 +22,18 @@ export interface Bitrix24Meta {
   batch: { index: number; size: number };
   /** Set by clear/error nodes once the portal confirmed the ack. */
   acked?: boolean;
+  /** Entity option: the object is gone (delete event, or deleted since). Batch msgs: one entry per event. */
+  entityMissing?: boolean | boolean[];
+  /** Entity option: why the object could not be read {code, status, method, description}. Batch msgs: per event. */
+  entityError?: EntityReadError | Array<EntityReadError | null>;
 }
+
+type EntityReadError = NonNullable<EntityAttachment["error"]>;
 
 export interface EventMessage extends NodeMessage {
   payload: OfflineEvent | OfflineEvent[];
+  /** Entity option: the object the event names, as the portal returns it now (null: none); batch msgs: per event. */
+  entity?: Record<string, unknown> | null | Array<Record<string, unknown> | null>;
   topic?: string;
   bitrix24: Bitrix24Meta;
 }

@@ -488,4 +488,100 @@ describe("bitrix24-offline-get node", function () {
     await sleep(20);
     should(timers()).be.belowOrEqual(before);
   });
+  describe("entity option (msg.entity)", () => {
+    function queue(name: string, ids: number[]): void {
+      sandbox.addEvents(ids.length, { name, data: (i) => ({ FIELDS: { ID: String(ids[i]) } }) });
+    }
+    const objectId = (msg: EventMessage) =>
+      Number((msg.payload as { EVENT_DATA: { FIELDS: { ID: string } } }).EVENT_DATA.FIELDS.ID);
+
+    it("one msg per event carries the object's current state; deletes and unknown objects say entityMissing", async () => {
+      await start();
+      sandbox.crm.seed("deal", 60);
+      sandbox.crm.seed("contact", 5);
+      queue(
+        "ONCRMDEALUPDATE",
+        Array.from({ length: 60 }, (_, i) => i + 1),
+      );
+      queue("ONCRMCONTACTADD", [1, 2]);
+      queue("ONCRMDEALDELETE", [77]);
+      queue("ONCRMDEALUPDATE", [4242]);
+      queue("ONAPPTEST", [1]);
+      const { node, out, empty, acked } = await load({ entity: true });
+      // Changed after the event was queued: the msg must show this.
+      const changed = await fetch(`${sandbox.url}/rest/crm.deal.update.json`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ auth: sandbox.credentials.accessToken, id: 3, fields: { TITLE: "latest title" } }),
+      });
+      should(changed.status).equal(200);
+      node.receive({});
+      await until(() => empty.msgs.length === 1 && acked.msgs.length === 65);
+      for (const msg of out.msgs) {
+        const name = msg.topic;
+        if (name === "ONAPPTEST") {
+          should(msg).not.have.property("entity");
+        } else if (name === "ONCRMDEALDELETE" || objectId(msg) === 4242) {
+          should(msg.entity).be.null();
+          should(msg.bitrix24.entityMissing).be.true();
+        } else {
+          const kind = name === "ONCRMCONTACTADD" ? "contact" : "deal";
+          should(msg.entity).eql(sandbox.crm.get(kind, objectId(msg)));
+          should(msg.bitrix24).not.have.property("entityMissing");
+        }
+      }
+      should(out.msgs.find((m) => m.topic === "ONCRMDEALUPDATE" && objectId(m) === 3)?.entity).have.property(
+        "TITLE",
+        "latest title",
+      );
+      should(sandbox.stats().requests.byMethod).not.have.key("crm.deal.list");
+      await until(() => sandbox.stats().queue.total === 0);
+    });
+
+    it("batch output: msg.entity and msg.bitrix24.entityMissing are arrays in the order of msg.payload", async () => {
+      await start();
+      sandbox.crm.seed("deal", 3);
+      queue("ONCRMDEALUPDATE", [1, 2]);
+      queue("ONCRMDEALDELETE", [3]);
+      const { node, out, empty } = await load({ entity: true, output: "batch" });
+      node.receive({});
+      await until(() => empty.msgs.length === 1 && out.msgs.length === 1);
+      const msg = out.msgs[0];
+      should(msg.entity).eql([sandbox.crm.get("deal", 1), sandbox.crm.get("deal", 2), null]);
+      should(msg.bitrix24.entityMissing).eql([false, false, true]);
+      should(msg.bitrix24).not.have.property("entityError");
+    });
+
+    it("a failing read: events go out with entityError, the warning and status name the method once", async () => {
+      await start();
+      queue("ONWIDGETUPDATE", [1, 2, 3]);
+      const entityMap = JSON.stringify({ "ONWIDGET*": { method: "widget.item.list", id: "FIELDS.ID" } });
+      const { node, out, empty } = await load({ entity: true, entityMap });
+      node.receive({});
+      await until(() => empty.msgs.length === 1);
+      queue("ONWIDGETUPDATE", [4]);
+      node.receive({});
+      await until(() => empty.msgs.length === 2 && out.msgs.length === 4);
+      for (const msg of out.msgs) {
+        should(msg.entity).be.null();
+        should(msg.bitrix24.entityError).containDeep({ code: "ERROR_METHOD_NOT_FOUND", method: "widget.item.list" });
+      }
+      const warnings = node.warn.args.map((a) => String(a[0])).filter((w) => w.includes("warnings.entity"));
+      should(warnings).have.length(1);
+      should(
+        node.status.args.some((a) => a[0].fill === "yellow" && /widget\.item\.list/.test(a[0].text ?? "")),
+      ).be.true();
+      await until(() => sandbox.stats().queue.total === 0);
+    });
+
+    it("refuses an entityMap that is not valid JSON on deploy, with a clear error", async () => {
+      await start({ events: 3 });
+      const { node } = await load({ entity: true, entityMap: '{"ONX": {"method": ' });
+      should(lastStatus(node)?.fill).equal("red");
+      should(String((node.error.args[0][0] as Error).message)).match(/entityMap: not valid JSON/);
+      node.receive({});
+      await until(() => node.error.args.length === 2);
+      should(sandbox.stats().requests.total).equal(0);
+    });
+  });
 });
