@@ -14,12 +14,15 @@ function editorDefaults(): Map<string, string[]> {
   for (const file of readdirSync(join(ROOT, "src", "nodes")).filter((f) => f.endsWith(".html"))) {
     const html = readFileSync(join(ROOT, "src", "nodes", file), "utf8");
     const type = /registerType\("([\w-]+)"/.exec(html)?.[1];
-    const start = html.indexOf("defaults: {");
-    if (!type || start < 0) continue;
-    const block = html.slice(start, html.indexOf("\n    },", start));
+    // The block's own indentation finds its end and its keys (one level deeper), wherever registerType sits.
+    const opening = /^( *)defaults: \{$/m.exec(html);
+    if (!type || !opening) continue;
+    const indent = opening[1];
+    const block = html.slice(opening.index, html.indexOf(`\n${indent}},`, opening.index));
+    const key = new RegExp(`^${indent}  (\\w+): \\{`, "gm");
     out.set(
       type,
-      [...block.matchAll(/^ {6}(\w+): \{/gm)].map((m) => m[1]),
+      [...block.matchAll(key)].map((m) => m[1]),
     );
   }
   return out;
