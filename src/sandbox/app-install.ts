@@ -1,5 +1,4 @@
-import { request as httpRequest } from "node:http";
-import { request as httpsRequest } from "node:https";
+import { portalFormPost } from "./form-post";
 import { encodePhpQuery } from "./php-params";
 import { randomToken } from "./token-store";
 
@@ -83,17 +82,8 @@ export function sendInstallation(
     return Promise.reject(new Error(`not an http(s) URL: ${target}`));
   }
   const { url, body } = installationRequest(parsed, shape, auth, Date.now());
-  const send = url.protocol === "https:" ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
-    const req = send(url, {
-      method: "POST",
-      headers: {
-        "content-type": "application/x-www-form-urlencoded",
-        "content-length": Buffer.byteLength(body),
-        "user-agent": "Bitrix24 Webhook Engine",
-      },
-      timeout: timeoutMs,
-    });
+    const req = portalFormPost(url, body, timeoutMs);
     req.on("response", (res) => {
       let answer = "";
       res.setEncoding("utf8");
@@ -104,7 +94,6 @@ export function sendInstallation(
         resolve({ url: target, shape, status: res.statusCode ?? 0, body: answer.slice(0, ANSWER_LIMIT) }),
       );
     });
-    req.on("timeout", () => req.destroy(new Error("timeout")));
     req.on("error", reject);
     req.end(body);
   });

@@ -1,6 +1,5 @@
-import { request as httpRequest } from "node:http";
-import { request as httpsRequest } from "node:https";
 import type { Binding, EventBindings } from "./event-bindings";
+import { portalFormPost } from "./form-post";
 import { encodePhpQuery } from "./php-params";
 
 /**
@@ -53,16 +52,7 @@ export class OfflineNotifier {
       return;
     }
     this.sent++;
-    const send = url.protocol === "https:" ? httpsRequest : httpRequest;
-    const req = send(url, {
-      method: "POST",
-      headers: {
-        "content-type": "application/x-www-form-urlencoded",
-        "content-length": Buffer.byteLength(body),
-        "user-agent": "Bitrix24 Webhook Engine",
-      },
-      timeout: 5000,
-    });
+    const req = portalFormPost(url, body, 5000);
     this.inFlight.add(req);
     const done = () => this.inFlight.delete(req);
     req.on("response", (res) => {
@@ -71,7 +61,6 @@ export class OfflineNotifier {
       if ((res.statusCode ?? 0) >= 400)
         this.context.log(`ONOFFLINEEVENT -> ${binding.handler}: HTTP ${res.statusCode}`);
     });
-    req.on("timeout", () => req.destroy(new Error("timeout")));
     req.on("error", (err) => {
       done();
       this.context.log(`ONOFFLINEEVENT -> ${binding.handler} failed: ${err.message}`);
