@@ -304,7 +304,11 @@ export default function register(RED: NodeAPI): void {
       }
       const shown = stateStatus(state);
       if (entityFailure && state.phase === "idle") {
-        node.status({ fill: "yellow", shape: "ring", text: `${shown.text} · ${entityFailure.method}: ${entityFailure.code}` });
+        node.status({
+          fill: "yellow",
+          shape: "ring",
+          text: `${shown.text} · ${entityFailure.method}: ${entityFailure.code}`,
+        });
         return;
       }
       node.status(shown);
