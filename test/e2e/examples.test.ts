@@ -61,6 +61,7 @@ describe("the example flows in a real Node-RED against the sandbox", function ()
       "basic-sync",
       "deal-export",
       "deal-sync",
+      "entity-sync",
       "error-replay",
       "push",
       "queue-monitor",
