@@ -262,7 +262,8 @@ if (!stopping) {
   all on the "Sandbox portal" config node, which the sandbox installed itself on through ${installUrl}
   (tokens and application token received, nothing pasted). The sandbox adds ${eventsPerSecond} events/s and pushes ONOFFLINEEVENT to
   the push tab's trigger; every ${EDIT_EVERY_TICKS} s a user edits one of its ${DEMO_DEALS} deals, which the deal sync tab reads,
-  hands on and writes back (its debug sidebar shows each deal). Every ${REPORT_EVERY_MS / 1000} s a line below shows
+  hands on and writes back (its debug sidebar shows each deal); the entity sync tab gets the same deals attached to
+  their events by the get node (no request of their own) and appends them to ${join(userDir, "bitrix24-entity-sync.ndjson")}. Every ${REPORT_EVERY_MS / 1000} s a line below shows
   the drain rate, the queue depth and how many deals were synced.
   Press Ctrl+C to stop (it also deletes the throwaway user dir ${userDir}).
 `);

@@ -1,5 +1,5 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow, NodeStatus } from "node-red";
-import { type EntityAttachment, parseEntityMap } from "../core/entity-reads";
+import { BUILTIN_ENTITY_MAP, type EntityAttachment, parseEntityMap, ruleFor } from "../core/entity-reads";
 import { Bitrix24Error } from "../core/errors";
 import { validateFilter, validateOrder } from "../core/offline-api";
 import {
@@ -251,6 +251,7 @@ export default function register(RED: NodeAPI): void {
 
     const api = portal.api;
     const output = settings.output;
+    const entityMap = settings.entityMap ?? BUILTIN_ENTITY_MAP;
     const consumer = new OfflineConsumer(api, portal.acks, {
       ...settings,
       portalHost: portal.portalHost,
@@ -260,6 +261,9 @@ export default function register(RED: NodeAPI): void {
 
     // ------------------------------------------------------------------------------------------ status
     let stickyError: NodeStatus | undefined;
+    // A failed object read is warned about once (until a read of that method succeeds again): the idle status
+    // keeps naming it meanwhile, or the next drain would wipe the only sign of it in the editor.
+    let entityFailure: { method: string; code: string } | undefined;
     let rateLimitedUntil = 0;
     let rateTimer: NodeJS.Timeout | undefined;
     // A drain changes the unacked count several times per batch (~6 µs per event when each change was drawn): a
@@ -298,7 +302,16 @@ export default function register(RED: NodeAPI): void {
         node.status({ fill: "yellow", shape: "ring", text: t("status.rateLimited", { n: state.pending }) });
         return;
       }
-      node.status(stateStatus(state));
+      const shown = stateStatus(state);
+      if (entityFailure && state.phase === "idle") {
+        node.status({
+          fill: "yellow",
+          shape: "ring",
+          text: `${shown.text} · ${entityFailure.method}: ${entityFailure.code}`,
+        });
+        return;
+      }
+      node.status(shown);
     }
 
     const status = new StatusThrottle(draw);
@@ -331,6 +344,13 @@ export default function register(RED: NodeAPI): void {
       renderSoon();
     });
     consumer.on("deliver", (group) => {
+      if (entityFailure) {
+        const failed = entityFailure.method;
+        const readAgain = group.deliveries.some(
+          (d) => d.entity && !d.entity.error && ruleFor(entityMap, d.event.EVENT_NAME)?.method === failed,
+        );
+        if (readAgain) entityFailure = undefined;
+      }
       // One send per msg: given an array, Node-RED deep-clones every msg after the first even on a single wire,
       // though each was built here for this send alone. Sent singly, the first wire gets the msg itself and every
       // further wire still gets its own clone, so downstream nodes never share a msg.
@@ -366,9 +386,8 @@ export default function register(RED: NodeAPI): void {
             error: warning.error.description,
           });
           node.warn(text);
-          stickyError = { fill: "yellow", shape: "ring", text: `${warning.method}: ${warning.error.code}` };
-          status.cancel();
-          node.status(stickyError);
+          entityFailure = { method: warning.method, code: warning.error.code };
+          render();
           break;
         }
         case "JOURNAL_UNREADABLE":

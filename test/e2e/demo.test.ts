@@ -141,6 +141,7 @@ describe("npm start (scripts/demo.mjs)", function () {
     should(tabs).containEql("Bitrix24: push");
     should(tabs).containEql("Bitrix24: deal sync");
     should(tabs).containEql("Bitrix24: deal export");
+    should(tabs).containEql("Bitrix24: entity sync");
     const portals = flows.data.filter((node) => node.type === "bitrix24-portal");
     should(portals).have.length(1);
     should(portals[0].portalUrl).equal(sandboxUrl);
@@ -160,6 +161,20 @@ describe("npm start (scripts/demo.mjs)", function () {
     await until(() => /\[demo\] drained [1-9]/.test(running.output()), "a printed drain rate above 0", 30000, 500);
     // the deal-sync tab reads the deals a user edits and writes them back
     await until(() => / [1-9]\d* of 100 deals synced/.test(running.output()), "deals synced", 40000, 500);
+    // the entity-sync tab gets the edited deals attached to their events by the get node, and writes them out
+    const entityFile = join(userDir, "bitrix24-entity-sync.ndjson");
+    const entityLines = () =>
+      existsSync(entityFile)
+        ? readFileSync(entityFile, "utf8")
+            .split("\n")
+            .filter((line) => line.trim())
+            .map((line) => JSON.parse(line) as { event: string; id: string; entity: { ID: string } | null })
+        : [];
+    await until(() => entityLines().length > 0, "edited deals in the entity-sync file", 30000, 500);
+    for (const line of entityLines()) {
+      should(line.event).equal("ONCRMDEALUPDATE");
+      should(Number(line.entity?.ID)).equal(Number(line.id));
+    }
     const drained = await state();
     // 5 events/s arrive; 10 s of them still waiting would mean the drain stalls
     should(drained.queue.unprocessed + drained.queue.held).be.below(50);

@@ -61,6 +61,7 @@ describe("the example flows in a real Node-RED against the sandbox", function ()
       "basic-sync",
       "deal-export",
       "deal-sync",
+      "entity-sync",
       "error-replay",
       "push",
       "queue-monitor",
@@ -285,6 +286,154 @@ describe("the example flows in a real Node-RED against the sandbox", function ()
       should(debugFrom("ds-dead")).be.empty();
       should(nodeRed.output()).not.match(/\[error\]/);
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  /** The IDs of the portal's objects of one kind, ascending (what its list method answers). */
+  function idsOf(kind: "deal" | "contact" | "task"): number[] {
+    if (kind === "task") {
+      const { result } = sandbox.portalCall("tasks.task.list", { select: ["ID"], order: { ID: "asc" } });
+      return (result as { tasks: Array<{ id: string }> }).tasks.map((t) => Number(t.id));
+    }
+    const { result } = sandbox.portalCall(`crm.${kind}.list`, { select: ["ID"], order: { ID: "ASC" } });
+    return (result as Array<{ ID: string }>).map((r) => Number(r.ID));
+  }
+
+  const ENTITY_SYNC_EVENTS = ["DEAL", "CONTACT"]
+    .flatMap((kind) => ["ADD", "UPDATE", "DELETE"].map((action) => `ONCRM${kind}${action}`))
+    .concat(["ONTASKADD", "ONTASKUPDATE", "ONTASKDELETE"]);
+
+  /** Deploys entity-sync with its file in `dir`; resolves once its events are bound and the first drain is over. */
+  async function deployEntitySync(dir: string): Promise<void> {
+    await nodeRed.deploy(withFilesIn("entity-sync", dir));
+    await until(async () => {
+      const state = (await axios.get(`${sandbox.url}/_sandbox/state`)).data as {
+        bindings: Array<{ event: string; connector: string }>;
+      };
+      const bound = state.bindings.filter((b) => b.connector === "entity-sync").map((b) => b.event);
+      return ENTITY_SYNC_EVENTS.every((event) => bound.includes(event));
+    }, "the deal, contact and task events bound under the entity-sync connector");
+    await until(() => /idle/.test(comms.statusOf("es-get") ?? ""), "the on-deploy drain finished");
+  }
+
+  const queued = () => sandbox.records().filter((r) => r.CONNECTOR === "entity-sync");
+
+  it("entity sync: every event reaches the other system with its current object, deletes with null", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "b24-entity-sync-"));
+    try {
+      sandbox.crm.seedAll({ contacts: 4, deals: 6, tasks: 4 });
+      const deals = idsOf("deal");
+      const contacts = idsOf("contact");
+      const tasks = idsOf("task");
+      await deployEntitySync(dir);
+
+      // A mixed queue: each deal changed twice (the object read must carry the second value), a new deal, a
+      // contact changed then deleted (its update event finds no object), deletes of each kind.
+      for (const id of deals) sandbox.portalCall("crm.deal.update", { id, fields: { OPPORTUNITY: 1 } });
+      for (const id of deals) sandbox.portalCall("crm.deal.update", { id, fields: { OPPORTUNITY: 100 + id } });
+      sandbox.portalCall("crm.deal.add", { fields: { TITLE: "new deal", OPPORTUNITY: 777 } });
+      sandbox.portalCall("crm.deal.delete", { id: deals[5] });
+      for (const id of contacts) sandbox.portalCall("crm.contact.update", { id, fields: { NAME: `Contact ${id}` } });
+      sandbox.portalCall("crm.contact.delete", { id: contacts[3] });
+      for (const id of tasks) sandbox.portalCall("tasks.task.update", { taskId: id, fields: { TITLE: `Task ${id}` } });
+      sandbox.portalCall("tasks.task.delete", { taskId: tasks[3] });
+      const events = queued().length;
+      should(events).be.above(15);
+
+      const file = join(dir, "bitrix24-entity-sync.ndjson");
+      const written = () =>
+        lines(file) as unknown as Array<{ event: string; id: string | number; entity: Record<string, unknown> | null }>;
+      await until(() => written().length === events, `${events} events handed to the other system (the file)`);
+      const seen = new Set<string>();
+      for (const { event, id, entity } of written()) {
+        seen.add(`${event} ${id}`);
+        const kind = /^ONCRMDEAL/.test(event) ? "deal" : /^ONCRMCONTACT/.test(event) ? "contact" : "task";
+        const current = sandbox.crm.get(kind, Number(id));
+        if (/DELETE$/.test(event) || !current) {
+          should.strictEqual(entity, null, `${event} ${id}: no object`);
+          continue;
+        }
+        should.notStrictEqual(entity, null, `${event} ${id}: its object`);
+        const object = entity as Record<string, unknown>;
+        if (kind === "task") {
+          should(Number(object.id)).equal(Number(id));
+          should(object.title).equal(`Task ${id}`);
+        } else {
+          should(Number(object.ID)).equal(Number(id));
+          // the current object, not its state when the event happened: the second update's value
+          if (kind === "deal")
+            should(Number(object.OPPORTUNITY)).equal(object.TITLE === "new deal" ? 777 : 100 + Number(id));
+          else should(object.NAME).equal(`Contact ${id}`);
+        }
+        // all of what the portal answers now, user fields included
+        should(object).eql(JSON.parse(JSON.stringify(current)));
+      }
+      should(seen.size).equal(events); // one line per event, none twice
+      should(seen.has("ONCRMDEALADD " + String(Math.max(...idsOf("deal"))))).be.true();
+
+      // every event acknowledged; the deletes (and the contact deleted since) shown in the sidebar
+      await until(() => queued().length === 0, "the entity-sync queue empty");
+      await until(() => /idle · 0 unacked/.test(comms.statusOf("es-get") ?? ""), "nothing left unacked");
+      // the deleted deal, contact and task: their delete events, and their updates (deleted since)
+      const gone = written()
+        .filter((line) => line.entity === null)
+        .map((line) => `${line.event} ${line.id}`)
+        .sort();
+      should(gone).eql(
+        [
+          `ONCRMDEALUPDATE ${deals[5]}`,
+          `ONCRMDEALDELETE ${deals[5]}`,
+          `ONCRMCONTACTUPDATE ${contacts[3]}`,
+          `ONCRMCONTACTDELETE ${contacts[3]}`,
+          `ONTASKUPDATE ${tasks[3]}`,
+          `ONTASKDELETE ${tasks[3]}`,
+        ].sort(),
+      );
+      const nulls = gone.length;
+      await until(() => debugFrom("es-gone").length === nulls, "the deleted objects in the debug sidebar");
+      should(debugFrom("es-unread")).be.empty();
+      should(debugFrom("es-failed")).be.empty();
+      should(debugFrom("es-dead")).be.empty();
+      should(nodeRed.output()).not.match(/\[error\]/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("entity sync: an object type the application may not read is shown and its events marked as failed", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "b24-entity-sync-"));
+    sandbox.setOptions({ scopes: ["crm"] }); // no `task` scope: tasks.task.list answers insufficient_scope
+    try {
+      sandbox.crm.seedAll({ deals: 3, tasks: 2 });
+      const deals = idsOf("deal");
+      const tasks = idsOf("task");
+      await deployEntitySync(dir);
+      for (const id of deals) sandbox.portalCall("crm.deal.update", { id, fields: { OPPORTUNITY: 100 + id } });
+      for (const id of tasks) sandbox.portalCall("tasks.task.update", { taskId: id, fields: { TITLE: `Task ${id}` } });
+
+      // the deals go on; the task events wait on the portal as error records (error-replay fetches them again)
+      const file = join(dir, "bitrix24-entity-sync.ndjson");
+      await until(() => lines(file).length === deals.length, "the deals handed to the other system");
+      await until(
+        () => queued().length === tasks.length && queued().every((r) => r.ERROR === "1" && r.PROCESS_ID === null),
+        "the task events marked as failed",
+      );
+      should(queued().map((r) => r.EVENT_NAME)).eql(tasks.map(() => "ONTASKUPDATE"));
+      await until(() => debugFrom("es-unread").length === tasks.length, "the failed reads in the debug sidebar");
+      for (const debug of debugFrom("es-unread")) {
+        should(JSON.parse(debug.msg)).match({ method: "tasks.task.list", status: 403 });
+      }
+      // said once, in the node's status and as a warning, not per event
+      await until(
+        () => /^idle · 0 unacked · tasks\.task\.list: insufficient_scope$/.test(comms.statusOf("es-get") ?? ""),
+        "the get node's idle status names the failed read",
+      );
+      should(nodeRed.output().match(/objects are not attached where tasks\.task\.list reads them/g)).have.length(1);
+      should(debugFrom("es-gone")).be.empty();
+      should(debugFrom("es-failed")).be.empty();
+    } finally {
+      sandbox.setOptions({ scopes: null });
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -574,6 +574,37 @@ describe("bitrix24-offline-get node", function () {
       await until(() => sandbox.stats().queue.total === 0);
     });
 
+    it("the idle status keeps naming a failed read until a read of that method succeeds again", async () => {
+      await start({ scopes: ["crm"] }); // no `task` scope: tasks.task.list answers insufficient_scope
+      sandbox.crm.seed("task", 2);
+      const taskEvents = () =>
+        sandbox.addEvents(2, { name: "ONTASKUPDATE", data: (i) => ({ FIELDS_AFTER: { ID: String(i + 1) } }) });
+      taskEvents();
+      const { node, out, empty } = await load({ entity: true });
+      node.receive({});
+      await until(() => empty.msgs.length === 1 && out.msgs.length === 2);
+      for (const msg of out.msgs) {
+        should(msg.entity).be.null();
+        should(msg.bitrix24.entityError).match({ code: "insufficient_scope", method: "tasks.task.list" });
+      }
+      // a later drain (the failure is not warned again) still shows it once idle
+      const gets = () => sandbox.stats().requests.total;
+      const before = gets();
+      node.receive({});
+      await until(() => gets() > before);
+      await until(() => /idle/.test(lastStatus(node)?.text ?? ""));
+      should(lastStatus(node)).match({ fill: "yellow", text: /· tasks\.task\.list: insufficient_scope$/ });
+
+      sandbox.setOptions({ scopes: null });
+      taskEvents();
+      node.receive({});
+      await until(() => out.msgs.length === 4);
+      should(out.msgs[3].entity).match({ id: "2" });
+      await until(() => /idle/.test(lastStatus(node)?.text ?? ""));
+      should(lastStatus(node)?.fill).equal("green");
+      should(lastStatus(node)?.text).not.match(/tasks\.task\.list/);
+    });
+
     it("refuses an entityMap that is not valid JSON on deploy, with a clear error", async () => {
       await start({ events: 3 });
       const { node } = await load({ entity: true, entityMap: '{"ONX": {"method": ' });
