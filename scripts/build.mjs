@@ -5,6 +5,14 @@ import { cpSync, existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+// node-red's bundled npm 10 (first on PATH inside our npm scripts) runs `prepare` on `npm pack --ignore-scripts`
+// all the same. The flag still reaches us: honour it, so the e2e tests' pack of the built tree does not rebuild
+// nodes/ under tests that are running.
+if (process.env.npm_lifecycle_event === "prepare" && process.env.npm_config_ignore_scripts === "true") {
+  console.log("build skipped: npm was asked to --ignore-scripts");
+  process.exit(0);
+}
+
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const out = join(root, "nodes");
 rmSync(out, { recursive: true, force: true });
