@@ -5,13 +5,13 @@
 // `npm run build` first; `npm run bench` does), writes results.json and RESULTS.md, prints the summary.
 // Exit code 1 only for correctness problems (events lost or left behind, duplicates) or a measurement that could
 // not run — never for speed: goals are reported as met / not met.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { cpuWindow } from "./lib/cpu-accounting.mjs";
 import { environment, load } from "./lib/environment.mjs";
-import { renderMarkdown } from "./lib/report.mjs";
+import { keptNotes, renderMarkdown } from "./lib/report.mjs";
 import { baselineComparison } from "./scenarios/baseline-comparison.mjs";
 import { callAll, callEach } from "./scenarios/call-engine.mjs";
 import { memoryFlat } from "./scenarios/memory.mjs";
@@ -128,8 +128,10 @@ async function main() {
   };
   const jsonPath = join(outDir, "results.json");
   const mdPath = join(outDir, "RESULTS.md");
+  // The hand-written notes at the end of the RESULTS.md being replaced stay (before/after across commits).
+  const notesByHand = existsSync(mdPath) ? keptNotes(readFileSync(mdPath, "utf8")) : "";
   writeFileSync(jsonPath, `${JSON.stringify(results, null, 2)}\n`);
-  writeFileSync(mdPath, renderMarkdown(results));
+  writeFileSync(mdPath, renderMarkdown(results, notesByHand));
   log(`wrote ${relative(process.cwd(), jsonPath)} and ${relative(process.cwd(), mdPath)} in ${results.seconds} s`);
   if (problems.length > 0) {
     console.error(`\ncorrectness problems:\n${problems.map((p) => `- ${p}`).join("\n")}`);

@@ -12,6 +12,16 @@ export function startSandbox(options) {
   return start(options);
 }
 
+/** The requests the sandbox counted between two of its stats().requests readings, by method too. */
+export function requestsSince(before, after) {
+  const byMethod = {};
+  for (const [method, n] of Object.entries(after.byMethod)) {
+    const d = n - (before.byMethod[method] ?? 0);
+    if (d > 0) byMethod[method] = d;
+  }
+  return { total: after.total - before.total, rejected503: after.rejected503 - before.rejected503, byMethod };
+}
+
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Records {t (ms, performance clock), requests, deleted, rejected503} every `everyMs` until stopped. */

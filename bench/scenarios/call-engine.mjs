@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { ratio, round } from "../lib/measures.mjs";
 import { packageRoot } from "../lib/node-red-process.mjs";
-import { startSandbox } from "../lib/sandbox-watch.mjs";
+import { requestsSince, startSandbox } from "../lib/sandbox-watch.mjs";
 
 const require = createRequire(import.meta.url);
 const GOAL = 0.9;
@@ -51,11 +51,6 @@ async function spendBurst(client, bucket) {
     await client.call("crm.deal.list", { select: ["ID"], start: -1, filter: { ID: 0 } });
 }
 
-function requestsOf(sandbox) {
-  const s = sandbox.stats().requests;
-  return { total: s.total, rejected503: s.rejected503 };
-}
-
 /** Reads pages one request each (start=0, 50, 100, ... with the count) for `windowMs`: the naive way. */
 async function naivePaging(client, windowMs) {
   const started = performance.now();
@@ -91,7 +86,7 @@ export async function callAll(ctx) {
       const client = clientFor(sandbox, bucket);
       try {
         await spendBurst(client, bucket);
-        const before = requestsOf(sandbox);
+        const before = sandbox.stats().requests;
         const seen = new Set();
         let duplicates = 0;
         const started = performance.now();
@@ -104,8 +99,8 @@ export async function callAll(ctx) {
           },
         });
         const ms = performance.now() - started;
-        const after = requestsOf(sandbox);
-        const requests = after.total - before.total;
+        const used = requestsSince(before, sandbox.stats().requests);
+        const requests = used.total;
         const maxRequests = Math.ceil(deals / 2500) + 1;
         if (seen.size !== deals || duplicates > 0) {
           problems.push(`${v.label}: ${seen.size} of ${deals} deals read, ${duplicates} duplicates`);
@@ -123,7 +118,7 @@ export async function callAll(ctx) {
           ratioToBound: round(ratio(perSecond, bound), 3),
           requests,
           maxRequests,
-          rejected503: after.rejected503 - before.rejected503,
+          rejected503: used.rejected503,
           duplicates,
         });
         ctx.log(`  ${v.label}: ${round(perSecond)} records/s vs bound ${bound}, ${requests} requests`);
@@ -134,9 +129,9 @@ export async function callAll(ctx) {
     const client = clientFor(sandbox, bucket);
     try {
       await spendBurst(client, bucket);
-      const before = requestsOf(sandbox);
+      const before = sandbox.stats().requests;
       const naive = await naivePaging(client, windowMs);
-      const after = requestsOf(sandbox);
+      const used = requestsSince(before, sandbox.stats().requests);
       const perSecond = (naive.records / naive.ms) * 1000;
       rows.push({
         label: "baseline: one counted page per request",
@@ -145,9 +140,9 @@ export async function callAll(ctx) {
         perSecond: round(perSecond),
         bound: bucket.perSecond * 50,
         ratioToBound: round(ratio(perSecond, bucket.perSecond * 50), 3),
-        requests: after.total - before.total,
+        requests: used.total,
         maxRequests: null,
-        rejected503: after.rejected503 - before.rejected503,
+        rejected503: used.rejected503,
         duplicates: null,
       });
       ctx.log(`  baseline: ${round(perSecond)} records/s`);
@@ -182,11 +177,11 @@ export async function callEach(ctx) {
     let client = clientFor(sandbox, bucket);
     try {
       await spendBurst(client, bucket);
-      const before = requestsOf(sandbox);
+      const before = sandbox.stats().requests;
       const started = performance.now();
       const out = await new RestCalls(client).each("crm.deal.get", ids);
       const ms = performance.now() - started;
-      const after = requestsOf(sandbox);
+      const used = requestsSince(before, sandbox.stats().requests);
       const wrongOrder = out.results.filter((r, i) => r === null || Number(r.ID) !== ids[i]).length;
       if (out.failures.length > 0 || wrongOrder > 0) {
         problems.push(`each: ${out.failures.length} failures, ${wrongOrder} results missing or out of order`);
@@ -200,17 +195,17 @@ export async function callEach(ctx) {
         perSecond: round(perSecond),
         bound,
         ratioToBound: round(ratio(perSecond, bound), 3),
-        requests: after.total - before.total,
-        rejected503: after.rejected503 - before.rejected503,
+        requests: used.total,
+        rejected503: used.rejected503,
       });
-      ctx.log(`  each: ${round(perSecond)} items/s vs bound ${bound}, ${after.total - before.total} requests`);
+      ctx.log(`  each: ${round(perSecond)} items/s vs bound ${bound}, ${used.total} requests`);
     } finally {
       client.close();
     }
     client = clientFor(sandbox, bucket);
     try {
       await spendBurst(client, bucket);
-      const before = requestsOf(sandbox);
+      const before = sandbox.stats().requests;
       const started = performance.now();
       let done = 0;
       while (performance.now() - started < windowMs) {
@@ -218,7 +213,7 @@ export async function callEach(ctx) {
         done += 1;
       }
       const ms = performance.now() - started;
-      const after = requestsOf(sandbox);
+      const used = requestsSince(before, sandbox.stats().requests);
       const perSecond = (done / ms) * 1000;
       rows.push({
         label: "baseline: one call per item",
@@ -227,8 +222,8 @@ export async function callEach(ctx) {
         perSecond: round(perSecond, 2),
         bound: bucket.perSecond,
         ratioToBound: round(ratio(perSecond, bucket.perSecond), 3),
-        requests: after.total - before.total,
-        rejected503: after.rejected503 - before.rejected503,
+        requests: used.total,
+        rejected503: used.rejected503,
       });
       ctx.log(`  baseline: ${round(perSecond, 2)} items/s`);
     } finally {

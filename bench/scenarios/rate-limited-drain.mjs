@@ -1,7 +1,7 @@
 // 1. Rate-limited drain: how close the nodes get to the bound a bucket of X requests burst, Y/s sets.
 import { drainThroughNodeRed } from "../lib/drain-run.mjs";
 import { burstEnd, ratio, round } from "../lib/measures.mjs";
-import { startSandbox } from "../lib/sandbox-watch.mjs";
+import { requestsSince, startSandbox } from "../lib/sandbox-watch.mjs";
 
 const GOAL = 0.9;
 const DEALS = [["deal", 1]];
@@ -27,10 +27,12 @@ async function rest(sandbox, method, params) {
  * queued: the msg must carry the object as it is now, not as it was when the event happened.
  */
 async function queueObjectEvents(sandbox, mix, events) {
+  const queued = {};
   let left = events;
   for (const [i, [kind, share]] of mix.entries()) {
     const n = i === mix.length - 1 ? left : Math.round(events * share);
     left -= n;
+    queued[kind] = n;
     sandbox.crm.seed(kind, n);
     const data =
       kind === "task"
@@ -44,6 +46,7 @@ async function queueObjectEvents(sandbox, mix, events) {
       else await rest(sandbox, `crm.${kind}.update`, { id, fields: { TITLE: `changed ${id}` } });
     }
   }
+  return queued;
 }
 
 /** Every reported msg against the sandbox's object now: same id, same title and modification date. */
@@ -91,14 +94,17 @@ export async function rateLimitedDrain(ctx) {
     ctx.log(`  ${v.label}: ${v.events} events, bucket ${bucket.burst} burst / ${bucket.perSecond} per s`);
     const sandbox = await startSandbox({ rateLimit: v.objects ? false : bucket });
     const reports = [];
+    let queued;
     try {
       if (v.objects) {
         // Objects and their events are set up with the bucket off, then the bucket is switched on for the drain.
-        await queueObjectEvents(sandbox, v.objects, v.events);
+        queued = await queueObjectEvents(sandbox, v.objects, v.events);
         sandbox.setOptions({ rateLimit: bucket });
       } else {
         sandbox.addEvents(v.events);
       }
+      // The set-up's update calls are not the drain's: the request counts below start here.
+      const setUp = sandbox.stats().requests;
       // Each request moves `limit` events per get it carries: the acks of the previous batch ride along.
       const bound = bucket.perSecond * v.limit * v.prefetch;
       const burstEvents = bucket.burst * v.limit * v.prefetch;
@@ -117,6 +123,7 @@ export async function rateLimitedDrain(ctx) {
       }
       if (run.retriggers > 0) notes.push(`${v.label}: the drain stalled and needed ${run.retriggers} more trigger(s)`);
       const s = run.stats;
+      const requests = requestsSince(setUp, s.requests);
       if (s.queue.total !== 0 || s.deleted !== v.events) {
         problems.push(`${v.label}: ${s.queue.total} events left in the queue, ${s.deleted} of ${v.events} cleared`);
       }
@@ -128,15 +135,22 @@ export async function rateLimitedDrain(ctx) {
       }
       let objects;
       if (v.objects) {
-        objects = checkObjects(sandbox, reports, v.events);
+        objects = { queued, ...checkObjects(sandbox, reports, v.events) };
         if (objects.wrong > 0 || objects.unreported > 0) {
           problems.push(
             `${v.label}: ${objects.wrong} msg(s) without the right object or its latest values, ${objects.unreported} event(s) not reported`,
           );
         }
       }
+      const ratioToBound = round(ratio(steady, bound), 3);
       rows.push({
         label: v.label,
+        // The verdict: the rate after the burst, no 503, and with objects every msg with its object's latest state.
+        met:
+          ratioToBound !== null &&
+          ratioToBound >= GOAL &&
+          requests.rejected503 === 0 &&
+          (!objects || (objects.wrong === 0 && objects.unreported === 0)),
         ...(objects ? { objects } : {}),
         events: v.events,
         limit: v.limit,
@@ -147,19 +161,23 @@ export async function rateLimitedDrain(ctx) {
         afterBurstPerSecond: round(steady),
         afterBurstSeconds: end ? round((run.endedAt - end.t) / 1000, 1) : null,
         bound,
-        ratioToBound: round(ratio(steady, bound), 3),
-        rejected503: s.requests.rejected503,
+        ratioToBound,
+        rejected503: requests.rejected503,
         rejected503AtSeconds: at503.slice(0, 10),
         burstSpentAtSeconds: end ? round((end.t - run.injectedAt) / 1000, 2) : null,
-        requests: s.requests.total,
-        byMethod: s.requests.byMethod,
+        requests: requests.total,
+        byMethod: requests.byMethod,
       });
+      const r = rows.at(-1);
+      ctx.log(
+        `    ${round(steady)} events/s after the burst vs bound ${bound} (${pct(ratioToBound)}), ${r.rejected503} × 503${objects ? `, ${objects.checked} msgs checked, ${objects.wrong} wrong, ${objects.unreported} not reported` : ""}`,
+      );
     } finally {
       await sandbox.close();
     }
   }
   const main = rows[0];
-  const met = rows.every((r) => r.ratioToBound !== null && r.ratioToBound >= GOAL && r.rejected503 === 0);
+  const met = rows.every((r) => r.met);
   return {
     id: "rate-limited-drain",
     title: "1. Rate-limited drain (ack mode)",
@@ -167,7 +185,7 @@ export async function rateLimitedDrain(ctx) {
     rows,
     nodeRedVersion,
     goal: {
-      text: `after the burst >= ${GOAL * 100} % of Y x limit (x prefetch) events/s, zero 503s`,
+      text: `after the burst >= ${GOAL * 100} % of Y x limit (x prefetch) events/s (with objects: of the bound without them, every msg with its object's latest state), zero 503s`,
       met,
       headline: main
         ? `${main.afterBurstPerSecond} events/s after the burst vs bound ${main.bound} (${pct(main.ratioToBound)}), ${main.rejected503} × 503`
