@@ -1,10 +1,11 @@
 import should from "should";
 import { type AckedNotice, AckQueue } from "../../src/core/ack-queue";
-import { Bitrix24Client } from "../../src/core/client";
+import type { Bitrix24Client } from "../../src/core/client";
 import { Bitrix24Error } from "../../src/core/errors";
 import { OfflineEventsApi } from "../../src/core/offline-api";
 import type { OfflineGetResult } from "../../src/core/types";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
+import { sandboxClient } from "./fixtures/sandbox-client";
 
 interface Rig {
   sandbox: Sandbox;
@@ -33,17 +34,7 @@ describe("AckQueue (against the sandbox)", function () {
     rateLimit: { perSecond: number; burst: number } | false = false,
   ): Promise<Rig> {
     const sandbox = await startSandbox({ rateLimit: false, ...sandboxOptions });
-    const c = sandbox.credentials;
-    const client = new Bitrix24Client({
-      portalUrl: sandbox.url,
-      auth: {
-        type: "oauth",
-        clientId: c.clientId,
-        clientSecret: c.clientSecret,
-        accessToken: c.accessToken,
-        refreshToken: c.refreshToken,
-        oauthServer: sandbox.url,
-      },
+    const client = sandboxClient(sandbox, {
       rateLimit,
       retry: { maxAttempts: 1 },
     });

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import should from "should";
 import { AckQueue } from "../../src/core/ack-queue";
-import { Bitrix24Client } from "../../src/core/client";
+import type { Bitrix24Client } from "../../src/core/client";
 import type { Bitrix24Error } from "../../src/core/errors";
 import { OfflineEventsApi } from "../../src/core/offline-api";
 import {
@@ -17,6 +17,7 @@ import {
 } from "../../src/core/offline-consumer";
 import { journalFileName } from "../../src/core/process-journal";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
+import { sandboxClient } from "./fixtures/sandbox-client";
 
 interface Rig {
   sandbox: Sandbox;
@@ -63,17 +64,7 @@ describe("offline consumer (against the sandbox)", function () {
   async function setup(sandboxOptions: SandboxOptions = {}): Promise<Rig> {
     const sandbox = await startSandbox({ rateLimit: false, ...sandboxOptions });
     const c = sandbox.credentials;
-    const client = new Bitrix24Client({
-      portalUrl: sandbox.url,
-      auth: {
-        type: "oauth",
-        clientId: c.clientId,
-        clientSecret: c.clientSecret,
-        accessToken: c.accessToken,
-        refreshToken: c.refreshToken,
-        oauthServer: sandbox.url,
-      },
-      rateLimit: false,
+    const client = sandboxClient(sandbox, {
       retry: { maxAttempts: 1 },
     });
     const api = new OfflineEventsApi(client);

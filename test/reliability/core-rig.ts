@@ -2,12 +2,13 @@ import { promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AckQueue } from "../../src/core/ack-queue";
-import { Bitrix24Client, type ClientOptions } from "../../src/core/client";
+import type { Bitrix24Client, ClientOptions } from "../../src/core/client";
 import type { Bitrix24Error } from "../../src/core/errors";
 import { OfflineEventsApi } from "../../src/core/offline-api";
 import { OfflineConsumer, type OfflineConsumerOptions } from "../../src/core/offline-consumer";
 import { FileTokenStore } from "../../src/core/token-store";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
+import { sandboxClient } from "../core/fixtures/sandbox-client";
 import { DeliveryBook, FaultCounter, sleep } from "./ledger";
 
 /**
@@ -49,17 +50,7 @@ export async function coreRig(options: CoreRigOptions = {}): Promise<CoreRig> {
   const sandbox = await startSandbox({ rateLimit: false, ...options.sandbox });
   const c = sandbox.credentials;
   const stateDir = options.stateDir ?? (await fs.mkdtemp(join(tmpdir(), "b24-rel-")));
-  const client = new Bitrix24Client({
-    portalUrl: sandbox.url,
-    auth: {
-      type: "oauth",
-      clientId: c.clientId,
-      clientSecret: c.clientSecret,
-      accessToken: c.accessToken,
-      refreshToken: c.refreshToken,
-      oauthServer: sandbox.url,
-    },
-    rateLimit: false,
+  const client = sandboxClient(sandbox, {
     retry: FAST_RETRY,
     tokenStore: new FileTokenStore(stateDir),
     ...options.client,
