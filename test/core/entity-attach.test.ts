@@ -9,21 +9,10 @@ import { parseEntityMap } from "../../src/core/entity-reads";
 import { OfflineEventsApi } from "../../src/core/offline-api";
 import { OfflineConsumer, type OfflineConsumerOptions } from "../../src/core/offline-consumer";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
+import { until } from "../wait";
 import { sandboxClient } from "./fixtures/sandbox-client";
 
 /** The get side attaching each event's object (entity stage) against the sandbox's CRM objects. */
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error("timed out waiting for a condition");
-    await sleep(5);
-  }
-}
 
 function objectId(d: Delivery): string {
   return String((d.event.EVENT_DATA as { FIELDS: { ID: string } }).FIELDS.ID);

@@ -17,6 +17,7 @@ import {
 } from "../../src/core/offline-consumer";
 import { journalFileName } from "../../src/core/process-journal";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
+import { sleep, until } from "../wait";
 import { sandboxClient } from "./fixtures/sandbox-client";
 
 interface Rig {
@@ -39,18 +40,6 @@ interface Harness {
   warnings: ConsumerWarning[];
   /** Acks every delivered event the way a clear node would: in a later turn, through the ack queue. */
   autoAck(): void;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error("timed out waiting for a condition");
-    await sleep(5);
-  }
 }
 
 function count(groups: DeliveryGroup[]): number {

@@ -7,6 +7,7 @@ import type { OfflineEventsApi } from "../../src/core/offline-api";
 import type { OfflineGetResult } from "../../src/core/types";
 import type { EventMessage } from "../../src/nodes/msg-contract";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
+import { until } from "../wait";
 
 // The build output, as Node-RED loads it.
 const portalNode = require("../../nodes/nodes/bitrix24-portal.js").default;
@@ -25,18 +26,6 @@ interface SpiedNode {
 interface OutMsg extends EventMessage {
   _tag?: string;
   error?: { message: string; code?: string };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error("timed out waiting for a condition");
-    await sleep(5);
-  }
 }
 
 /** One msg per event, as bitrix24-offline-get emits them (msg-contract.ts). */

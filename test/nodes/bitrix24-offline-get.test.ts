@@ -7,6 +7,7 @@ import should from "should";
 import type { PortalNode } from "../../src/nodes/bitrix24-portal";
 import type { EventMessage } from "../../src/nodes/msg-contract";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
+import { sleep, until } from "../wait";
 
 // The build output, as Node-RED loads it (`npm run build` first).
 const portalNode = require("../../nodes/nodes/bitrix24-portal.js").default;
@@ -41,18 +42,6 @@ interface SpiedNode {
 
 interface Collector {
   msgs: EventMessage[];
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error("timed out waiting for a condition");
-    await sleep(5);
-  }
 }
 
 describe("bitrix24-offline-get node", function () {

@@ -15,18 +15,10 @@ import {
   type SpiedNode,
   statusesOf,
 } from "../reliability/node-rig";
+import { sleep, until as waitUntil } from "../wait";
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function until(check: () => boolean, timeoutMs = 8000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error("timed out waiting for a condition");
-    await sleep(5);
-  }
-}
+// Node-level waits here span a rename or a method pause: longer than the default.
+const until = (check: () => boolean) => waitUntil(check, 8000);
 
 /** What real portals do beyond the method pages, proven through the nodes against the sandbox. */
 describe("nodes against what real portals do (renames, OAuth regions, limits)", function () {
