@@ -1,7 +1,8 @@
 import should from "should";
 import { Bitrix24Client, type ClientOptions, type RequestInfo } from "../../src/core/client";
-import { Bitrix24Error, SYSTEM_ERRORS } from "../../src/core/errors";
+import { type Bitrix24Error, SYSTEM_ERRORS } from "../../src/core/errors";
 import { FakePortal, type Handler, sendError, sendJson, sendResult } from "./fixtures/fake-portal";
+import { rejection } from "./fixtures/rejection";
 
 /** The seeds' "Statuses and System Error Codes" table, and whether a retry may help. */
 const SEED_ERRORS: Array<[number, string, boolean]> = [
@@ -39,15 +40,6 @@ describe("core/client error mapping and retries", () => {
     return c;
   }
 
-  async function failure(promise: Promise<unknown>): Promise<Bitrix24Error> {
-    const err = await promise.then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    should(err).be.instanceOf(Bitrix24Error);
-    return err as Bitrix24Error;
-  }
-
   beforeEach(async () => {
     portal = await FakePortal.start((_req, res) => sendResult(res, true));
   });
@@ -73,7 +65,7 @@ describe("core/client error mapping and retries", () => {
   for (const [status, code, retryable] of SEED_ERRORS) {
     it(`maps ${status} ${code} (retryable: ${retryable})`, async () => {
       portal.handler = (_req, res) => sendError(res, status, code, `described ${code}`);
-      const err = await failure(webhookClient().call("event.offline.list"));
+      const err = await rejection(webhookClient().call("event.offline.list"));
       should(err.code).equal(code);
       should(err.status).equal(status);
       should(err.retryable).equal(retryable);
@@ -86,7 +78,7 @@ describe("core/client error mapping and retries", () => {
 
   it("passes method-specific codes through with the HTTP status", async () => {
     portal.handler = (_req, res) => sendError(res, 400, "ERROR_ARGUMENT", "LIMIT must be positive");
-    const err = await failure(webhookClient().call("event.offline.get", { clear: 0, limit: 0 }));
+    const err = await rejection(webhookClient().call("event.offline.get", { clear: 0, limit: 0 }));
     should(err).match({ code: "ERROR_ARGUMENT", status: 400, retryable: false, description: "LIMIT must be positive" });
   });
 
@@ -136,7 +128,7 @@ describe("core/client error mapping and retries", () => {
       res.writeHead(200, { "Content-Type": "text/html" });
       res.end("<html>maintenance</html>");
     };
-    let err = await failure(webhookClient().call("event.get"));
+    let err = await rejection(webhookClient().call("event.get"));
     should(err).match({ code: "MALFORMED_ANSWER", status: 200, retryable: false });
     should(err.description).match(/maintenance/);
     should(portal.requests).have.length(1);
@@ -145,19 +137,19 @@ describe("core/client error mapping and retries", () => {
       res.writeHead(502, { "Content-Type": "text/html" });
       res.end("<html>Bad gateway</html>");
     };
-    err = await failure(webhookClient().call("event.get"));
+    err = await rejection(webhookClient().call("event.get"));
     should(err).match({ code: "MALFORMED_ANSWER", status: 502, retryable: true });
     should(portal.requests).have.length(3);
 
     portal.handler = (_req, res) => sendJson(res, 200, { time: {} });
-    err = await failure(webhookClient().call("event.get"));
+    err = await rejection(webhookClient().call("event.get"));
     should(err.code).equal("MALFORMED_ANSWER");
   });
 
   it("a portal that does not answer in time is TIMEOUT (retried), an absent one NETWORK_ERROR", async () => {
     const hang: Handler = () => undefined;
     portal.handler = hang;
-    const err = await failure(webhookClient({ timeoutMs: 80 }).call("event.get"));
+    const err = await rejection(webhookClient({ timeoutMs: 80 }).call("event.get"));
     should(err).match({ code: "TIMEOUT", status: 0, retryable: true });
     should(portal.requests).have.length(2);
 
@@ -168,7 +160,7 @@ describe("core/client error mapping and retries", () => {
       retry: { maxAttempts: 1 },
     });
     clients.push(absent);
-    const down = await failure(absent.call("event.get"));
+    const down = await rejection(absent.call("event.get"));
     should(down).match({ code: "NETWORK_ERROR", status: 0, retryable: true });
   });
 
@@ -202,7 +194,7 @@ describe("core/client error mapping and retries", () => {
     should(() => webhookClient({ auth: { type: "webhook", webhookUrl: `${portal.url}/hook/` } })).throw(
       /rest\/<user id>/,
     );
-    const err = await failure(webhookClient().call("../../etc/passwd"));
+    const err = await rejection(webhookClient().call("../../etc/passwd"));
     should(err.code).equal("INVALID_ARGUMENT");
     should(portal.requests).be.empty();
   });

@@ -2,8 +2,9 @@ import { createServer } from "node:net";
 import should from "should";
 import { Bitrix24Client, type ClientOptions } from "../../src/core/client";
 import { isLossyGet } from "../../src/core/delivery-safety";
-import { Bitrix24Error } from "../../src/core/errors";
+import type { Bitrix24Error } from "../../src/core/errors";
 import { FakePortal, sendError, sendResult } from "./fixtures/fake-portal";
+import { rejection } from "./fixtures/rejection";
 
 const EVENTS = { process_id: null, events: [{ ID: "1", EVENT_NAME: "ONCRMLEADADD", MESSAGE_ID: "a".repeat(32) }] };
 
@@ -31,15 +32,6 @@ describe("core/client never blindly retries a clear=1 event.offline.get", () => 
     };
   }
 
-  async function failure(promise: Promise<unknown>): Promise<Bitrix24Error> {
-    const err = await promise.then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    should(err).be.instanceOf(Bitrix24Error);
-    return err as Bitrix24Error;
-  }
-
   beforeEach(async () => {
     portal = await FakePortal.start((_req, res) => sendResult(res, EVENTS));
   });
@@ -60,7 +52,7 @@ describe("core/client never blindly retries a clear=1 event.offline.get", () => 
 
   it("a dropped connection after sending a clear=1 get is EVENTS_MAY_BE_LOST, sent exactly once", async () => {
     dropFirst(1);
-    const err = await failure(client().call("event.offline.get", { limit: 10 }));
+    const err = await rejection(client().call("event.offline.get", { limit: 10 }));
     should(err.code).equal("EVENTS_MAY_BE_LOST");
     should(err.retryable).be.false();
     should(err.description).match(/clear=1/);
@@ -77,11 +69,11 @@ describe("core/client never blindly retries a clear=1 event.offline.get", () => 
 
   it("a 500 or a timeout on a clear=1 get may have run it: EVENTS_MAY_BE_LOST", async () => {
     portal.handler = (_req, res) => sendError(res, 500, "INTERNAL_SERVER_ERROR");
-    should((await failure(client().call("event.offline.get", { clear: 1 }))).code).equal("EVENTS_MAY_BE_LOST");
+    should((await rejection(client().call("event.offline.get", { clear: 1 }))).code).equal("EVENTS_MAY_BE_LOST");
     should(portal.requests).have.length(1);
 
     portal.handler = () => undefined;
-    const err = await failure(client({ timeoutMs: 60 }).call("event.offline.get"));
+    const err = await rejection(client({ timeoutMs: 60 }).call("event.offline.get"));
     should(err.code).equal("EVENTS_MAY_BE_LOST");
     should((err.cause as Bitrix24Error).code).equal("TIMEOUT");
     should(portal.requests).have.length(2);
@@ -117,14 +109,14 @@ describe("core/client never blindly retries a clear=1 event.offline.get", () => 
     c.on("retry", () => {
       retries += 1;
     });
-    const err = await failure(c.call("event.offline.get"));
+    const err = await rejection(c.call("event.offline.get"));
     should(err.code).equal("NETWORK_ERROR");
     should(retries).equal(2);
   });
 
   it("a batch carrying a clear=1 get is not resent after a drop; one with only clear=0 gets is", async () => {
     dropFirst(1);
-    const err = await failure(
+    const err = await rejection(
       client().batch({
         ack: { method: "event.offline.clear", params: { process_id: "p", id: [1] } },
         next: { method: "event.offline.get", params: { limit: 5 } },

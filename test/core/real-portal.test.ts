@@ -9,12 +9,12 @@ import {
   type MethodPause,
   type PortalMove,
 } from "../../src/core/client";
-import { Bitrix24Error } from "../../src/core/errors";
 import { MethodPauses } from "../../src/core/method-pauses";
 import { MAX_REDIRECT_HOPS } from "../../src/core/portal-move";
 import { oauthServerFromDomain, oauthServerFromEndpoint } from "../../src/core/portal-url";
 import { FileTokenStore, fingerprint, tokenStoreKey } from "../../src/core/token-store";
 import { FakePortal, type SeenRequest, sendError, sendJson, sendResult } from "./fixtures/fake-portal";
+import { rejection } from "./fixtures/rejection";
 
 /** What a real portal does beyond the method pages (REFERENCE.md "Real portals"), against the core client. */
 describe("core/client against what real portals do (renames, OAuth regions, limits)", () => {
@@ -63,15 +63,6 @@ describe("core/client against what real portals do (renames, OAuth regions, limi
     });
     clients.push(c);
     return c;
-  }
-
-  async function failure(promise: Promise<unknown>): Promise<Bitrix24Error> {
-    const err = await promise.then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    should(err).be.instanceOf(Bitrix24Error);
-    return err as Bitrix24Error;
   }
 
   /** A token answer as oauth.bitrix.info gives one, naming `server` as the portal's OAuth server. */
@@ -175,7 +166,7 @@ describe("core/client against what real portals do (renames, OAuth regions, limi
         res.writeHead(302, { Location: "http://example.com/rest/event.offline.get.json" });
         res.end();
       });
-      let err = await failure(webhookClient(toHttp.url).call("event.offline.get", { clear: 1 }));
+      let err = await rejection(webhookClient(toHttp.url).call("event.offline.get", { clear: 1 }));
       should(err).match({ code: "REDIRECT_REFUSED", status: 302, retryable: false });
       should(err.description).match(/http:\/\/example\.com/);
       should(toHttp.requests).have.length(1);
@@ -184,12 +175,12 @@ describe("core/client against what real portals do (renames, OAuth regions, limi
         res.writeHead(301, { Location: "https://www.bitrix24.com/closed/" });
         res.end();
       });
-      err = await failure(webhookClient(toPage.url).call("event.offline.get", { clear: 1 }));
+      err = await rejection(webhookClient(toPage.url).call("event.offline.get", { clear: 1 }));
       should(err.code).equal("REDIRECT_REFUSED");
       should(err.description).match(/not to its REST API/);
 
       const loop = await fake(redirectTo(() => loop.url, 307));
-      err = await failure(webhookClient(loop.url).call("event.offline.get", { clear: 1 }));
+      err = await rejection(webhookClient(loop.url).call("event.offline.get", { clear: 1 }));
       should(err.code).equal("REDIRECT_REFUSED");
       should(loop.requests).have.length(MAX_REDIRECT_HOPS + 1); // the first request, then the hops followed
     });
@@ -286,7 +277,7 @@ describe("core/client against what real portals do (renames, OAuth regions, limi
         if (req.path === "/oauth/token/") sendJson(res, 200, tokenAnswer(++issued, portal.url));
         else sendError(res, 401, "NO_AUTH_FOUND", "Wrong authorization data");
       };
-      const err = await failure(c.call("event.get"));
+      const err = await rejection(c.call("event.get"));
       should(err.code).equal("NO_AUTH_FOUND");
       should(portal.requests.filter((r) => r.path === "/oauth/token/")).have.length(2);
     });
@@ -295,7 +286,7 @@ describe("core/client against what real portals do (renames, OAuth regions, limi
       const portal = await fake((_req, res) =>
         sendError(res, 503, "OVERLOAD_LIMIT", "REST API is blocked due to overload."),
       );
-      const err = await failure(webhookClient(portal.url).call("event.offline.get", { clear: 1 }));
+      const err = await rejection(webhookClient(portal.url).call("event.offline.get", { clear: 1 }));
       should(err).match({ code: "OVERLOAD_LIMIT", status: 503, retryable: false });
       should(err.description).startWith("Blocked by Bitrix24 support");
       should(err.description).endWith("REST API is blocked due to overload.");
@@ -351,7 +342,7 @@ describe("core/client against what real portals do (renames, OAuth regions, limi
         } else sendResult(res, req.restMethod);
       });
       const c = webhookClient(portal.url, { retry: { maxAttempts: 1 } });
-      const err = await failure(c.call("event.offline.get", { clear: 0 }));
+      const err = await rejection(c.call("event.offline.get", { clear: 0 }));
       should(err.code).equal("OPERATION_TIME_LIMIT");
       await c.call("event.offline.get", { clear: 0 });
       should(portal.requests).have.length(2);
@@ -387,9 +378,9 @@ describe("core/client against what real portals do (renames, OAuth regions, limi
           else sendError(res, 401, "expired_token");
         });
         const c = oauthClient(portal.url, { accessToken: undefined });
-        const first = await failure(c.call("event.get"));
+        const first = await rejection(c.call("event.get"));
         should(first).match({ code, retryable: false });
-        const second = await failure(c.call("event.get"));
+        const second = await rejection(c.call("event.get"));
         should(second.code).equal(code);
         should(second).not.equal(first);
         should(portal.requests.filter((r) => r.path === "/oauth/token/")).have.length(1);
@@ -402,8 +393,8 @@ describe("core/client against what real portals do (renames, OAuth regions, limi
         else sendResult(res, true);
       });
       const c = oauthClient(portal.url, { accessToken: undefined }, { retry: { maxAttempts: 1 } });
-      await failure(c.call("event.get"));
-      await failure(c.call("event.get"));
+      await rejection(c.call("event.get"));
+      await rejection(c.call("event.get"));
       should(portal.requests.filter((r) => r.path === "/oauth/token/")).have.length(2);
     });
   });
