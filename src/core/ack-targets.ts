@@ -1,5 +1,6 @@
 import type { AckTarget, ErrorTarget } from "./ack-queue";
 import { Bitrix24Error } from "./errors";
+import { isJsonObject } from "./json-object";
 
 /**
  * Reads what a clear/error node should act on from a msg-like object (DESIGN.md, the msg contract), in this order:
@@ -33,9 +34,7 @@ function refuse(method: string, description: string): Bitrix24Error {
 }
 
 function asRecord(value: unknown): Record<string, unknown> | undefined {
-  return typeof value === "object" && value !== null && !Array.isArray(value)
-    ? (value as Record<string, unknown>)
-    : undefined;
+  return isJsonObject(value) ? value : undefined;
 }
 
 function present(value: unknown): boolean {

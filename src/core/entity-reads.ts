@@ -1,6 +1,7 @@
 import type { BatchOutcome } from "./client";
 import { MAX_BATCH_COMMANDS } from "./client";
 import { Bitrix24Error } from "./errors";
+import { isJsonObject } from "./json-object";
 import { cursorShape, malformedPage, pageRecords, recordsKeyOf } from "./list-shapes";
 import type { BatchCommand, OfflineEvent } from "./types";
 
@@ -112,12 +113,8 @@ function configError(description: string): Bitrix24Error {
   return new Bitrix24Error({ code: "INVALID_CONFIG", description: `entityMap: ${description}` });
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
 function checkRule(key: string, value: unknown): EntityRule {
-  if (!isPlainObject(value))
+  if (!isJsonObject(value))
     throw configError(`"${key}" must map to an object like {"method": "crm.deal.list", "id": "FIELDS.ID"}`);
   const text = (name: string, required = false) => {
     const v = value[name];
@@ -138,7 +135,7 @@ function checkRule(key: string, value: unknown): EntityRule {
   if (value.select !== undefined && (!Array.isArray(value.select) || value.select.some((s) => typeof s !== "string"))) {
     throw configError(`"${key}".select must be a list of field names, got ${JSON.stringify(value.select)}`);
   }
-  if (value.params !== undefined && !isPlainObject(value.params)) {
+  if (value.params !== undefined && !isJsonObject(value.params)) {
     throw configError(`"${key}".params must be an object, got ${JSON.stringify(value.params)}`);
   }
   if ((value.typeIdPath === undefined) !== (value.typeParam === undefined)) {
@@ -159,7 +156,7 @@ export function parseEntityMap(text: string | undefined): EntityMap {
   } catch (err) {
     throw configError(`not valid JSON (${err instanceof Error ? err.message : String(err)})`);
   }
-  if (!isPlainObject(parsed)) throw configError("must be a JSON object: event name → {method, id}");
+  if (!isJsonObject(parsed)) throw configError("must be a JSON object: event name → {method, id}");
   const map: EntityMap = { ...BUILTIN_ENTITY_MAP };
   for (const [key, value] of Object.entries(parsed)) {
     if (key.trim() === "" || key === "*") throw configError(`event name ${JSON.stringify(key)} is not one`);
@@ -190,7 +187,7 @@ function at(value: unknown, path: string): unknown {
   let v = value;
   for (const part of path.split(".")) {
     if (part === "") continue;
-    if (!isPlainObject(v)) return undefined;
+    if (!isJsonObject(v)) return undefined;
     v = v[part];
   }
   return v;
@@ -285,7 +282,7 @@ export function planEntityReads(
       const params: Record<string, unknown> = {
         ...rule.params,
         [filterParam]: {
-          ...(isPlainObject(baseFilter) ? baseFilter : {}),
+          ...(isJsonObject(baseFilter) ? baseFilter : {}),
           [rule.filterKey ?? `@${shape?.queryId ?? "ID"}`]: group.ids.slice(i, i + MAX_BATCH_COMMANDS),
         },
       };
@@ -334,7 +331,7 @@ export function planEntityReads(
         const byId = found.get(group) ?? new Map<string, Record<string, unknown>>();
         found.set(group, byId);
         for (const r of records as unknown[]) {
-          if (!isPlainObject(r)) continue;
+          if (!isJsonObject(r)) continue;
           const id = scalarId(r[group.rule.idField ?? cursorShape(group.rule.method)?.recordId ?? "ID"]);
           if (id !== undefined) byId.set(id, r);
         }

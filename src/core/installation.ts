@@ -3,6 +3,7 @@ import { promises as fs, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { requestToken } from "./authorization-code";
 import { Bitrix24Error } from "./errors";
+import { isJsonObject } from "./json-object";
 import { ReplayGuard } from "./notification";
 import { parseTokenAnswer } from "./oauth-session";
 import { isLoopbackHost, validatePortalUrl } from "./portal-url";
@@ -62,9 +63,7 @@ function text(value: unknown): string {
 }
 
 function record(value: unknown): Record<string, unknown> | undefined {
-  return typeof value === "object" && value !== null && !Array.isArray(value)
-    ? (value as Record<string, unknown>)
-    : undefined;
+  return isJsonObject(value) ? value : undefined;
 }
 
 /**

@@ -8,6 +8,7 @@ import {
 } from "./call-outcome";
 import { type Bitrix24Client, MAX_BATCH_COMMANDS } from "./client";
 import type { Bitrix24Error } from "./errors";
+import { isJsonObject } from "./json-object";
 import { type CursorShape, cursorShape, malformedPage, PAGE_SIZE, pageRecords, recordsKeyOf } from "./list-shapes";
 import type { BatchCommand } from "./types";
 
@@ -29,10 +30,6 @@ import type { BatchCommand } from "./types";
  */
 
 type Params = Record<string, unknown>;
-
-function isPlainObject(value: unknown): value is Params {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 /** The key of `params` named `name` in any case, or undefined. */
 function keyOf(params: Params, name: string): string | undefined {
@@ -78,15 +75,15 @@ function planCursor(shape: CursorShape, params: Params): CursorPlan | undefined 
   } else {
     const orderKey = keyOf(params, "order");
     const order = orderKey === undefined ? undefined : params[orderKey];
-    if (order !== undefined && !(isPlainObject(order) && Object.keys(order).length === 0)) {
+    if (order !== undefined && !(isJsonObject(order) && Object.keys(order).length === 0)) {
       // ID is unique, so only the first sort key matters.
-      const first = isPlainObject(order) ? Object.entries(order)[0] : undefined;
+      const first = isJsonObject(order) ? Object.entries(order)[0] : undefined;
       if (!first || first[0].toLowerCase() !== id || !isAscending(first[1])) return undefined;
     }
   }
   const filterKey = keyOf(params, shape.filterParam);
   const given = filterKey === undefined ? {} : params[filterKey];
-  if (!isPlainObject(given)) return undefined;
+  if (!isJsonObject(given)) return undefined;
   const filter: Params = {};
   let startAfter = 0;
   for (const [key, value] of Object.entries(given)) {
@@ -132,7 +129,7 @@ function referenceToLastId(shape: CursorShape, key: string): string {
 function idsOf(records: unknown[], field: string): number[] | undefined {
   const ids: number[] = [];
   for (const record of records) {
-    const id = isPlainObject(record) ? asInteger(record[field]) : undefined;
+    const id = isJsonObject(record) ? asInteger(record[field]) : undefined;
     if (id === undefined) return undefined;
     ids.push(id);
   }

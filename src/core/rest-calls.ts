@@ -9,6 +9,7 @@ import {
 } from "./call-outcome";
 import { type Bitrix24Client, MAX_BATCH_COMMANDS } from "./client";
 import { Bitrix24Error } from "./errors";
+import { isJsonObject } from "./json-object";
 import { readAll } from "./list-reader";
 import { idParam, isReadMethod } from "./method-kinds";
 import type { BatchCommand } from "./types";
@@ -51,13 +52,9 @@ function withConnector(
   return { ...params, auth_connector: authConnector };
 }
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
 /** An item of `each`: a parameter object, or a bare ID (number or non-empty string) for a `.get`-style method. */
 function itemParams(method: string, item: unknown): Record<string, unknown> | Bitrix24Error {
-  if (isPlainObject(item)) return item;
+  if (isJsonObject(item)) return item;
   if ((typeof item === "number" && Number.isFinite(item)) || (typeof item === "string" && item.trim() !== "")) {
     const param = idParam(method);
     if (param) return { [param]: item };
