@@ -1,3 +1,4 @@
+import { isPlainObject } from "./param-values";
 import type { ParamValue } from "./php-params";
 import type { QueueRecord } from "./queue-record";
 import { argumentError } from "./rest-error";
@@ -34,10 +35,6 @@ export interface Condition {
 export interface SortKey {
   field: FilterField;
   desc: boolean;
-}
-
-function isPlainObject(value: unknown): value is Record<string, ParamValue> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 export function parseFilter(raw: ParamValue | undefined, allowed: readonly FilterField[]): Condition[] {
