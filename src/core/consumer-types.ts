@@ -122,6 +122,8 @@ export type ConsumerWarning =
 export interface OfflineConsumerEvents {
   deliver: [DeliveryGroup];
   "dead-letter": [DeliveryGroup];
+  /** Objects of this method are read again after an ENTITY_READ_FAILED warning about it. */
+  "entity-read-recovered": [string];
   drained: [DrainSummary];
   state: [ConsumerState];
   /** A failure outside any trigger (redelivery, sweep, journal, marking): nobody else will report it. */

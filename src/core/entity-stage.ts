@@ -26,6 +26,8 @@ export class EntityStage {
   constructor(
     private readonly map: EntityMap,
     private readonly report: (failure: EntityReadFailure) => void,
+    /** A method whose failure was reported read successfully again. */
+    private readonly recovered: (method: string) => void = () => undefined,
   ) {}
 
   /** Events fetched and recorded, waiting for the next request to carry their reads. */
@@ -90,7 +92,11 @@ export class EntityStage {
     const failedMethods = new Set(failures.map((f) => f.method));
     for (const command of Object.values(plan.commands)) {
       if (failedMethods.has(command.method)) continue;
-      for (const key of [...this.reported]) if (key.startsWith(`${command.method}\u0000`)) this.reported.delete(key);
+      let cleared = false;
+      for (const key of [...this.reported]) {
+        if (key.startsWith(`${command.method}\u0000`)) cleared = this.reported.delete(key);
+      }
+      if (cleared) this.recovered(command.method);
     }
     for (const failure of failures) {
       const key = `${failure.method}\u0000${failure.error.code}`;

@@ -161,8 +161,10 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
       },
     );
     this.entities = o.entity
-      ? new EntityStage(o.entityMap ?? BUILTIN_ENTITY_MAP, ({ method, error }) =>
-          this.emit("warning", { code: "ENTITY_READ_FAILED", method, error }),
+      ? new EntityStage(
+          o.entityMap ?? BUILTIN_ENTITY_MAP,
+          ({ method, error }) => this.emit("warning", { code: "ENTITY_READ_FAILED", method, error }),
+          (method) => this.emit("entity-read-recovered", method),
         )
       : undefined;
     const consumer = this;

@@ -1,5 +1,5 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow, NodeStatus } from "node-red";
-import { BUILTIN_ENTITY_MAP, type EntityAttachment, parseEntityMap, ruleFor } from "../core/entity-reads";
+import { type EntityAttachment, parseEntityMap } from "../core/entity-reads";
 import { Bitrix24Error } from "../core/errors";
 import { validateFilter, validateOrder } from "../core/offline-api";
 import {
@@ -251,7 +251,6 @@ export default function register(RED: NodeAPI): void {
 
     const api = portal.api;
     const output = settings.output;
-    const entityMap = settings.entityMap ?? BUILTIN_ENTITY_MAP;
     const consumer = new OfflineConsumer(api, portal.acks, {
       ...settings,
       portalHost: portal.portalHost,
@@ -343,14 +342,12 @@ export default function register(RED: NodeAPI): void {
       if (state.phase === "fetching") stickyError = undefined;
       renderSoon();
     });
+    consumer.on("entity-read-recovered", (method) => {
+      if (entityFailure?.method !== method) return;
+      entityFailure = undefined;
+      renderSoon();
+    });
     consumer.on("deliver", (group) => {
-      if (entityFailure) {
-        const failed = entityFailure.method;
-        const readAgain = group.deliveries.some(
-          (d) => d.entity && !d.entity.error && ruleFor(entityMap, d.event.EVENT_NAME)?.method === failed,
-        );
-        if (readAgain) entityFailure = undefined;
-      }
       // One send per msg: given an array, Node-RED deep-clones every msg after the first even on a single wire,
       // though each was built here for this send alone. Sent singly, the first wire gets the msg itself and every
       // further wire still gets its own clone, so downstream nodes never share a msg.
