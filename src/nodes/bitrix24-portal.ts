@@ -194,16 +194,20 @@ export default function register(RED: NodeAPI): void {
       installedToken = applicationToken;
       this.installation = status;
     };
-    // Another Node-RED sharing the token file may have received the installation: looked at again now and then.
+    // The installation kept in the token file, by this node or by another Node-RED sharing the file.
+    const readInstallation = (client: Bitrix24Client) => {
+      const installed = storedInstallation(store, tokenStoreKey(client.portalHost, this.clientId));
+      if (installed && installed.installedAt !== this.installation?.installedAt) {
+        const { domain, installedAt } = installed;
+        takeInstallation({ portal: domain, portalUrl: client.portalUrl, installedAt }, installed.applicationToken);
+      }
+    };
+    // Another Node-RED may receive it later: looked at again now and then.
     let lastLook = Date.now();
     const lookAgain = () => {
       if (!this.client || Date.now() - lastLook < INSTALLATION_LOOK_MS) return;
       lastLook = Date.now();
-      const installed = storedInstallation(store, tokenStoreKey(this.client.portalHost, this.clientId));
-      if (installed && installed.installedAt !== this.installation?.installedAt) {
-        const { domain, installedAt } = installed;
-        takeInstallation({ portal: domain, portalUrl: this.client.portalUrl, installedAt }, installed.applicationToken);
-      }
+      readInstallation(this.client);
     };
     Object.defineProperty(this, "applicationToken", {
       // The token the portal handed over itself wins over a pasted one: it is the newest word on it.
@@ -221,11 +225,7 @@ export default function register(RED: NodeAPI): void {
       this.api = new OfflineEventsApi(client);
       this.acks = new AckQueue(this.api);
       reportMoves(RED, this, client);
-      const installed = storedInstallation(store, tokenStoreKey(client.portalHost, this.clientId));
-      if (installed) {
-        const status = { portal: installed.domain, portalUrl: client.portalUrl, installedAt: installed.installedAt };
-        takeInstallation(status, installed.applicationToken);
-      }
+      readInstallation(client);
     } catch (err) {
       this.configError =
         err instanceof Bitrix24Error ? err : new Bitrix24Error({ code: "INVALID_CONFIG", description: String(err) });
