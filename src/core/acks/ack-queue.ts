@@ -1,8 +1,8 @@
 import { EventEmitter } from "node:events";
-import type { BatchOutcome } from "./client";
-import { Bitrix24Error } from "./errors";
-import { type OfflineEventsApi, parseBooleanResult } from "./offline-api";
-import type { BatchCommand } from "./types";
+import type { BatchOutcome } from "../client/client";
+import { type OfflineEventsApi, parseBooleanResult } from "../queue/offline-api";
+import { Bitrix24Error } from "../rest/errors";
+import type { BatchCommand } from "../rest/types";
 
 /** What to delete from the queue: records of one process, by record id and/or MESSAGE_ID, or all of them. */
 export interface AckTarget {

@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import axios from "axios";
+import type { TokenSet } from "../state/token-store";
+import { describeTransportFailure } from "../transport/rest-transport";
+import { USER_AGENT } from "../transport/user-agent";
 import { parseTokenAnswer } from "./oauth-session";
-import { describeTransportFailure } from "./rest-transport";
-import type { TokenSet } from "./token-store";
-import { USER_AGENT } from "./user-agent";
 
 const TOKEN_METHOD = "oauth/token";
 

@@ -1,12 +1,10 @@
 import { createHash } from "node:crypto";
 import { promises as fs, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { requestToken } from "./authorization-code";
-import { Bitrix24Error } from "./errors";
-import { isJsonObject } from "./json-object";
-import { ReplayGuard } from "./notification";
-import { parseTokenAnswer } from "./oauth-session";
-import { isLoopbackHost, validatePortalUrl } from "./portal-url";
+import { ReplayGuard } from "../queue/notification";
+import { Bitrix24Error } from "../rest/errors";
+import { isJsonObject } from "../rest/json-object";
+import { isLoopbackHost, validatePortalUrl } from "../rest/portal-url";
 import {
   type FileTokenStore,
   type InstalledApplication,
@@ -14,7 +12,9 @@ import {
   type TokenSet,
   type TokenStore,
   tokenStoreKey,
-} from "./token-store";
+} from "../state/token-store";
+import { requestToken } from "./authorization-code";
+import { parseTokenAnswer } from "./oauth-session";
 
 /**
  * The portal's installation POST to a local application's "Path for initial installation" (REFERENCE.md, "Real

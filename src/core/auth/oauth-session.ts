@@ -1,11 +1,11 @@
 import type { Agent as HttpAgent } from "node:http";
 import type { Agent as HttpsAgent } from "node:https";
 import axios from "axios";
-import { Bitrix24Error } from "./errors";
-import { oauthServerFromEndpoint } from "./portal-url";
-import { describeTransportFailure, wireCause } from "./rest-transport";
-import { fingerprint, type StoredTokens, type TokenSet, type TokenStore } from "./token-store";
-import { USER_AGENT } from "./user-agent";
+import { Bitrix24Error } from "../rest/errors";
+import { oauthServerFromEndpoint } from "../rest/portal-url";
+import { fingerprint, type StoredTokens, type TokenSet, type TokenStore } from "../state/token-store";
+import { describeTransportFailure, wireCause } from "../transport/rest-transport";
+import { USER_AGENT } from "../transport/user-agent";
 
 export interface OAuthSessionOptions {
   clientId: string;

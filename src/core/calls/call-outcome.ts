@@ -1,4 +1,4 @@
-import { Bitrix24Error } from "./errors";
+import { Bitrix24Error } from "../rest/errors";
 
 /** One item (each) or page (all) that failed while the others went on. */
 export interface ItemFailure {

@@ -1,3 +1,7 @@
+import { type Bitrix24Client, MAX_BATCH_COMMANDS } from "../client/client";
+import type { Bitrix24Error } from "../rest/errors";
+import { isJsonObject } from "../rest/json-object";
+import type { BatchCommand } from "../rest/types";
 import {
   type AllOpts,
   type AllOutcome,
@@ -6,11 +10,7 @@ import {
   throwIfAborted,
   toBitrix24Error,
 } from "./call-outcome";
-import { type Bitrix24Client, MAX_BATCH_COMMANDS } from "./client";
-import type { Bitrix24Error } from "./errors";
-import { isJsonObject } from "./json-object";
 import { type CursorShape, cursorShape, malformedPage, PAGE_SIZE, pageRecords, recordsKeyOf } from "./list-shapes";
-import type { BatchCommand } from "./types";
 
 /*
  * Reading every record of a list method (mode `all`), with one of two strategies:

@@ -1,4 +1,4 @@
-import { Bitrix24Error } from "./errors";
+import { Bitrix24Error } from "../rest/errors";
 
 /** Records per page of the list methods (each method page: "the page size is always 50"). */
 export const PAGE_SIZE = 50;

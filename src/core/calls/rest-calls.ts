@@ -1,3 +1,7 @@
+import { type Bitrix24Client, MAX_BATCH_COMMANDS } from "../client/client";
+import { Bitrix24Error } from "../rest/errors";
+import { isJsonObject } from "../rest/json-object";
+import type { BatchCommand } from "../rest/types";
 import {
   type AllOpts,
   type AllOutcome,
@@ -7,12 +11,8 @@ import {
   throwIfAborted,
   toBitrix24Error,
 } from "./call-outcome";
-import { type Bitrix24Client, MAX_BATCH_COMMANDS } from "./client";
-import { Bitrix24Error } from "./errors";
-import { isJsonObject } from "./json-object";
 import { readAll } from "./list-reader";
 import { idParam, isReadMethod } from "./method-kinds";
-import type { BatchCommand } from "./types";
 
 export type { AllOpts, AllOutcome, CallProgress, ItemFailure } from "./call-outcome";
 export { isReadMethod } from "./method-kinds";

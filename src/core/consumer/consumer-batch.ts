@@ -1,9 +1,9 @@
-import type { BatchOutcome, Bitrix24Client } from "./client";
-import { MAX_BATCH_COMMANDS } from "./client";
+import type { BatchOutcome, Bitrix24Client } from "../client/client";
+import { MAX_BATCH_COMMANDS } from "../client/client";
+import { parseGetResult } from "../queue/offline-api";
+import type { Bitrix24Error } from "../rest/errors";
+import type { BatchCommand, OfflineGetResult } from "../rest/types";
 import { asError } from "./consumer-types";
-import type { Bitrix24Error } from "./errors";
-import { parseGetResult } from "./offline-api";
-import type { BatchCommand, OfflineGetResult } from "./types";
 
 /** client.batch() with at most 50 commands per request (the portal's limit): more become several requests. */
 export async function sendChunked(

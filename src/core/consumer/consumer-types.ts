@@ -1,9 +1,9 @@
-import type { AckQueue } from "./ack-queue";
-import type { EntityAttachment, EntityMap } from "./entity-reads";
-import { Bitrix24Error } from "./errors";
-import type { OfflineEventsApi } from "./offline-api";
-import type { JournalLoadWarning } from "./process-journal";
-import type { OfflineEvent, OfflineFilter, OfflineOrder } from "./types";
+import type { AckQueue } from "../acks/ack-queue";
+import type { EntityAttachment, EntityMap } from "../entities/entity-reads";
+import type { OfflineEventsApi } from "../queue/offline-api";
+import { Bitrix24Error } from "../rest/errors";
+import type { OfflineEvent, OfflineFilter, OfflineOrder } from "../rest/types";
+import type { JournalLoadWarning } from "../state/process-journal";
 
 /**
  * What the offline consumer and its parts (drain round, held-process ledger, recovery, orphan sweep, journal

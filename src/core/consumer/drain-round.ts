@@ -1,6 +1,10 @@
-import type { TakenAcks } from "./ack-queue";
-import type { BatchOutcome } from "./client";
-import { MAX_BATCH_COMMANDS } from "./client";
+import type { TakenAcks } from "../acks/ack-queue";
+import type { BatchOutcome } from "../client/client";
+import { MAX_BATCH_COMMANDS } from "../client/client";
+import type { EntityReads, EntityStage } from "../entities/entity-stage";
+import { isExtendedModeRefusal } from "../queue/extended-mode";
+import type { Bitrix24Error } from "../rest/errors";
+import type { BatchCommand, OfflineFilter, OfflineGetParams, OfflineGetResult, OfflineOrder } from "../rest/types";
 import { getAnswer, sendChunked } from "./consumer-batch";
 import {
   asError,
@@ -12,11 +16,7 @@ import {
   type DrainOverrides,
   type Tally,
 } from "./consumer-types";
-import type { EntityReads, EntityStage } from "./entity-stage";
-import type { Bitrix24Error } from "./errors";
-import { isExtendedModeRefusal } from "./extended-mode";
 import type { HeldLedger } from "./held-ledger";
-import type { BatchCommand, OfflineFilter, OfflineGetParams, OfflineGetResult, OfflineOrder } from "./types";
 
 /**
  * One round of a drain, in stages: give the flow a moment to ack what the last round emitted (ack window) →

@@ -1,7 +1,7 @@
-import type { AckedNotice } from "./ack-queue";
+import type { AckedNotice } from "../acks/ack-queue";
+import type { BatchCommand, OfflineEvent } from "../rest/types";
+import type { JournalProcess } from "../state/process-journal";
 import type { Delivery } from "./consumer-types";
-import type { JournalProcess } from "./process-journal";
-import type { BatchCommand, OfflineEvent } from "./types";
 
 /**
  * The held-process ledger of ack mode: which records each process id holds, how often each was delivered,

@@ -1,4 +1,4 @@
-import { type JournalHandle, type JournalKey, type JournalProcess, openJournal } from "./process-journal";
+import { type JournalHandle, type JournalKey, type JournalProcess, openJournal } from "../state/process-journal";
 
 /**
  * Journal persistence of one consumer: the process-id journal opened on first use, whole snapshots written

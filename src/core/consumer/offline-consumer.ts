@@ -1,5 +1,10 @@
 import { EventEmitter } from "node:events";
-import type { AckedNotice } from "./ack-queue";
+import type { AckedNotice } from "../acks/ack-queue";
+import { BUILTIN_ENTITY_MAP } from "../entities/entity-reads";
+import { EntityStage } from "../entities/entity-stage";
+import { EXTENDED_MODE_FEATURE, extendedModeError, isExtendedModeRefusal } from "../queue/extended-mode";
+import type { Bitrix24Error } from "../rest/errors";
+import type { OfflineEvent, OfflineGetResult } from "../rest/types";
 import { sendChunked } from "./consumer-batch";
 import {
   asError,
@@ -19,15 +24,10 @@ import {
   type Tally,
 } from "./consumer-types";
 import { DrainRound } from "./drain-round";
-import { BUILTIN_ENTITY_MAP } from "./entity-reads";
-import { EntityStage } from "./entity-stage";
-import type { Bitrix24Error } from "./errors";
-import { EXTENDED_MODE_FEATURE, extendedModeError, isExtendedModeRefusal } from "./extended-mode";
 import { HeldLedger, RedeliveryTimer } from "./held-ledger";
 import { JournalWriter } from "./journal-writer";
 import { OrphanSweep } from "./orphan-sweep";
 import { Recovery } from "./recovery";
-import type { OfflineEvent, OfflineGetResult } from "./types";
 
 /**
  * The get side of at-least-once delivery (DESIGN.md, "Delivery semantics"), without Node-RED. The get node is
@@ -42,6 +42,7 @@ import type { OfflineEvent, OfflineGetResult } from "./types";
  * emit), pause/resume and close.
  */
 
+export { EXTENDED_MODE_FEATURE, isExtendedModeRefusal, NO_EXTENDED_MODE } from "../queue/extended-mode";
 export type {
   ConsumerAcks,
   ConsumerApi,
@@ -56,7 +57,6 @@ export type {
   OfflineConsumerEvents,
   OfflineConsumerOptions,
 } from "./consumer-types";
-export { EXTENDED_MODE_FEATURE, isExtendedModeRefusal, NO_EXTENDED_MODE } from "./extended-mode";
 
 const MAX_BATCH = 50;
 

@@ -1,5 +1,5 @@
+import type { OfflineListRecord } from "../rest/types";
 import type { ConsumerApi, Tally } from "./consumer-types";
-import type { OfflineListRecord } from "./types";
 
 /**
  * The orphan sweep: event.offline.list shows each record's PROCESS_ID, so records held under a process id no

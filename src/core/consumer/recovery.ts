@@ -1,9 +1,9 @@
+import type { Bitrix24Error } from "../rest/errors";
+import type { BatchCommand, OfflineEvent, OfflineGetParams } from "../rest/types";
+import type { JournalProcess } from "../state/process-journal";
 import { getAnswer, sendChunked } from "./consumer-batch";
 import { asError, type ConsumerApi, type Tally } from "./consumer-types";
-import type { Bitrix24Error } from "./errors";
 import type { HeldLedger } from "./held-ledger";
-import type { JournalProcess } from "./process-journal";
-import type { BatchCommand, OfflineEvent, OfflineGetParams } from "./types";
 
 /**
  * Re-selecting held processes with clear=0: start-up recovery of the journal's processes, redelivery after the

@@ -1,9 +1,9 @@
-import type { BatchOutcome } from "./client";
-import { MAX_BATCH_COMMANDS } from "./client";
-import { Bitrix24Error } from "./errors";
-import { isJsonObject } from "./json-object";
-import { cursorShape, malformedPage, pageRecords, recordsKeyOf } from "./list-shapes";
-import type { BatchCommand, OfflineEvent } from "./types";
+import { cursorShape, malformedPage, pageRecords, recordsKeyOf } from "../calls/list-shapes";
+import type { BatchOutcome } from "../client/client";
+import { MAX_BATCH_COMMANDS } from "../client/client";
+import { Bitrix24Error } from "../rest/errors";
+import { isJsonObject } from "../rest/json-object";
+import type { BatchCommand, OfflineEvent } from "../rest/types";
 
 /**
  * The objects events name (DESIGN.md, "Doing the work"): which list method reads an event's object, the

@@ -1,8 +1,8 @@
-import type { BatchOutcome } from "./client";
-import type { DeliveryGroup } from "./consumer-types";
+import type { BatchOutcome } from "../client/client";
+import type { DeliveryGroup } from "../consumer/consumer-types";
+import type { Bitrix24Error } from "../rest/errors";
+import type { BatchCommand } from "../rest/types";
 import { type EntityMap, type EntityPlan, type EntityReadFailure, planEntityReads } from "./entity-reads";
-import type { Bitrix24Error } from "./errors";
-import type { BatchCommand } from "./types";
 
 /**
  * The entity stage of a drain round (DESIGN.md, "Doing the work"): the objects of the events a round fetched are

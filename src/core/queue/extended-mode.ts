@@ -1,4 +1,4 @@
-import { Bitrix24Error } from "./errors";
+import { Bitrix24Error } from "../rest/errors";
 
 /** Ack mode (clear=0) needs the portal's extended offline mode: how the portal says it lacks it. */
 

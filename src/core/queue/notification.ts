@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import { parsePhpForm } from "./php-form";
+import { parsePhpForm } from "../rest/php-form";
 
 /**
  * The ONOFFLINEEVENT notification a portal POSTs to a bound handler (REFERENCE.md, "The queue"): checked,

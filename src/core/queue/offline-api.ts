@@ -1,6 +1,5 @@
-import type { Bitrix24Client } from "./client";
-import { Bitrix24Error } from "./errors";
-import { validateFilter, validateOrder } from "./offline-filter";
+import type { Bitrix24Client } from "../client/client";
+import { Bitrix24Error } from "../rest/errors";
 import type {
   BatchCommand,
   EventBinding,
@@ -12,7 +11,8 @@ import type {
   OfflineListPage,
   OfflineListParams,
   OfflineListRecord,
-} from "./types";
+} from "../rest/types";
+import { validateFilter, validateOrder } from "./offline-filter";
 
 export { validateFilter, validateOrder } from "./offline-filter";
 

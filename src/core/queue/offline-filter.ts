@@ -1,5 +1,5 @@
-import { Bitrix24Error } from "./errors";
-import type { OfflineFilter, OfflineOrder } from "./types";
+import { Bitrix24Error } from "../rest/errors";
+import type { OfflineFilter, OfflineOrder } from "../rest/types";
 
 /** Fields event.offline.get filters and sorts on; event.offline.list adds PROCESS_ID and ERROR. */
 export const GET_FIELDS = ["ID", "TIMESTAMP_X", "EVENT_NAME", "MESSAGE_ID"] as const;

@@ -1,4 +1,4 @@
-import type { OfflineListRecord } from "./types";
+import type { OfflineListRecord } from "../rest/types";
 
 /**
  * A dashboard-friendly summary of event.offline.list records. The three states partition the records:

@@ -1,6 +1,6 @@
-import { Bitrix24Error } from "./errors";
+import { Bitrix24Error } from "../rest/errors";
+import type { EventBinding } from "../rest/types";
 import { OFFLINE_EVENT } from "./notification";
-import type { EventBinding } from "./types";
 
 /**
  * "Manage subscriptions": which event.bind calls make the portal's bindings what the trigger node wants.

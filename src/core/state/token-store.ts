@@ -2,8 +2,8 @@ import { createHash, randomBytes } from "node:crypto";
 import { promises as fs, constants as fsConstants } from "node:fs";
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
-import { sleep } from "./backoff";
-import { Bitrix24Error } from "./errors";
+import { Bitrix24Error } from "../rest/errors";
+import { sleep } from "../transport/backoff";
 
 export interface TokenSet {
   accessToken: string;

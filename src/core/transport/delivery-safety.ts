@@ -1,6 +1,6 @@
-import { Bitrix24Error } from "./errors";
+import { Bitrix24Error } from "../rest/errors";
+import type { BatchCommand } from "../rest/types";
 import type { Exchange } from "./rest-transport";
-import type { BatchCommand } from "./types";
 
 const OFFLINE_GET = "event.offline.get";
 

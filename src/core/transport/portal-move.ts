@@ -1,5 +1,5 @@
-import { Bitrix24Error } from "./errors";
-import { validatePortalUrl } from "./portal-url";
+import { Bitrix24Error } from "../rest/errors";
+import { validatePortalUrl } from "../rest/portal-url";
 
 /** Redirects followed for one call: a rename is one hop; more than a few is a loop or somebody else's site. */
 export const MAX_REDIRECT_HOPS = 5;

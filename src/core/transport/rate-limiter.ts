@@ -1,5 +1,5 @@
 import { performance } from "node:perf_hooks";
-import { Bitrix24Error } from "./errors";
+import { Bitrix24Error } from "../rest/errors";
 
 export interface BucketSettings {
   /** How fast the portal's counter drains (requests per second). */

@@ -1,7 +1,7 @@
 import type { Agent as HttpAgent } from "node:http";
 import type { Agent as HttpsAgent } from "node:https";
 import axios, { type AxiosInstance } from "axios";
-import { Bitrix24Error, SYSTEM_ERRORS } from "./errors";
+import { Bitrix24Error, SYSTEM_ERRORS } from "../rest/errors";
 import { USER_AGENT } from "./user-agent";
 
 /** How one HTTP exchange with the portal ended, before any retry decision. */

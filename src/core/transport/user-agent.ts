@@ -3,12 +3,12 @@ import { join } from "node:path";
 
 /**
  * The `User-Agent` of every request (REST and OAuth): Bitrix24's docs ask integrations to name themselves, so
- * the vendor's support can tell whose requests they are looking at. package.json sits two levels up both from
- * src/core (tests) and from nodes/core (the published build).
+ * the vendor's support can tell whose requests they are looking at. package.json sits three levels up both from
+ * src/core/transport (tests) and from nodes/core/transport (the published build).
  */
 function readUserAgent(): string {
   try {
-    const pkg = JSON.parse(readFileSync(join(__dirname, "..", "..", "package.json"), "utf8")) as {
+    const pkg = JSON.parse(readFileSync(join(__dirname, "..", "..", "..", "package.json"), "utf8")) as {
       name?: unknown;
       version?: unknown;
     };

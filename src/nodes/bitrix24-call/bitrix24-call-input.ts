@@ -1,5 +1,5 @@
-import { Bitrix24Error } from "../core/errors";
-import type { CallMode } from "../core/rest-calls";
+import type { CallMode } from "../../core/calls/rest-calls";
+import { Bitrix24Error } from "../../core/rest/errors";
 
 /** Property names are a contract (DESIGN.md): flows written by users and by our tests rely on them. */
 export interface CallSettings {

@@ -1,6 +1,11 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow, NodeStatus } from "node-red";
-import { Bitrix24Error } from "../core/errors";
-import { type CallProgress, type ItemFailure, RestCalls } from "../core/rest-calls";
+import { type CallProgress, type ItemFailure, RestCalls } from "../../core/calls/rest-calls";
+import { Bitrix24Error } from "../../core/rest/errors";
+import type { PortalNode } from "../bitrix24-portal/bitrix24-portal";
+import { closeWaitMs } from "../shared/close-wait";
+import { asBitrix24Error, errorStatusText, reportFailure } from "../shared/error-report";
+import type { Bitrix24Meta } from "../shared/msg-contract";
+import { StatusThrottle } from "../shared/status-throttle";
 import {
   authConnectorFor,
   type CallSettings,
@@ -9,11 +14,6 @@ import {
   parseCallConfig,
   shapeParams,
 } from "./bitrix24-call-input";
-import type { PortalNode } from "./bitrix24-portal";
-import { closeWaitMs } from "./close-wait";
-import { asBitrix24Error, errorStatusText, reportFailure } from "./error-report";
-import type { Bitrix24Meta } from "./msg-contract";
-import { StatusThrottle } from "./status-throttle";
 
 const TYPE = "bitrix24-call";
 

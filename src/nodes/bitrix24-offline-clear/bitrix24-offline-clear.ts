@@ -1,8 +1,8 @@
 import type { Node, NodeAPI, NodeDef } from "node-red";
-import type { AckQueue, AckTarget } from "../core/ack-queue";
-import { CLEAR_BY, type ClearBy, clearTargets } from "../core/ack-targets";
-import { holdMsOf, runAckNode } from "./ack-node";
-import type { PortalNode } from "./bitrix24-portal";
+import type { AckQueue, AckTarget } from "../../core/acks/ack-queue";
+import { CLEAR_BY, type ClearBy, clearTargets } from "../../core/acks/ack-targets";
+import type { PortalNode } from "../bitrix24-portal/bitrix24-portal";
+import { holdMsOf, runAckNode } from "../shared/ack-node";
 
 const TYPE = "bitrix24-offline-clear";
 

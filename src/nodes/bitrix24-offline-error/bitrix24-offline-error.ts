@@ -1,8 +1,8 @@
 import type { Node, NodeAPI, NodeDef } from "node-red";
-import type { ErrorTarget } from "../core/ack-queue";
-import { errorTargets } from "../core/ack-targets";
-import { holdMsOf, runAckNode } from "./ack-node";
-import type { PortalNode } from "./bitrix24-portal";
+import type { ErrorTarget } from "../../core/acks/ack-queue";
+import { errorTargets } from "../../core/acks/ack-targets";
+import type { PortalNode } from "../bitrix24-portal/bitrix24-portal";
+import { holdMsOf, runAckNode } from "../shared/ack-node";
 
 const TYPE = "bitrix24-offline-error";
 

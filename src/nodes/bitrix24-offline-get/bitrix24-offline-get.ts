@@ -1,7 +1,4 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow, NodeStatus } from "node-red";
-import { type EntityAttachment, parseEntityMap } from "../core/entity-reads";
-import { Bitrix24Error } from "../core/errors";
-import { validateFilter, validateOrder } from "../core/offline-api";
 import {
   type ConsumerState,
   type ConsumerWarning,
@@ -11,12 +8,15 @@ import {
   NO_EXTENDED_MODE,
   OfflineConsumer,
   type OfflineConsumerOptions,
-} from "../core/offline-consumer";
-import type { OfflineEvent, OfflineFilter, OfflineOrder } from "../core/types";
-import type { PortalNode } from "./bitrix24-portal";
-import { asBitrix24Error, errorStatusText, reportFailure } from "./error-report";
-import type { Bitrix24Meta, EventMessage } from "./msg-contract";
-import { StatusThrottle } from "./status-throttle";
+} from "../../core/consumer/offline-consumer";
+import { type EntityAttachment, parseEntityMap } from "../../core/entities/entity-reads";
+import { validateFilter, validateOrder } from "../../core/queue/offline-api";
+import { Bitrix24Error } from "../../core/rest/errors";
+import type { OfflineEvent, OfflineFilter, OfflineOrder } from "../../core/rest/types";
+import type { PortalNode } from "../bitrix24-portal/bitrix24-portal";
+import { asBitrix24Error, errorStatusText, reportFailure } from "../shared/error-report";
+import type { Bitrix24Meta, EventMessage } from "../shared/msg-contract";
+import { StatusThrottle } from "../shared/status-throttle";
 
 const TYPE = "bitrix24-offline-get";
 

@@ -1,10 +1,10 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
-import { Bitrix24Error } from "../core/errors";
-import { validateFilter, validateOrder } from "../core/offline-api";
-import { type QueueSummary, summarizeQueue } from "../core/queue-summary";
-import type { OfflineFilter, OfflineListParams, OfflineListRecord, OfflineOrder } from "../core/types";
-import type { PortalNode } from "./bitrix24-portal";
-import { asBitrix24Error, errorStatusText, reportFailure } from "./error-report";
+import { validateFilter, validateOrder } from "../../core/queue/offline-api";
+import { type QueueSummary, summarizeQueue } from "../../core/queue/queue-summary";
+import { Bitrix24Error } from "../../core/rest/errors";
+import type { OfflineFilter, OfflineListParams, OfflineListRecord, OfflineOrder } from "../../core/rest/types";
+import type { PortalNode } from "../bitrix24-portal/bitrix24-portal";
+import { asBitrix24Error, errorStatusText, reportFailure } from "../shared/error-report";
 
 const TYPE = "bitrix24-offline-list";
 

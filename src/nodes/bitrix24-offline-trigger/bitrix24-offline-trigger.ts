@@ -1,19 +1,19 @@
 import type { Request, RequestHandler, Response } from "express";
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "node-red";
-import { EmitGate } from "../core/emit-gate";
-import { Bitrix24Error } from "../core/errors";
-import { BodyReadError } from "../core/http-body";
+import { EmitGate } from "../../core/queue/emit-gate";
 import {
   NotificationError,
   OFFLINE_EVENT,
   type OfflineNotification,
   ReplayGuard,
   verifyNotification,
-} from "../core/notification";
-import { type BindRequest, handlerUrl, parseEventList, planBindings } from "../core/subscriptions";
-import type { PortalNode } from "./bitrix24-portal";
-import { asBitrix24Error, errorStatusText } from "./error-report";
-import { normalisePath, RefusalReporter, readRequestBody, registerPost, removeRoute } from "./http-endpoint";
+} from "../../core/queue/notification";
+import { type BindRequest, handlerUrl, parseEventList, planBindings } from "../../core/queue/subscriptions";
+import { Bitrix24Error } from "../../core/rest/errors";
+import { BodyReadError } from "../../core/rest/http-body";
+import type { PortalNode } from "../bitrix24-portal/bitrix24-portal";
+import { asBitrix24Error, errorStatusText } from "../shared/error-report";
+import { normalisePath, RefusalReporter, readRequestBody, registerPost, removeRoute } from "../shared/http-endpoint";
 
 const TYPE = "bitrix24-offline-trigger";
 /** A notification is a few hundred bytes; body-parser's default limit is generous enough. */

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import type { Node, NodeAPI, NodeDef } from "node-red";
-import { AckQueue } from "../core/ack-queue";
+import { AckQueue } from "../../core/acks/ack-queue";
+import { adoptedPortal, storedInstallation, type VerifiedInstallation } from "../../core/auth/installation";
 import {
   Bitrix24Client,
   type ClientOptions,
@@ -8,13 +9,12 @@ import {
   DEFAULT_TIMEOUT_MS,
   type PortalMove,
   validatePortalUrl,
-} from "../core/client";
-import { Bitrix24Error } from "../core/errors";
-import { adoptedPortal, storedInstallation, type VerifiedInstallation } from "../core/installation";
-import { OfflineEventsApi } from "../core/offline-api";
-import { FileTokenStore, fingerprint, tokenStoreKey } from "../core/token-store";
-import { closeWaitMs } from "./close-wait";
-import { normalisePath } from "./http-endpoint";
+} from "../../core/client/client";
+import { OfflineEventsApi } from "../../core/queue/offline-api";
+import { Bitrix24Error } from "../../core/rest/errors";
+import { FileTokenStore, fingerprint, tokenStoreKey } from "../../core/state/token-store";
+import { closeWaitMs } from "../shared/close-wait";
+import { normalisePath } from "../shared/http-endpoint";
 import { registerPortalAdminRoutes } from "./portal-admin";
 import { registerInstallEndpoint } from "./portal-install";
 

@@ -1,10 +1,11 @@
 import type { Request, Response } from "express";
 import type { NodeAPI } from "node-red";
-import { authorizeUrl, exchangeAuthorizationCode, newOAuthState } from "../core/authorization-code";
-import { Bitrix24Client, DEFAULT_OAUTH_SERVER, DEFAULT_RATE_LIMIT, validatePortalUrl } from "../core/client";
-import { Bitrix24Error } from "../core/errors";
-import { OfflineEventsApi } from "../core/offline-api";
-import { oauthServerFromDomain } from "../core/portal-url";
+import { authorizeUrl, exchangeAuthorizationCode, newOAuthState } from "../../core/auth/authorization-code";
+import { Bitrix24Client, DEFAULT_OAUTH_SERVER, DEFAULT_RATE_LIMIT, validatePortalUrl } from "../../core/client/client";
+import { OfflineEventsApi } from "../../core/queue/offline-api";
+import { Bitrix24Error } from "../../core/rest/errors";
+import { oauthServerFromDomain } from "../../core/rest/portal-url";
+import { asBitrix24Error } from "../shared/error-report";
 import {
   clientOptionsFor,
   type PortalConfig,
@@ -12,7 +13,6 @@ import {
   type PortalNode,
   stateDirFor,
 } from "./bitrix24-portal";
-import { asBitrix24Error } from "./error-report";
 
 /** The editor sends this in place of a password it has not changed (Node-RED's convention). */
 const UNCHANGED = "__PWRD__";

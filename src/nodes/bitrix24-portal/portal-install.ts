@@ -1,6 +1,5 @@
 import type { Request, RequestHandler, Response } from "express";
 import type { NodeAPI } from "node-red";
-import { BodyReadError } from "../core/http-body";
 import {
   InstallationError,
   InstallGate,
@@ -9,11 +8,12 @@ import {
   saveInstallation,
   type VerifiedInstallation,
   verifyInstallation,
-} from "../core/installation";
-import { NotificationError } from "../core/notification";
-import type { FileTokenStore } from "../core/token-store";
-import { asBitrix24Error } from "./error-report";
-import { RefusalReporter, readRequestBody, registerPost, removeRoute } from "./http-endpoint";
+} from "../../core/auth/installation";
+import { NotificationError } from "../../core/queue/notification";
+import { BodyReadError } from "../../core/rest/http-body";
+import type { FileTokenStore } from "../../core/state/token-store";
+import { asBitrix24Error } from "../shared/error-report";
+import { RefusalReporter, readRequestBody, registerPost, removeRoute } from "../shared/http-endpoint";
 
 /** An installation is a few hundred bytes; the placement shape a few more. */
 const BODY_LIMIT = 32 * 1024;

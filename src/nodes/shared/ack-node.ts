@@ -1,7 +1,7 @@
 import type { Node, NodeAPI, NodeMessageInFlow } from "node-red";
-import type { AckQueue } from "../core/ack-queue";
-import { Bitrix24Error } from "../core/errors";
-import type { PortalNode } from "./bitrix24-portal";
+import type { AckQueue } from "../../core/acks/ack-queue";
+import { Bitrix24Error } from "../../core/rest/errors";
+import type { PortalNode } from "../bitrix24-portal/bitrix24-portal";
 import { closeWaitMs } from "./close-wait";
 import { errorStatusText, reportFailure } from "./error-report";
 import type { Bitrix24Meta } from "./msg-contract";

@@ -1,5 +1,5 @@
 import type { Node, NodeMessage } from "node-red";
-import { Bitrix24Error } from "../core/errors";
+import { Bitrix24Error } from "../../core/rest/errors";
 import type { Bitrix24Meta } from "./msg-contract";
 
 /**

@@ -1,7 +1,7 @@
 import type { Request, RequestHandler } from "express";
 import type { NodeAPI } from "node-red";
-import { readLimitedBody } from "../core/http-body";
-import { parseNotificationBody } from "../core/notification";
+import { parseNotificationBody } from "../../core/queue/notification";
+import { readLimitedBody } from "../../core/rest/http-body";
 
 /**
  * What the endpoints on Node-RED's HTTP node server (the trigger's ONOFFLINEEVENT endpoint, the portal's

@@ -1,7 +1,7 @@
 import type { NodeMessage } from "node-red";
-import type { EntityAttachment } from "../core/entity-reads";
-import type { Bitrix24Error } from "../core/errors";
-import type { OfflineEvent } from "../core/types";
+import type { EntityAttachment } from "../../core/entities/entity-reads";
+import type { Bitrix24Error } from "../../core/rest/errors";
+import type { OfflineEvent } from "../../core/rest/types";
 
 export type Bitrix24ErrorJson = ReturnType<Bitrix24Error["toJSON"]>;
 

@@ -1,10 +1,10 @@
 import type { ServerResponse } from "node:http";
-import { INSTALL_SHAPES, type InstallShape } from "./app-install";
-import { isSeedableKind, type SeedCounts } from "./crm-store";
-import { sendJson } from "./http-io";
-import type { Faults, SandboxSwitches } from "./index";
-import type { Params } from "./php-params";
-import type { SandboxPortal } from "./portal";
+import { isSeedableKind, type SeedCounts } from "../crm/crm-store";
+import type { Faults, SandboxSwitches } from "../index";
+import { INSTALL_SHAPES, type InstallShape } from "../oauth/app-install";
+import type { Params } from "../php/php-params";
+import { sendJson } from "../server/http-io";
+import type { SandboxPortal } from "../server/portal";
 import { realPortalControl } from "./real-portal-control";
 
 /**

@@ -1,6 +1,6 @@
 import type { ServerResponse } from "node:http";
-import { sendJson } from "./http-io";
-import type { SandboxPortal } from "./portal";
+import { sendJson } from "../server/http-io";
+import type { SandboxPortal } from "../server/portal";
 
 const REDIRECT_STATUSES = new Set([301, 302, 307, 308]);
 

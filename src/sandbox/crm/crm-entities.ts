@@ -1,6 +1,6 @@
+import { isoFromSeconds } from "../server/rest-time";
 import { type FieldDef, field, Schema, timeOf } from "./list-query";
 import type { StoredObject } from "./object-table";
-import { isoFromSeconds } from "./rest-time";
 
 /**
  * The four classic CRM entities (crm.deal/contact/lead/company.*): their fields as the `*.fields` pages

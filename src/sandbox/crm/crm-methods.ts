@@ -1,3 +1,8 @@
+import { intval, isPlainObject, text } from "../php/param-values";
+import type { Params, ParamValue } from "../php/php-params";
+import { RestError } from "../server/rest-error";
+import type { Handler, PortalState } from "../server/rest-methods";
+import { isoFromSeconds } from "../server/rest-time";
 import {
   CRM_ENTITY_NAMES,
   type CrmEntity,
@@ -7,11 +12,6 @@ import {
   readableFields,
 } from "./crm-entities";
 import { type FieldDef, listPage, pagingOf, parseFilter, parseOrder, type QueryPolicy } from "./list-query";
-import { intval, isPlainObject, text } from "./param-values";
-import type { Params, ParamValue } from "./php-params";
-import { RestError } from "./rest-error";
-import type { Handler, PortalState } from "./rest-methods";
-import { isoFromSeconds } from "./rest-time";
 
 /**
  * crm.deal.*, crm.contact.*, crm.lead.*, crm.company.* (add, update, get, list, delete, fields): one

@@ -1,3 +1,4 @@
+import { isoFromSeconds } from "../server/rest-time";
 import {
   CRM_ENTITY_NAMES,
   type CrmEntity,
@@ -9,7 +10,6 @@ import {
 import { itemSchema, itemView, seedItemFields } from "./item-methods";
 import type { Schema } from "./list-query";
 import { ObjectTable } from "./object-table";
-import { isoFromSeconds } from "./rest-time";
 import { seedTaskFields, taskSchema, taskView } from "./task-methods";
 import { userSchema, userView } from "./user-methods";
 

@@ -1,7 +1,7 @@
+import { isPlainObject } from "../php/param-values";
+import type { ParamValue } from "../php/php-params";
+import type { RestError } from "../server/rest-error";
 import type { ObjectTable, StoredObject } from "./object-table";
-import { isPlainObject } from "./param-values";
-import type { ParamValue } from "./php-params";
-import type { RestError } from "./rest-error";
 
 /**
  * `filter`, `order`, `select` and `start` of the list methods (crm.*.list, crm.item.list, tasks.task.list,

@@ -1,3 +1,8 @@
+import { intval, isPlainObject, text } from "../php/param-values";
+import type { Params, ParamValue } from "../php/php-params";
+import { RestError } from "../server/rest-error";
+import type { Handler, PortalState } from "../server/rest-methods";
+import { isoFromSeconds } from "../server/rest-time";
 import { camelCase } from "./camel-case";
 import { scalarInput } from "./crm-entities";
 import {
@@ -11,11 +16,6 @@ import {
   Schema,
 } from "./list-query";
 import type { StoredObject } from "./object-table";
-import { intval, isPlainObject, text } from "./param-values";
-import type { Params, ParamValue } from "./php-params";
-import { RestError } from "./rest-error";
-import type { Handler, PortalState } from "./rest-methods";
-import { isoFromSeconds } from "./rest-time";
 
 /**
  * tasks.task.add/update/get/list/delete as their pages show them: `result: {task}` / `{tasks: [...]}`,

@@ -1,9 +1,9 @@
+import { intval, isPlainObject } from "../php/param-values";
+import type { Params, ParamValue } from "../php/php-params";
+import { RestError } from "../server/rest-error";
+import type { Handler } from "../server/rest-methods";
 import { field, listPage, pagingOf, parseFilter, parseOrder, type QueryPolicy, Schema } from "./list-query";
 import type { StoredObject } from "./object-table";
-import { intval, isPlainObject } from "./param-values";
-import type { Params, ParamValue } from "./php-params";
-import { RestError } from "./rest-error";
-import type { Handler } from "./rest-methods";
 
 /**
  * user.get: `result: [...]` with `total`/`next`, filter from `FILTER` or from top-level field names (as the

@@ -1,5 +1,5 @@
-import { portalFormPost } from "./form-post";
-import { encodePhpQuery } from "./php-params";
+import { encodePhpQuery } from "../php/php-params";
+import { portalFormPost } from "../server/form-post";
 import { randomToken } from "./token-store";
 
 /**

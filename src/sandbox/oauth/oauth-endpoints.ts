@@ -1,6 +1,6 @@
 import type { ServerResponse } from "node:http";
-import { sendJson } from "./http-io";
-import type { Params } from "./php-params";
+import type { Params } from "../php/php-params";
+import { sendJson } from "../server/http-io";
 import type { TokenStore } from "./token-store";
 
 /**

@@ -1,6 +1,6 @@
+import { encodePhpQuery } from "../php/php-params";
+import { portalFormPost } from "../server/form-post";
 import type { Binding, EventBindings } from "./event-bindings";
-import { portalFormPost } from "./form-post";
-import { encodePhpQuery } from "./php-params";
 
 /**
  * Sends ONOFFLINEEVENT to the handlers bound to it when the queue gets new records. Like the portal: with

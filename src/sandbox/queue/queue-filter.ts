@@ -1,7 +1,7 @@
-import { isPlainObject } from "./param-values";
-import type { ParamValue } from "./php-params";
+import { isPlainObject } from "../php/param-values";
+import type { ParamValue } from "../php/php-params";
+import { argumentError } from "../server/rest-error";
 import type { QueueRecord } from "./queue-record";
-import { argumentError } from "./rest-error";
 
 /**
  * The `filter` and `order` arguments of event.offline.get / event.offline.list, validated the way the REST

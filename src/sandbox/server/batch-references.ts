@@ -1,4 +1,4 @@
-import type { Params, ParamValue } from "./php-params";
+import type { Params, ParamValue } from "../php/php-params";
 
 /**
  * `$result[<key>][<path>]...` in a batch command: replaced by that part of an earlier command's result, in

@@ -1,5 +1,5 @@
+import { type Params, type ParamValue, parsePhpQuery } from "../php/php-params";
 import { substituteReferences } from "./batch-references";
-import { type Params, type ParamValue, parsePhpQuery } from "./php-params";
 import { RestError, systemError } from "./rest-error";
 import type { MethodAnswer } from "./rest-methods";
 import { type RestTime, restTime } from "./rest-time";

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { type Params, parsePhpQuery } from "./php-params";
+import { type Params, parsePhpQuery } from "../php/php-params";
 
 /** Reading requests and writing JSON answers, shared by the REST, OAuth and control routes. */
 

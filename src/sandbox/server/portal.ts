@@ -1,13 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { type InstallResult, type InstallShape, sendInstallation } from "./app-install";
-import { runBatch } from "./batch";
-import { handleControl } from "./control-api";
-import { CrmStore } from "./crm-store";
-import { EventBindings } from "./event-bindings";
-import { ExtraListeners, redirectToRenamed } from "./extra-listeners";
-import { readBody, requestParams, sendJson } from "./http-io";
+import { handleControl } from "../control/control-api";
+import { CrmStore } from "../crm/crm-store";
 import type {
   AddEventsSpec,
   Faults,
@@ -17,18 +12,23 @@ import type {
   SandboxRecord,
   SandboxStats,
   SandboxSwitches,
-} from "./index";
+} from "../index";
+import { type InstallResult, type InstallShape, sendInstallation } from "../oauth/app-install";
+import { authorize, type OAuthApp, token, tokenAnswer } from "../oauth/oauth-endpoints";
+import { randomToken, TokenStore } from "../oauth/token-store";
+import type { Params } from "../php/php-params";
+import { EventBindings } from "../queue/event-bindings";
+import { EVENT_ADDITIONAL, ObjectEvents } from "../queue/object-events";
+import { OfflineNotifier } from "../queue/offline-notifier";
+import { OfflineQueue } from "../queue/offline-queue";
+import { runBatch } from "./batch";
+import { ExtraListeners, redirectToRenamed } from "./extra-listeners";
+import { readBody, requestParams, sendJson } from "./http-io";
 import { LeakyBucket } from "./leaky-bucket";
-import { authorize, type OAuthApp, token, tokenAnswer } from "./oauth-endpoints";
-import { EVENT_ADDITIONAL, ObjectEvents } from "./object-events";
-import { OfflineNotifier } from "./offline-notifier";
-import { OfflineQueue } from "./offline-queue";
-import type { Params } from "./php-params";
 import { appInfo, DEFAULT_CUTOFF_MS, SpentBudgets, sendCutOff } from "./real-portal-limits";
 import { RestError, systemError } from "./rest-error";
 import { type CallContext, callMethod, isOfflineMethod, type PortalState } from "./rest-methods";
 import { isoFromSeconds, restTime } from "./rest-time";
-import { randomToken, TokenStore } from "./token-store";
 
 const SEED_EVENT_NAMES = ["ONCRMDEALUPDATE", "ONCRMDEALADD", "ONCRMCONTACTUPDATE", "ONCRMLEADADD"];
 const DEFAULT_RATE = { burst: 50, perSecond: 2 };

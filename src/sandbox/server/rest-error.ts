@@ -1,4 +1,4 @@
-import { SYSTEM_ERRORS } from "../core/errors";
+import { SYSTEM_ERRORS } from "../../core/rest/errors";
 
 /**
  * An error answer of the emulated portal: HTTP status + `{error, error_description}`, the shape every

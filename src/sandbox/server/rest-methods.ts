@@ -1,17 +1,17 @@
-import { CRM_HANDLERS } from "./crm-methods";
-import type { CrmStore } from "./crm-store";
-import type { EventBindings } from "./event-bindings";
-import { ITEM_HANDLERS } from "./item-methods";
-import type { ObjectEvents } from "./object-events";
-import type { OfflineQueue } from "./offline-queue";
-import { intval, text } from "./param-values";
-import type { Params, ParamValue } from "./php-params";
-import { GET_FIELDS, LIST_FIELDS, parseFilter, parseOrder } from "./queue-filter";
-import type { QueueRecord } from "./queue-record";
+import { CRM_HANDLERS } from "../crm/crm-methods";
+import type { CrmStore } from "../crm/crm-store";
+import { ITEM_HANDLERS } from "../crm/item-methods";
+import { TASK_HANDLERS } from "../crm/task-methods";
+import { USER_HANDLERS } from "../crm/user-methods";
+import { intval, text } from "../php/param-values";
+import type { Params, ParamValue } from "../php/php-params";
+import type { EventBindings } from "../queue/event-bindings";
+import type { ObjectEvents } from "../queue/object-events";
+import type { OfflineQueue } from "../queue/offline-queue";
+import { GET_FIELDS, LIST_FIELDS, parseFilter, parseOrder } from "../queue/queue-filter";
+import type { QueueRecord } from "../queue/queue-record";
 import { argumentError, RestError, systemError } from "./rest-error";
 import { isoFromSeconds } from "./rest-time";
-import { TASK_HANDLERS } from "./task-methods";
-import { USER_HANDLERS } from "./user-methods";
 
 /** The REST methods the sandbox serves, each a plain function of the portal state and the call's params. */
 
