@@ -111,6 +111,12 @@ export class LeakyBucket {
     this.schedule();
   }
 
+  /** Requests in the bucket now (drained to this moment): what an operations view shows as its fill. */
+  get fill(): number {
+    this.drain();
+    return this.level;
+  }
+
   /** Requests waiting for a slot right now. */
   get waiting(): number {
     return this.queue.length;

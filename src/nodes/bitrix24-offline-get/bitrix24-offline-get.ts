@@ -10,6 +10,7 @@ import {
   type OfflineConsumerOptions,
 } from "../../core/consumer/offline-consumer";
 import { type EntityAttachment, parseEntityMap } from "../../core/entities/entity-reads";
+import { feedFromConsumer, reportError } from "../../core/metrics/feed";
 import { validateFilter, validateOrder } from "../../core/queue/offline-api";
 import { Bitrix24Error } from "../../core/rest/errors";
 import type { OfflineEvent, OfflineFilter, OfflineOrder } from "../../core/rest/types";
@@ -258,6 +259,11 @@ export default function register(RED: NodeAPI): void {
       stateDir: portal.stateDir,
     });
 
+    // The portal's operations numbers (sidebar, metricsPath) follow this consumer until the node closes.
+    const who = { id: node.id, name: node.name || "" };
+    const metrics = portal.ops?.metrics;
+    const unwatch = metrics && feedFromConsumer(metrics, who, consumer, settings.limit * settings.prefetch);
+
     // ------------------------------------------------------------------------------------------ status
     let stickyError: NodeStatus | undefined;
     // A failed object read is warned about once (until a read of that method succeeds again): the idle status
@@ -431,6 +437,7 @@ export default function register(RED: NodeAPI): void {
             return;
           }
           reported.add(err as Error);
+          if (metrics) reportError(metrics, who, error);
           reportFailure(node, error, msg, done);
           showError(error);
         },
@@ -439,6 +446,7 @@ export default function register(RED: NodeAPI): void {
 
     node.on("close", (_removed: boolean, done: () => void) => {
       api.client.off("rate-limited", onRateLimited);
+      unwatch?.();
       if (rateTimer) clearTimeout(rateTimer);
       rateTimer = undefined;
       status.cancel();

@@ -17,6 +17,7 @@ import { closeWaitMs } from "../shared/close-wait";
 import { normalisePath } from "../shared/http-endpoint";
 import { registerPortalAdminRoutes } from "./portal-admin";
 import { registerInstallEndpoint } from "./portal-install";
+import { type PortalOps, startPortalOps } from "./portal-metrics";
 
 export interface PortalCredentials {
   clientId?: string;
@@ -41,6 +42,8 @@ export interface PortalConfig extends NodeDef {
   timeout?: string | number;
   /** Endpoint on Node-RED's HTTP node server for the portal's installation POST; empty = none. */
   installPath?: string;
+  /** HTTP path on Node-RED's HTTP node server serving Prometheus text; empty = none. */
+  metricsPath?: string;
 }
 
 /** What the status, the dialog and the trigger may know of an installation: no secret in it. */
@@ -71,6 +74,8 @@ export interface PortalNode extends Node<PortalCredentials> {
   installation?: InstallationStatus;
   /** The last refused installation POST, for the dialog (status and reason: never a secret). */
   installRefusal?: { status: number; reason: string; at: number };
+  /** The operations numbers (sidebar, metricsPath); get nodes add their consumers. Undefined without a client. */
+  ops?: PortalOps;
   /** Calls fn after each accepted installation; returns the unsubscribe function. */
   onInstalled(fn: (status: InstallationStatus) => void): () => void;
 }
@@ -226,6 +231,14 @@ export default function register(RED: NodeAPI): void {
       this.acks = new AckQueue(this.api);
       reportMoves(RED, this, client);
       readInstallation(client);
+      this.ops = startPortalOps(
+        RED,
+        this,
+        { client, api: this.api, acks: this.acks },
+        config.metricsPath,
+        this.onInstalled,
+        (text) => this.warn(text),
+      );
     } catch (err) {
       this.configError =
         err instanceof Bitrix24Error ? err : new Bitrix24Error({ code: "INVALID_CONFIG", description: String(err) });
@@ -284,6 +297,7 @@ export default function register(RED: NodeAPI): void {
       // logs an error), the client is closed, which aborts what is still in flight. Records whose clear did not
       // get through stay held and come back from the journal after the restart.
       removeInstallEndpoint?.();
+      this.ops?.close();
       listeners.clear();
       const acks = this.acks;
       let guard: NodeJS.Timeout | undefined;
