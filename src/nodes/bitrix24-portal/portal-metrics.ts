@@ -74,7 +74,8 @@ export function startPortalOps(
     const registry = prometheusRegistry(metrics, { instance: instanceName(RED) });
     const handler: RequestHandler = (_req, res) => {
       registry.metrics().then(
-        (text) => res.status(200).type(METRICS_CONTENT_TYPE).send(text),
+        // as bytes: Express would reorder the content type's parameters of a string body
+        (text) => res.status(200).set("Content-Type", METRICS_CONTENT_TYPE).send(Buffer.from(text)),
         (err: unknown) => res.status(500).type("text/plain").send(String(err)),
       );
     };
