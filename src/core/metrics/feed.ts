@@ -60,23 +60,24 @@ export function feedFromConsumer(
   const onDead = (group: DeliveryGroup) => metrics.deadLetter(node.id, group.deliveries.length);
   const onDrained = (summary: DrainSummary) => metrics.drained(node.id, summary);
   const onState = (state: ConsumerState) => metrics.state(node.id, state.phase, state.pending, state.maxInFlight);
-  const onFailure = (err: Bitrix24Error) => reportError(metrics, node, err);
   consumer.on("deliver", onDeliver);
   consumer.on("dead-letter", onDead);
   consumer.on("drained", onDrained);
   consumer.on("state", onState);
-  consumer.on("failure", onFailure);
   return () => {
     consumer.off("deliver", onDeliver);
     consumer.off("dead-letter", onDead);
     consumer.off("drained", onDrained);
     consumer.off("state", onState);
-    consumer.off("failure", onFailure);
     metrics.forgetNode(node.id);
   };
 }
 
-/** An error a node reported (its Catch saw it too): into the sidebar's list of recent errors. */
+/**
+ * An error a node shows (in its status; its Catch node sees it too): into the sidebar's list of recent errors.
+ * The node reports them itself rather than this listening to the consumer's "failure": a failed trigger or a bad
+ * msg never reaches the consumer's events, and both kinds belong in the list.
+ */
 export function reportError(
   metrics: PortalMetrics,
   node: { id: string; name: string },

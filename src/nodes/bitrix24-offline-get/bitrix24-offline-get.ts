@@ -326,6 +326,8 @@ export default function register(RED: NodeAPI): void {
     function showError(err: Bitrix24Error): void {
       const text = err.description === NO_EXTENDED_MODE ? t("status.noExtended") : errorStatusText(err);
       stickyError = { fill: "red", shape: "ring", text };
+      // every error the node shows goes to the sidebar's recent errors too
+      if (metrics) reportError(metrics, who, err);
       // The error is the newest news: a count change waiting to be drawn must not paint over it.
       status.cancel();
       node.status(stickyError);
@@ -437,7 +439,6 @@ export default function register(RED: NodeAPI): void {
             return;
           }
           reported.add(err as Error);
-          if (metrics) reportError(metrics, who, error);
           reportFailure(node, error, msg, done);
           showError(error);
         },
