@@ -81,9 +81,12 @@ async function openEditor(page: Page, url: string): Promise<void> {
 
 /** Clicks the sidebar's Bitrix24 tab as a user does (from the tab bar, or its overflow menu when crowded). */
 async function openTab(page: Page): Promise<void> {
-  const tab = page.locator("#red-ui-tab-bitrix24-ops");
+  // Node-RED 4: a labelled tab in the sidebar's tab bar; Node-RED 5: an icon button in the sidebars' tab bar
+  const tab = page.locator('#red-ui-tab-bitrix24-ops, button[data-tab-id="bitrix24-ops"]').first();
   await tab.waitFor({ state: "attached", timeout: 30000 });
-  if (await tab.isVisible()) await tab.locator("a").first().click();
+  // Node-RED 5 restores the tab shown last: a click on the active tab would hide it again
+  if (await page.locator(".b24ops").isVisible()) return;
+  if (await tab.isVisible()) await tab.click();
   else
     await page.evaluate(() =>
       (globalThis as unknown as { RED: { sidebar: { show(id: string): void } } }).RED.sidebar.show("bitrix24-ops"),
@@ -189,8 +192,9 @@ describe("the editor's Bitrix24 sidebar in a real browser", function () {
     await error.locator(".b24ops-reveal").click();
     // the link takes the editor to the node's flow and makes the node flash
     await until(async () => (await active()) === "t2", "the faulty node's flow shown", 10000);
+    // (Node-RED 4 marks the node's rectangle, Node-RED 5 the node's group)
     await page
-      .locator('g.red-ui-flow-node-group[id="g2"] .red-ui-flow-node-highlighted')
+      .locator('g[id="g2"] .red-ui-flow-node-highlighted, g[id="g2"].red-ui-flow-node-highlighted')
       .first()
       .waitFor({ timeout: 5000 });
     await page.screenshot({ path: join(ARTIFACTS, "11-sidebar-error-revealed.png") });
@@ -220,7 +224,9 @@ describe("the editor's Bitrix24 sidebar in a real browser", function () {
     should(await portal.locator(".b24ops-queue-label").textContent()).equal("в очереди");
     should(await portal.locator(".b24ops-legend").textContent()).match(/выдано [\d.]+\/с/);
     should(await portal.locator(".b24ops-reveal").first().getAttribute("title")).equal("Показать узел в потоке");
-    should(await page.locator("#red-ui-tab-bitrix24-ops").textContent()).match(/Битрикс24/);
+    // the tab's label (Node-RED 4) or its button's accessible name (Node-RED 5)
+    const tab = page.locator('#red-ui-tab-bitrix24-ops, button[data-tab-id="bitrix24-ops"]').first();
+    should(`${await tab.textContent()} ${await tab.getAttribute("aria-label")}`).match(/Битрикс24/);
     await page.screenshot({ path: join(ARTIFACTS, "12-sidebar-ru.png") });
     await page.close();
   });
