@@ -119,6 +119,19 @@ function summaryRows(byId) {
       verdict(s8.goal.met),
     ]);
   }
+  const s9 = byId["ops-overhead"];
+  if (s9?.rows?.length) {
+    const b = s9.config.bucket;
+    rows.push([
+      "9",
+      `Operations view: the drain of #1 (limit 50, bucket ${b.burst} burst, ${b.perSecond}/s; ${fmt(s9.config.events)} events) with the Bitrix24 sidebar open and metrics scraped every second`,
+      `${fmt(s9.watched.afterBurstPerSecond)} events/s after the burst; Node-RED CPU ${fmt(s9.watched.cpuMicrosPerEvent)} µs/event`,
+      `same drain, neither: ${fmt(s9.plain.afterBurstPerSecond)} events/s; ${fmt(s9.plain.cpuMicrosPerEvent)} µs/event`,
+      pct(s9.rateRatio),
+      s9.goal.text,
+      verdict(s9.goal.met),
+    ]);
+  }
   for (const r of Object.values(byId)) {
     if (r.error)
       rows.push([r.number ?? "?", r.title, `**failed**: ${r.error.split("\n")[0]}`, "", "", "", "**not met**"]);
@@ -415,6 +428,47 @@ function details(byId) {
           pct(r.ratioToBound),
           fmt(r.requests),
           fmt(r.rejected503),
+        ]),
+      ),
+      "",
+    );
+  }
+  const s9 = byId["ops-overhead"];
+  if (s9?.rows?.length) {
+    out.push("### 9. Operations view overhead", "");
+    out.push(
+      "The drain of #1 (inject → get, limit 50 → clear) twice without and twice with what an open Bitrix24 sidebar and",
+      "a Prometheus cause: the editor's comms client subscribed to the sidebar's pushes (lease renewed every 15 s, so",
+      "the runtime publishes once a second and looks at the queue once a minute), and metricsPath scraped every second.",
+      `Order ${s9.config.order.join(", ")}, each with a fresh Node-RED and sandbox. CPU is the Node-RED process's own`,
+      "(user + system, /proc) from the trigger to the last ack.",
+      "",
+    );
+    out.push(
+      table(
+        [
+          "run",
+          "seconds",
+          "after burst/s",
+          "ratio to bound",
+          "503s",
+          "requests (list)",
+          "Node-RED CPU ms",
+          "µs/event",
+          "pushes (KB)",
+          "scrapes (KB)",
+        ],
+        s9.rows.map((r) => [
+          r.variant,
+          fmt(r.seconds),
+          fmt(r.afterBurstPerSecond),
+          pct(r.ratioToBound),
+          fmt(r.rejected503),
+          `${fmt(r.requests)} (${fmt(r.listRequests)})`,
+          fmt(r.cpuMs),
+          fmt(r.cpuMicrosPerEvent),
+          r.pushes === undefined ? "—" : `${fmt(r.pushes)} (${fmt(r.pushKb)})`,
+          r.scrapes === undefined ? "—" : `${fmt(r.scrapes)} (${fmt(r.scrapeKb)})`,
         ]),
       ),
       "",
