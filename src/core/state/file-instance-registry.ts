@@ -42,6 +42,10 @@ const HOST = hostname();
 /** One Node-RED process is one instance, whatever state folders its portals use. */
 const PROCESS_INSTANCE_ID = newInstanceId();
 
+export function processInstanceId(): string {
+  return PROCESS_INSTANCE_ID;
+}
+
 function pidRuns(pid: number): boolean {
   try {
     process.kill(pid, 0);
