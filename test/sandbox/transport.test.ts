@@ -1,7 +1,7 @@
 import should from "should";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
-import { rest, restForm, webhookCall } from "./rest-call";
 import { until } from "../wait";
+import { rest, restForm, webhookCall } from "./rest-call";
 
 describe("sandbox: requests, auth, batch, rate limit, faults", () => {
   let sandbox: Sandbox;
