@@ -114,9 +114,18 @@ export class FileInstanceRegistry implements InstanceRegistry {
     const n = (this.queues.get(digest) ?? 0) - 1;
     if (n > 0) this.queues.set(digest, n);
     else this.queues.delete(digest);
-    // The entry stays while the process runs: a redeploy closes every consumer, and its journals must not look
-    // abandoned to the neighbours meanwhile (they would take its batches).
-    if (this.timer) await this.renew();
+    if (!this.timer) return;
+    // The entry stays, renewed once more: a redeploy closes every consumer, and its journals must not look
+    // abandoned to the neighbours meanwhile (they would take its batches). With no queue left renewal stops, so
+    // an instance that drains nothing for staleMs looks gone and what its removed nodes held is taken over.
+    await this.renew();
+    if (this.queues.size === 0) this.stopRenewing();
+  }
+
+  private stopRenewing(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    process.off("exit", this.leave);
   }
 
   async liveOthers(queue: QueueKey): Promise<LiveInstance[]> {
@@ -140,9 +149,7 @@ export class FileInstanceRegistry implements InstanceRegistry {
 
   /** Stops renewing and removes the entry (tests; a process that exits removes it on its own). */
   async close(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    process.off("exit", this.leave);
+    this.stopRenewing();
     await this.writing.catch(() => undefined);
     await fs.rm(this.file, { force: true });
   }
