@@ -71,6 +71,11 @@ export class JournalWriter {
     return this.handle?.peers() ?? Promise.resolve([]);
   }
 
+  /** A journal of a dead instance of the key is there to take over. */
+  abandoned(): Promise<boolean> {
+    return this.handle?.abandoned() ?? Promise.resolve(false);
+  }
+
   get opened(): boolean {
     return this.handle !== undefined;
   }

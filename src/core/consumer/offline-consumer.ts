@@ -174,7 +174,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
         heldHere: () => this.ledger.processIds(),
         pendingOf: (pid) => this.ledger.pendingOf(pid),
         recoverJournal: (processes, tally) => this.recovery.recoverJournal(processes, tally),
-        reselect: (pids, tally) => this.recovery.reselectMany(pids, tally),
+        reselect: (pids, tally, sizes) => this.recovery.reselectMany(pids, tally, sizes),
         warn: (warning) => this.emit("warning", warning),
         fail,
         track: (work) => this.track(work),

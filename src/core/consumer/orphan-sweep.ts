@@ -49,7 +49,10 @@ export class OrphanSweep {
    * Reads the held records and returns the process ids to take over now; `deferred` when some unknown one may
    * still be a live consumer's get in flight (look again soon). `owners` is asked after the reads.
    */
-  async findOrphans(owners: () => Promise<Owners>, tally: Tally): Promise<{ adopt: string[]; deferred: boolean }> {
+  async findOrphans(
+    owners: () => Promise<Owners>,
+    tally: Tally,
+  ): Promise<{ adopt: string[]; deferred: boolean; sizes: Map<string, number> }> {
     const records: OfflineListRecord[] = [];
     let quietPages = 0;
     for (let page = 0; page < this.s.sweepPages; page++) {
@@ -71,6 +74,9 @@ export class OrphanSweep {
     const settled = fetchingSince === undefined || fetchingSince > listedAt;
     const now = Date.now();
     const seenNow = new Set<string>();
+    // Records seen per process id: the re-select's limit (an orphan's batch size is in no journal).
+    const sizes = new Map<string, number>();
+    for (const r of records) if (r.PROCESS_ID) sizes.set(r.PROCESS_ID, (sizes.get(r.PROCESS_ID) ?? 0) + 1);
     const adopt: string[] = [];
     let deferred = false;
     for (const r of records) {
@@ -84,7 +90,7 @@ export class OrphanSweep {
     }
     for (const pid of [...this.firstSeen.keys()])
       if (!seenNow.has(pid) || adopt.includes(pid)) this.firstSeen.delete(pid);
-    return { adopt, deferred };
+    return { adopt, deferred, sizes };
   }
 
   /** Sweeps again every `everyMs` (the ack timeout) until stop(). */

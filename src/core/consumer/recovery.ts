@@ -101,9 +101,9 @@ export class Recovery {
   }
 
   /** Re-selects several processes: one batch request for up to 50 of them (or single calls). */
-  async reselectMany(processIds: string[], tally: Tally): Promise<void> {
+  async reselectMany(processIds: string[], tally: Tally, sizes?: Map<string, number>): Promise<void> {
     const paramsOf = (id: string) =>
-      this.params(id, Math.max(this.s.limit, this.ledger.sizeOf(id), this.ledger.pendingOf(id)));
+      this.params(id, Math.max(this.s.limit, this.ledger.sizeOf(id), this.ledger.pendingOf(id), sizes?.get(id) ?? 0));
     let firstError: Bitrix24Error | undefined;
     const answers: Array<{ processId: string; events: OfflineEvent[] }> = [];
     if (!this.api.client.batchRefusesOffline && processIds.length > 1) {

@@ -32,7 +32,7 @@ export interface TakeoverHooks {
   /** Re-selects adopted journal processes (start-up recovery). */
   recoverJournal(processes: JournalProcess[], tally: Tally): Promise<void>;
   /** Re-selects orphans, treated as redelivered. */
-  reselect(processIds: string[], tally: Tally): Promise<void>;
+  reselect(processIds: string[], tally: Tally, sizes: Map<string, number>): Promise<void>;
   warn(warning: ConsumerWarning): void;
   fail(err: unknown): void;
   track(work: Promise<unknown>): void;
@@ -106,7 +106,8 @@ export class Takeover {
   private beat(): void {
     this.run(async () => {
       const live = await this.neighbours();
-      const died = [...this.liveNeighbours].some((id) => !live.has(id));
+      // A death between two beats leaves no trace in `live`, but its journal (with its in-flight mark) stays.
+      const died = [...this.liveNeighbours].some((id) => !live.has(id)) || (await this.journal.abandoned());
       this.liveNeighbours = live;
       if (died) await this.adoptJournals(newTally());
       if (this.s.orphanSweep && (died || this.deferred)) await this.sweep(newTally());
@@ -139,11 +140,11 @@ export class Takeover {
   /** Takes over the orphans the sweep found: re-selected with clear=0 and treated as redelivered. */
   private async sweep(tally: Tally): Promise<void> {
     if (this.hooks.flags.closed) return;
-    const { adopt, deferred } = await this.orphans.findOrphans(() => this.owners(), tally);
+    const { adopt, deferred, sizes } = await this.orphans.findOrphans(() => this.owners(), tally);
     this.deferred = deferred;
     if (adopt.length === 0 || this.hooks.flags.closed) return;
     const before = new Map(adopt.map((pid) => [pid, this.hooks.pendingOf(pid)]));
-    await this.hooks.reselect(adopt, tally);
+    await this.hooks.reselect(adopt, tally, sizes);
     for (const pid of adopt) {
       const count = this.hooks.pendingOf(pid) - (before.get(pid) ?? 0);
       if (count > 0) this.hooks.warn({ code: "ORPHANS_ADOPTED", processId: pid, count });

@@ -163,6 +163,14 @@ export class SharedJournal {
     this.unclaimed.push(...processes.filter((p) => !held.has(p.processId)));
   }
 
+  /** Whether a journal of the key waits to be taken over (its instance died, or it predates the registry). */
+  async abandoned(): Promise<boolean> {
+    for (const { file, owner } of await journalFiles(this.dir, this.key)) {
+      if (file !== this.file && (owner === "" || !(await this.registry.isLive(owner)))) return true;
+    }
+    return false;
+  }
+
   /** The journals of the key's other LIVE instances (a dead one's is left for claimDead). */
   async peers(): Promise<PeerJournal[]> {
     const out: PeerJournal[] = [];
@@ -348,6 +356,10 @@ export class JournalHandle {
 
   peers(): Promise<PeerJournal[]> {
     return this.journal.peers();
+  }
+
+  abandoned(): Promise<boolean> {
+    return this.journal.abandoned();
   }
 }
 
