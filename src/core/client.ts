@@ -4,7 +4,7 @@ import { Agent as HttpsAgent } from "node:https";
 import { performance } from "node:perf_hooks";
 import { backoffDelay, DEFAULT_RETRY, type RetryPolicy, sleep } from "./backoff";
 import { batchRisk, callRisk, type DeliveryRisk, mayHaveRun, mayHaveRunError } from "./delivery-safety";
-import { Bitrix24Error } from "./errors";
+import { Bitrix24Error, codeForEmptyError } from "./errors";
 import { MethodPauses } from "./method-pauses";
 import { OAuthSession } from "./oauth-session";
 import { phpQueryString } from "./php-query";
@@ -419,9 +419,15 @@ export class Bitrix24Client extends EventEmitter {
       const error = errors[key];
       if (error !== undefined && error !== null) {
         const e = asRecord(error);
-        const code = typeof e.error === "string" && e.error ? e.error : "ERROR_UNEXPECTED_ANSWER";
         const description =
           typeof e.error_description === "string" && e.error_description ? e.error_description : undefined;
+        // crm.*.get's "Not found" comes with an empty code inside a batch too (errors.ts, codeForEmptyError).
+        const code =
+          typeof e.error === "string" && e.error
+            ? e.error
+            : description
+              ? codeForEmptyError(description)
+              : "ERROR_UNEXPECTED_ANSWER";
         outcome.errors[key] = new Bitrix24Error({ code, method, description });
         if (code === "OPERATION_TIME_LIMIT") this.pauseMethod(method, operatingResetAt(times[key]));
         continue;
