@@ -39,11 +39,11 @@ describe("sandbox: event.offline.* semantics", () => {
       should(sandbox.stats().queue.total).equal(0);
     });
 
-    it("MESSAGE_ID is the md5 of EVENT_NAME and the JSON of EVENT_DATA", async () => {
+    it("MESSAGE_ID is the md5 of EVENT_NAME|<JSON of EVENT_DATA> (EventOfflineTable.php)", async () => {
       sandbox.addEvents(1, { name: "ONCRMDEALUPDATE", data: () => ({ FIELDS: { ID: "7" } }) });
       const { createHash } = await import("node:crypto");
       const expected = createHash("md5")
-        .update(`ONCRMDEALUPDATE${JSON.stringify({ FIELDS: { ID: "7" } })}`)
+        .update(`ONCRMDEALUPDATE|${JSON.stringify({ FIELDS: { ID: "7" } })}`)
         .digest("hex");
       should(sandbox.records()[0].MESSAGE_ID).equal(expected);
     });
