@@ -23,11 +23,20 @@ execFileSync(
     stdio: "inherit",
   },
 );
-const nodesOut = join(out, "nodes");
-mkdirSync(nodesOut, { recursive: true });
-for (const file of readdirSync(join(root, "src/nodes"))) {
-  if (file.endsWith(".html")) cpSync(join(root, "src/nodes", file), join(nodesOut, file));
-}
-for (const dir of ["locales", "icons"]) {
-  if (existsSync(join(root, dir))) cpSync(join(root, dir), join(nodesOut, dir), { recursive: true });
+// Each node type has its folder (src/nodes/<type>/); Node-RED looks for a node's help and labels in
+// locales/<lang>/<type>.{html,json} and for icons in icons/, both beside the node's .js.
+const nodesSrc = join(root, "src/nodes");
+for (const type of readdirSync(nodesSrc)) {
+  const html = join(nodesSrc, type, `${type}.html`);
+  if (!existsSync(html)) continue; // shared glue, not a node type
+  const typeOut = join(out, "nodes", type);
+  mkdirSync(typeOut, { recursive: true });
+  cpSync(html, join(typeOut, `${type}.html`));
+  for (const lang of readdirSync(join(root, "locales"))) {
+    for (const ext of ["json", "html"]) {
+      const file = join(root, "locales", lang, `${type}.${ext}`);
+      if (existsSync(file)) cpSync(file, join(typeOut, "locales", lang, `${type}.${ext}`), { recursive: true });
+    }
+  }
+  cpSync(join(root, "icons"), join(typeOut, "icons"), { recursive: true });
 }

@@ -10,8 +10,8 @@ import { fileURLToPath } from "node:url";
 const require = createRequire(import.meta.url);
 const root = process.env.B24_BENCH_PACKAGE_ROOT || join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const built = join(root, "nodes", "core");
-const { Bitrix24Client } = require(join(built, "client.js"));
-const { OfflineEventsApi, parseGetResult } = require(join(built, "offline-api.js"));
+const { Bitrix24Client } = require(join(built, "client", "client.js"));
+const { OfflineEventsApi, parseGetResult } = require(join(built, "queue", "offline-api.js"));
 
 const config = JSON.parse(process.env.BENCH_RAW_CONFIG ?? "{}");
 const client = new Bitrix24Client({

@@ -16,8 +16,8 @@ const GOAL = 0.9;
 function core() {
   const built = join(packageRoot, "nodes", "core");
   return {
-    Bitrix24Client: require(join(built, "client.js")).Bitrix24Client,
-    RestCalls: require(join(built, "rest-calls.js")).RestCalls,
+    Bitrix24Client: require(join(built, "client", "client.js")).Bitrix24Client,
+    RestCalls: require(join(built, "calls", "rest-calls.js")).RestCalls,
   };
 }
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env node
+import { SEED_FLAGS, type SeedCounts } from "./crm/crm-store";
+import { type Sandbox, startSandbox } from "./index";
 /**
  * `bitrix24-sandbox`: runs the sandbox portal until SIGINT/SIGTERM. Prints ONE JSON line with the URL and
  * credentials on stdout once listening (so scripts can read it); everything else goes to stderr.
  */
-import { INSTALL_SHAPES, type InstallShape } from "./app-install";
-import { SEED_FLAGS, type SeedCounts } from "./crm-store";
-import { type Sandbox, startSandbox } from "./index";
+import { INSTALL_SHAPES, type InstallShape } from "./oauth/app-install";
 
 interface CliOptions {
   port: number;

@@ -3,13 +3,14 @@
  * OAuth, batch, the rate limit and ONOFFLINEEVENT pushes, with fault injection for reliability tests.
  * See README.md beside this file for every behaviour and the choices made where the docs are silent.
  */
-import type { InstallResult, InstallShape } from "./app-install";
-import type { CrmStore, SeedCounts } from "./crm-store";
-import type { ParamValue } from "./php-params";
-import { SandboxPortal } from "./portal";
 
-export type { InstallResult, InstallShape } from "./app-install";
-export type { CrmStore, SeedCounts } from "./crm-store";
+import type { CrmStore, SeedCounts } from "./crm/crm-store";
+import type { InstallResult, InstallShape } from "./oauth/app-install";
+import type { ParamValue } from "./php/php-params";
+import { SandboxPortal } from "./server/portal";
+
+export type { CrmStore, SeedCounts } from "./crm/crm-store";
+export type { InstallResult, InstallShape } from "./oauth/app-install";
 
 export interface SandboxOptions {
   /** 0 = random (default). */

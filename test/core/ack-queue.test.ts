@@ -1,9 +1,9 @@
 import should from "should";
-import { type AckedNotice, AckQueue } from "../../src/core/ack-queue";
-import type { Bitrix24Client } from "../../src/core/client";
-import { Bitrix24Error } from "../../src/core/errors";
-import { OfflineEventsApi } from "../../src/core/offline-api";
-import type { OfflineGetResult } from "../../src/core/types";
+import { type AckedNotice, AckQueue } from "../../src/core/acks/ack-queue";
+import type { Bitrix24Client } from "../../src/core/client/client";
+import { OfflineEventsApi } from "../../src/core/queue/offline-api";
+import { Bitrix24Error } from "../../src/core/rest/errors";
+import type { OfflineGetResult } from "../../src/core/rest/types";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
 import { sandboxClient } from "./fixtures/sandbox-client";
 

@@ -1,6 +1,6 @@
 import should from "should";
-import { clearTargets, errorTargets } from "../../src/core/ack-targets";
-import type { Bitrix24Error } from "../../src/core/errors";
+import { clearTargets, errorTargets } from "../../src/core/acks/ack-targets";
+import type { Bitrix24Error } from "../../src/core/rest/errors";
 
 const P = "p".repeat(32);
 const M1 = "a".repeat(32);

@@ -1,8 +1,8 @@
 import should from "should";
-import { Bitrix24Client, type ClientOptions } from "../../src/core/client";
-import { Bitrix24Error } from "../../src/core/errors";
-import { phpQueryString } from "../../src/core/php-query";
-import type { BatchCommand } from "../../src/core/types";
+import { Bitrix24Client, type ClientOptions } from "../../src/core/client/client";
+import { Bitrix24Error } from "../../src/core/rest/errors";
+import { phpQueryString } from "../../src/core/rest/php-query";
+import type { BatchCommand } from "../../src/core/rest/types";
 import { FakePortal, type SeenRequest, sendError, sendResult } from "./fixtures/fake-portal";
 
 const MID = "0123456789abcdef0123456789abcdef";

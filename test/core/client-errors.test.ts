@@ -1,6 +1,6 @@
 import should from "should";
-import { Bitrix24Client, type ClientOptions, type RequestInfo } from "../../src/core/client";
-import { type Bitrix24Error, SYSTEM_ERRORS } from "../../src/core/errors";
+import { Bitrix24Client, type ClientOptions, type RequestInfo } from "../../src/core/client/client";
+import { type Bitrix24Error, SYSTEM_ERRORS } from "../../src/core/rest/errors";
 import { FakePortal, type Handler, sendError, sendJson, sendResult } from "./fixtures/fake-portal";
 import { rejection } from "./fixtures/rejection";
 

@@ -1,8 +1,8 @@
 import { createHook } from "node:async_hooks";
 import { sep } from "node:path";
 import should from "should";
-import { Bitrix24Client, type ClientOptions } from "../../src/core/client";
-import { Bitrix24Error } from "../../src/core/errors";
+import { Bitrix24Client, type ClientOptions } from "../../src/core/client/client";
+import { Bitrix24Error } from "../../src/core/rest/errors";
 import { FakePortal, sendError } from "./fixtures/fake-portal";
 
 /** Timers created by src/core that are still pending (async_hooks sees every setTimeout/setInterval). */

@@ -1,5 +1,5 @@
 import should from "should";
-import { EmitGate } from "../../src/core/emit-gate";
+import { EmitGate } from "../../src/core/queue/emit-gate";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

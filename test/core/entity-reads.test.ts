@@ -1,5 +1,5 @@
 import should from "should";
-import type { BatchOutcome } from "../../src/core/client";
+import type { BatchOutcome } from "../../src/core/client/client";
 import {
   BUILTIN_ENTITY_MAP,
   type EntityAttachment,
@@ -7,9 +7,9 @@ import {
   parseEntityMap,
   planEntityReads,
   ruleFor,
-} from "../../src/core/entity-reads";
-import { Bitrix24Error } from "../../src/core/errors";
-import type { OfflineEvent } from "../../src/core/types";
+} from "../../src/core/entities/entity-reads";
+import { Bitrix24Error } from "../../src/core/rest/errors";
+import type { OfflineEvent } from "../../src/core/rest/types";
 
 let seq = 0;
 function ev(name: string, data: unknown): OfflineEvent {

@@ -1,7 +1,7 @@
 import should from "should";
-import type { AckedNotice } from "../../src/core/ack-queue";
-import { HeldLedger, RedeliveryTimer } from "../../src/core/held-ledger";
-import type { OfflineEvent } from "../../src/core/types";
+import type { AckedNotice } from "../../src/core/acks/ack-queue";
+import { HeldLedger, RedeliveryTimer } from "../../src/core/consumer/held-ledger";
+import type { OfflineEvent } from "../../src/core/rest/types";
 
 function events(ids: number[]): OfflineEvent[] {
   return ids.map((id) => ({

@@ -1,7 +1,7 @@
 import { createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import should from "should";
-import { type BodyReadError, readLimitedBody } from "../../src/core/http-body";
+import { type BodyReadError, readLimitedBody } from "../../src/core/rest/http-body";
 
 function post(
   port: number,

@@ -12,8 +12,8 @@ import {
   storedInstallation,
   tokenServerFor,
   verifyInstallation,
-} from "../../src/core/installation";
-import { FileTokenStore } from "../../src/core/token-store";
+} from "../../src/core/auth/installation";
+import { FileTokenStore } from "../../src/core/state/token-store";
 
 const APP_TOKEN = "a".repeat(32);
 const REFRESH = "r".repeat(32);

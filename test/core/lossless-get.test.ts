@@ -1,8 +1,8 @@
 import { createServer } from "node:net";
 import should from "should";
-import { Bitrix24Client, type ClientOptions } from "../../src/core/client";
-import { isLossyGet } from "../../src/core/delivery-safety";
-import type { Bitrix24Error } from "../../src/core/errors";
+import { Bitrix24Client, type ClientOptions } from "../../src/core/client/client";
+import type { Bitrix24Error } from "../../src/core/rest/errors";
+import { isLossyGet } from "../../src/core/transport/delivery-safety";
 import { FakePortal, sendError, sendResult } from "./fixtures/fake-portal";
 import { rejection } from "./fixtures/rejection";
 

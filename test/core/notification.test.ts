@@ -6,8 +6,8 @@ import {
   readNotification,
   tokenMatches,
   verifyNotification,
-} from "../../src/core/notification";
-import { parsePhpForm } from "../../src/core/php-form";
+} from "../../src/core/queue/notification";
+import { parsePhpForm } from "../../src/core/rest/php-form";
 
 const TOKEN = "app-token-0123456789";
 

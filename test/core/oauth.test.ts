@@ -2,9 +2,9 @@ import { promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import should from "should";
-import { Bitrix24Client, type ClientOptions, type TokenSet } from "../../src/core/client";
-import { Bitrix24Error } from "../../src/core/errors";
-import { FileTokenStore, fingerprint, tokenStoreKey } from "../../src/core/token-store";
+import { Bitrix24Client, type ClientOptions, type TokenSet } from "../../src/core/client/client";
+import { Bitrix24Error } from "../../src/core/rest/errors";
+import { FileTokenStore, fingerprint, tokenStoreKey } from "../../src/core/state/token-store";
 import { OAuthPortal } from "./fixtures/fake-portal";
 
 describe("core/client OAuth refresh and token persistence", () => {

@@ -1,7 +1,7 @@
 import should from "should";
-import { Bitrix24Client } from "../../src/core/client";
-import { Bitrix24Error } from "../../src/core/errors";
-import { OfflineEventsApi, parseGetResult, validateFilter, validateOrder } from "../../src/core/offline-api";
+import { Bitrix24Client } from "../../src/core/client/client";
+import { OfflineEventsApi, parseGetResult, validateFilter, validateOrder } from "../../src/core/queue/offline-api";
+import { Bitrix24Error } from "../../src/core/rest/errors";
 import { FakePortal, type SeenRequest, sendResult } from "./fixtures/fake-portal";
 
 const MID = "0123456789abcdef0123456789abcdef";

@@ -2,10 +2,8 @@ import { promises as fs, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import should from "should";
-import { AckQueue } from "../../src/core/ack-queue";
-import type { Bitrix24Client } from "../../src/core/client";
-import type { Bitrix24Error } from "../../src/core/errors";
-import { OfflineEventsApi } from "../../src/core/offline-api";
+import { AckQueue } from "../../src/core/acks/ack-queue";
+import type { Bitrix24Client } from "../../src/core/client/client";
 import {
   type ConsumerState,
   type ConsumerWarning,
@@ -14,8 +12,10 @@ import {
   NO_EXTENDED_MODE,
   OfflineConsumer,
   type OfflineConsumerOptions,
-} from "../../src/core/offline-consumer";
-import { journalFileName } from "../../src/core/process-journal";
+} from "../../src/core/consumer/offline-consumer";
+import { OfflineEventsApi } from "../../src/core/queue/offline-api";
+import type { Bitrix24Error } from "../../src/core/rest/errors";
+import { journalFileName } from "../../src/core/state/process-journal";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
 import { sleep, until } from "../wait";
 import { sandboxClient } from "./fixtures/sandbox-client";

@@ -1,7 +1,7 @@
 import should from "should";
-import { newTally } from "../../src/core/consumer-types";
-import { OrphanSweep } from "../../src/core/orphan-sweep";
-import type { OfflineListParams, OfflineListRecord } from "../../src/core/types";
+import { newTally } from "../../src/core/consumer/consumer-types";
+import { OrphanSweep } from "../../src/core/consumer/orphan-sweep";
+import type { OfflineListParams, OfflineListRecord } from "../../src/core/rest/types";
 
 function record(id: number, processId: string): OfflineListRecord {
   return {

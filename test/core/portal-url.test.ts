@@ -1,7 +1,7 @@
 import should from "should";
-import { validatePortalUrl } from "../../src/core/client";
-import { Bitrix24Error } from "../../src/core/errors";
-import { isLoopbackHost, validateOAuthServerUrl, validateWebhookUrl } from "../../src/core/portal-url";
+import { validatePortalUrl } from "../../src/core/client/client";
+import { Bitrix24Error } from "../../src/core/rest/errors";
+import { isLoopbackHost, validateOAuthServerUrl, validateWebhookUrl } from "../../src/core/rest/portal-url";
 
 function configError(fn: () => unknown): Bitrix24Error {
   try {

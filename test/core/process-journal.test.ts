@@ -8,7 +8,7 @@ import {
   journalFileName,
   openJournal,
   SharedJournal,
-} from "../../src/core/process-journal";
+} from "../../src/core/state/process-journal";
 
 const key: JournalKey = { portalHost: "example.bitrix24.com", clientId: "local.app", authConnector: "", error: 0 };
 

@@ -1,6 +1,6 @@
 import should from "should";
-import { summarizeQueue } from "../../src/core/queue-summary";
-import type { OfflineListRecord } from "../../src/core/types";
+import { summarizeQueue } from "../../src/core/queue/queue-summary";
+import type { OfflineListRecord } from "../../src/core/rest/types";
 
 function record(id: number, name: string, ts: string, processId: string | null, error: "0" | "1"): OfflineListRecord {
   return {

@@ -8,11 +8,11 @@ import {
   DEFAULT_TIMEOUT_MS,
   type MethodPause,
   type PortalMove,
-} from "../../src/core/client";
-import { MethodPauses } from "../../src/core/method-pauses";
-import { MAX_REDIRECT_HOPS } from "../../src/core/portal-move";
-import { oauthServerFromDomain, oauthServerFromEndpoint } from "../../src/core/portal-url";
-import { FileTokenStore, fingerprint, tokenStoreKey } from "../../src/core/token-store";
+} from "../../src/core/client/client";
+import { oauthServerFromDomain, oauthServerFromEndpoint } from "../../src/core/rest/portal-url";
+import { FileTokenStore, fingerprint, tokenStoreKey } from "../../src/core/state/token-store";
+import { MethodPauses } from "../../src/core/transport/method-pauses";
+import { MAX_REDIRECT_HOPS } from "../../src/core/transport/portal-move";
 import { FakePortal, type SeenRequest, sendError, sendJson, sendResult } from "./fixtures/fake-portal";
 import { rejection } from "./fixtures/rejection";
 

@@ -1,7 +1,7 @@
 import should from "should";
-import type { Bitrix24Client } from "../../src/core/client";
-import type { Bitrix24Error } from "../../src/core/errors";
-import { RestCalls } from "../../src/core/rest-calls";
+import { RestCalls } from "../../src/core/calls/rest-calls";
+import type { Bitrix24Client } from "../../src/core/client/client";
+import type { Bitrix24Error } from "../../src/core/rest/errors";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
 import { rejection } from "./fixtures/rejection";
 import { sandboxClient } from "./fixtures/sandbox-client";

@@ -1,7 +1,7 @@
 import should from "should";
-import { Bitrix24Client, type ClientOptions } from "../../src/core/client";
-import type { Bitrix24Error } from "../../src/core/errors";
-import { isReadMethod, RestCalls } from "../../src/core/rest-calls";
+import { isReadMethod, RestCalls } from "../../src/core/calls/rest-calls";
+import { Bitrix24Client, type ClientOptions } from "../../src/core/client/client";
+import type { Bitrix24Error } from "../../src/core/rest/errors";
 import { FakeCrm, type Unresolved } from "./fixtures/fake-crm";
 import { sendError } from "./fixtures/fake-portal";
 import { rejection } from "./fixtures/rejection";

@@ -1,7 +1,7 @@
 import should from "should";
-import { Bitrix24Error } from "../../src/core/errors";
-import { handlerUrl, parseEventList, planBindings } from "../../src/core/subscriptions";
-import type { EventBinding } from "../../src/core/types";
+import { handlerUrl, parseEventList, planBindings } from "../../src/core/queue/subscriptions";
+import { Bitrix24Error } from "../../src/core/rest/errors";
+import type { EventBinding } from "../../src/core/rest/types";
 
 describe("subscriptions", () => {
   it("parses the event list: trims, upper-cases, dedupes, rejects non-names and ONOFFLINEEVENT", () => {

@@ -3,8 +3,8 @@ import { promises as fs } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import should from "should";
-import { Bitrix24Error } from "../../src/core/errors";
-import { FileTokenStore, fingerprint, type StoredTokens, tokenStoreKey } from "../../src/core/token-store";
+import { Bitrix24Error } from "../../src/core/rest/errors";
+import { FileTokenStore, fingerprint, type StoredTokens, tokenStoreKey } from "../../src/core/state/token-store";
 
 const TOKENS: StoredTokens = {
   accessToken: "a1",

@@ -16,9 +16,9 @@ describe("the packed tarball in a fresh Node-RED user directory", function () {
 
   it("ships the build output, examples and docs but no sources or tests", () => {
     const listing = execFileSync("tar", ["-tzf", installedPackage().tarball]).toString().split("\n");
-    should(listing).containEql("package/nodes/nodes/bitrix24-portal.js");
-    should(listing).containEql("package/nodes/nodes/bitrix24-portal.html");
-    should(listing).containEql("package/nodes/nodes/locales/ru/bitrix24-portal.json");
+    should(listing).containEql("package/nodes/nodes/bitrix24-portal/bitrix24-portal.js");
+    should(listing).containEql("package/nodes/nodes/bitrix24-portal/bitrix24-portal.html");
+    should(listing).containEql("package/nodes/nodes/bitrix24-portal/locales/ru/bitrix24-portal.json");
     should(listing).containEql("package/nodes/sandbox/cli.js");
     for (const file of Object.values(pkg["node-red"].nodes)) should(listing).containEql(`package/${file}`);
     should(listing).containEql("package/examples/basic-sync.json");

@@ -1,6 +1,6 @@
 import axios from "axios";
 import should from "should";
-import type { PortalNode } from "../../src/nodes/bitrix24-portal";
+import type { PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
 import {
   callsOf,
@@ -17,7 +17,7 @@ import {
 } from "../reliability/node-rig";
 
 // The build output, as Node-RED loads it; join and catch are Node-RED's own core nodes.
-const callNode = require("../../nodes/nodes/bitrix24-call.js").default;
+const callNode = require("../../nodes/nodes/bitrix24-call/bitrix24-call.js").default;
 const joinNode = require("@node-red/nodes/core/sequence/17-split.js");
 const catchNode = require("@node-red/nodes/core/common/25-catch.js");
 const changeNode = require("@node-red/nodes/core/function/15-change.js");

@@ -3,15 +3,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import helper from "node-red-node-test-helper";
 import should from "should";
-import type { OfflineEventsApi } from "../../src/core/offline-api";
-import type { OfflineGetResult } from "../../src/core/types";
-import type { EventMessage } from "../../src/nodes/msg-contract";
+import type { OfflineEventsApi } from "../../src/core/queue/offline-api";
+import type { OfflineGetResult } from "../../src/core/rest/types";
+import type { EventMessage } from "../../src/nodes/shared/msg-contract";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
 import { sleep, until } from "../wait";
 
 // The build output, as Node-RED loads it.
-const portalNode = require("../../nodes/nodes/bitrix24-portal.js").default;
-const clearNode = require("../../nodes/nodes/bitrix24-offline-clear.js").default;
+const portalNode = require("../../nodes/nodes/bitrix24-portal/bitrix24-portal.js").default;
+const clearNode = require("../../nodes/nodes/bitrix24-offline-clear/bitrix24-offline-clear.js").default;
 const catchNode = require("@node-red/nodes/core/common/25-catch.js");
 
 helper.init(require.resolve("node-red"));

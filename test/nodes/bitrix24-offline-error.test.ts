@@ -3,15 +3,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import helper from "node-red-node-test-helper";
 import should from "should";
-import type { OfflineEventsApi } from "../../src/core/offline-api";
-import type { OfflineGetResult } from "../../src/core/types";
-import type { EventMessage } from "../../src/nodes/msg-contract";
+import type { OfflineEventsApi } from "../../src/core/queue/offline-api";
+import type { OfflineGetResult } from "../../src/core/rest/types";
+import type { EventMessage } from "../../src/nodes/shared/msg-contract";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
 import { until } from "../wait";
 
 // The build output, as Node-RED loads it.
-const portalNode = require("../../nodes/nodes/bitrix24-portal.js").default;
-const errorNode = require("../../nodes/nodes/bitrix24-offline-error.js").default;
+const portalNode = require("../../nodes/nodes/bitrix24-portal/bitrix24-portal.js").default;
+const errorNode = require("../../nodes/nodes/bitrix24-offline-error/bitrix24-offline-error.js").default;
 const catchNode = require("@node-red/nodes/core/common/25-catch.js");
 
 helper.init(require.resolve("node-red"));

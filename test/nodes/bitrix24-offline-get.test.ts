@@ -4,14 +4,14 @@ import { join } from "node:path";
 import type { Node, NodeAPI, NodeDef } from "node-red";
 import helper from "node-red-node-test-helper";
 import should from "should";
-import type { PortalNode } from "../../src/nodes/bitrix24-portal";
-import type { EventMessage } from "../../src/nodes/msg-contract";
+import type { PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
+import type { EventMessage } from "../../src/nodes/shared/msg-contract";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
 import { sleep, until } from "../wait";
 
 // The build output, as Node-RED loads it (`npm run build` first).
-const portalNode = require("../../nodes/nodes/bitrix24-portal.js").default;
-const getNode = require("../../nodes/nodes/bitrix24-offline-get.js").default;
+const portalNode = require("../../nodes/nodes/bitrix24-portal/bitrix24-portal.js").default;
+const getNode = require("../../nodes/nodes/bitrix24-offline-get/bitrix24-offline-get.js").default;
 
 helper.init(require.resolve("node-red"));
 
@@ -222,7 +222,7 @@ describe("bitrix24-offline-get node", function () {
 
   it("wired to the real clear node with no configuration: 500 events drained in ~11 requests", async () => {
     await start({ events: 500 });
-    const clearNode = require("../../nodes/nodes/bitrix24-offline-clear.js").default;
+    const clearNode = require("../../nodes/nodes/bitrix24-offline-clear/bitrix24-offline-clear.js").default;
     const c = sandbox.credentials;
     const flow = [
       { id: "p", type: "bitrix24-portal", portalUrl: sandbox.url, authType: "oauth", oauthServer: sandbox.url },

@@ -10,8 +10,8 @@ import should from "should";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
 
 // The build output, as Node-RED loads it.
-const portalNode = require("../../nodes/nodes/bitrix24-portal.js").default;
-const triggerNode = require("../../nodes/nodes/bitrix24-offline-trigger.js").default;
+const portalNode = require("../../nodes/nodes/bitrix24-portal/bitrix24-portal.js").default;
+const triggerNode = require("../../nodes/nodes/bitrix24-offline-trigger/bitrix24-offline-trigger.js").default;
 
 helper.init(require.resolve("node-red"));
 

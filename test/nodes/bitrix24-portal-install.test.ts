@@ -18,9 +18,9 @@ import {
 } from "../reliability/node-rig";
 
 // The build output, as Node-RED loads it.
-const portalNode = require("../../nodes/nodes/bitrix24-portal.js").default;
-const triggerNode = require("../../nodes/nodes/bitrix24-offline-trigger.js").default;
-const getNode = require("../../nodes/nodes/bitrix24-offline-get.js").default;
+const portalNode = require("../../nodes/nodes/bitrix24-portal/bitrix24-portal.js").default;
+const triggerNode = require("../../nodes/nodes/bitrix24-offline-trigger/bitrix24-offline-trigger.js").default;
+const getNode = require("../../nodes/nodes/bitrix24-offline-get/bitrix24-offline-get.js").default;
 
 helper.init(require.resolve("node-red"));
 

@@ -7,7 +7,7 @@ import should from "should";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
 
 // The build output, as Node-RED loads it.
-const portalNode = require("../../nodes/nodes/bitrix24-portal.js").default;
+const portalNode = require("../../nodes/nodes/bitrix24-portal/bitrix24-portal.js").default;
 
 helper.init(require.resolve("node-red"));
 

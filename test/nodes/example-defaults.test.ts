@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import should from "should";
 
@@ -11,8 +11,11 @@ const ROOT = join(__dirname, "..", "..");
 
 function editorDefaults(): Map<string, string[]> {
   const out = new Map<string, string[]>();
-  for (const file of readdirSync(join(ROOT, "src", "nodes")).filter((f) => f.endsWith(".html"))) {
-    const html = readFileSync(join(ROOT, "src", "nodes", file), "utf8");
+  const nodesDir = join(ROOT, "src", "nodes");
+  for (const folder of readdirSync(nodesDir)) {
+    const file = join(nodesDir, folder, `${folder}.html`);
+    if (!existsSync(file)) continue; // shared glue, not a node type
+    const html = readFileSync(file, "utf8");
     const type = /registerType\("([\w-]+)"/.exec(html)?.[1];
     // The block's own indentation finds its end and its keys (one level deeper), wherever registerType sits.
     const opening = /^( *)defaults: \{$/m.exec(html);

@@ -1,8 +1,8 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import should from "should";
-import type { RetryInfo } from "../../src/core/client";
-import { clientOptionsFor, type PortalNode } from "../../src/nodes/bitrix24-portal";
+import type { RetryInfo } from "../../src/core/client/client";
+import { clientOptionsFor, type PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
 import {
   callsOf,

@@ -1,5 +1,5 @@
 import should from "should";
-import { StatusThrottle } from "../../src/nodes/status-throttle";
+import { StatusThrottle } from "../../src/nodes/shared/status-throttle";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

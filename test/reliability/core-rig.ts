@@ -1,12 +1,12 @@
 import { promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AckQueue } from "../../src/core/ack-queue";
-import type { Bitrix24Client, ClientOptions } from "../../src/core/client";
-import type { Bitrix24Error } from "../../src/core/errors";
-import { OfflineEventsApi } from "../../src/core/offline-api";
-import { OfflineConsumer, type OfflineConsumerOptions } from "../../src/core/offline-consumer";
-import { FileTokenStore } from "../../src/core/token-store";
+import { AckQueue } from "../../src/core/acks/ack-queue";
+import type { Bitrix24Client, ClientOptions } from "../../src/core/client/client";
+import { OfflineConsumer, type OfflineConsumerOptions } from "../../src/core/consumer/offline-consumer";
+import { OfflineEventsApi } from "../../src/core/queue/offline-api";
+import type { Bitrix24Error } from "../../src/core/rest/errors";
+import { FileTokenStore } from "../../src/core/state/token-store";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
 import { sandboxClient } from "../core/fixtures/sandbox-client";
 import { DeliveryBook, FaultCounter, sleep } from "./ledger";

@@ -1,4 +1,4 @@
-import type { Bitrix24Client } from "../../src/core/client";
+import type { Bitrix24Client } from "../../src/core/client/client";
 import type { Sandbox } from "../../src/sandbox";
 
 /**

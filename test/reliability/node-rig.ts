@@ -5,18 +5,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Node, NodeAPI, NodeDef } from "node-red";
 import helper from "node-red-node-test-helper";
-import type { PortalNode } from "../../src/nodes/bitrix24-portal";
+import type { PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
 import type { Sandbox } from "../../src/sandbox";
 import { DeliveryBook, FaultCounter } from "./ledger";
 
 /** The build output, as Node-RED loads it (`npm run build` first). */
 export const nodes = {
-  portal: require("../../nodes/nodes/bitrix24-portal.js").default,
-  get: require("../../nodes/nodes/bitrix24-offline-get.js").default,
-  clear: require("../../nodes/nodes/bitrix24-offline-clear.js").default,
-  error: require("../../nodes/nodes/bitrix24-offline-error.js").default,
-  trigger: require("../../nodes/nodes/bitrix24-offline-trigger.js").default,
-  list: require("../../nodes/nodes/bitrix24-offline-list.js").default,
+  portal: require("../../nodes/nodes/bitrix24-portal/bitrix24-portal.js").default,
+  get: require("../../nodes/nodes/bitrix24-offline-get/bitrix24-offline-get.js").default,
+  clear: require("../../nodes/nodes/bitrix24-offline-clear/bitrix24-offline-clear.js").default,
+  error: require("../../nodes/nodes/bitrix24-offline-error/bitrix24-offline-error.js").default,
+  trigger: require("../../nodes/nodes/bitrix24-offline-trigger/bitrix24-offline-trigger.js").default,
+  list: require("../../nodes/nodes/bitrix24-offline-list/bitrix24-offline-list.js").default,
 };
 
 helper.init(require.resolve("node-red"));

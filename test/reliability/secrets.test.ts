@@ -3,8 +3,8 @@ import { join } from "node:path";
 import { inspect } from "node:util";
 import axios from "axios";
 import should from "should";
-import { Bitrix24Client } from "../../src/core/client";
-import type { Bitrix24Error } from "../../src/core/errors";
+import { Bitrix24Client } from "../../src/core/client/client";
+import type { Bitrix24Error } from "../../src/core/rest/errors";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
 import { record, until } from "./ledger";
 import {

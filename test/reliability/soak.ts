@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeHeapSnapshot } from "node:v8";
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "node-red";
-import type { PortalNode } from "../../src/nodes/bitrix24-portal";
+import type { PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
 import { type Faults, startSandbox } from "../../src/sandbox";
 import { DeliveryBook, FaultCounter, sleep } from "./ledger";
 import { GET_DEFAULTS, helper, nodes } from "./node-rig";

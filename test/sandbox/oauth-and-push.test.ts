@@ -2,7 +2,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import should from "should";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
-import { parsePhpQuery } from "../../src/sandbox/php-params";
+import { parsePhpQuery } from "../../src/sandbox/php/php-params";
 import { rest } from "./rest-call";
 
 async function tokenCall(sandbox: Sandbox, params: Record<string, string>, method: "GET" | "POST" = "GET") {

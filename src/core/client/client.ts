@@ -1,0 +1,598 @@
+import { EventEmitter, setMaxListeners } from "node:events";
+import { Agent as HttpAgent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
+import { performance } from "node:perf_hooks";
+import { OAuthSession } from "../auth/oauth-session";
+import { Bitrix24Error, codeForEmptyError } from "../rest/errors";
+import { phpQueryString } from "../rest/php-query";
+import { validateOAuthServerUrl, validatePortalUrl, validateWebhookUrl } from "../rest/portal-url";
+import type { BatchCommand, CallResult, RestTime } from "../rest/types";
+import { type TokenSet, type TokenStore, tokenStoreKey } from "../state/token-store";
+import { backoffDelay, DEFAULT_RETRY, type RetryPolicy, sleep } from "../transport/backoff";
+import { batchRisk, callRisk, type DeliveryRisk, mayHaveRun, mayHaveRunError } from "../transport/delivery-safety";
+import { MethodPauses } from "../transport/method-pauses";
+import { movedOrigin } from "../transport/portal-move";
+import { type LeakyBucket, sharedBucket } from "../transport/rate-limiter";
+import { type Exchange, operatingResetAt, RestTransport } from "../transport/rest-transport";
+
+export { validatePortalUrl } from "../rest/portal-url";
+export type { TokenSet } from "../state/token-store";
+
+export const DEFAULT_OAUTH_SERVER = "https://oauth.bitrix.info";
+export const DEFAULT_RATE_LIMIT = { perSecond: 2, burst: 50 };
+export const MAX_BATCH_COMMANDS = 50;
+/**
+ * Per HTTP request. Above the 60 s a portal lets a REST request run before cutting it off (REFERENCE.md "Real
+ * portals"), plus room for the network and the portal's front end: a shorter timeout would turn slow but
+ * successful calls into "may have run".
+ */
+export const DEFAULT_TIMEOUT_MS = 75_000;
+
+export interface OAuthAuth {
+  type: "oauth";
+  clientId: string;
+  clientSecret: string;
+  accessToken?: string;
+  refreshToken?: string;
+  /**
+   * Default "https://oauth.bitrix.info"; the token URL is `${oauthServer}/oauth/token/`. Only the first guess:
+   * refreshes go where `serverEndpoint` or the last token answer's `server_endpoint` says.
+   */
+  oauthServer?: string;
+  /** `server_endpoint` as the portal handed it over (installation POST, authorization-code answer). */
+  serverEndpoint?: string;
+}
+
+export interface WebhookAuth {
+  type: "webhook";
+  /** `https://<portal>/rest/<user_id>/<secret>/` */
+  webhookUrl: string;
+}
+
+export interface ClientOptions {
+  /** https only, except loopback hosts (127.0.0.0/8, localhost, ::1). */
+  portalUrl: string;
+  auth: OAuthAuth | WebhookAuth;
+  /** Default {perSecond: 2, burst: 50}; false = no client-side limiter. */
+  rateLimit?: { perSecond: number; burst: number } | false;
+  /** Per HTTP request, default DEFAULT_TIMEOUT_MS (75000: above the portal's own 60 s cut-off). */
+  timeoutMs?: number;
+  /** Defaults 6 / 500 / 30000. maxAttempts counts the first try. */
+  retry?: { maxAttempts?: number; baseDelayMs?: number; maxDelayMs?: number };
+  /** Where rotated tokens persist (see token-store.ts); without one they live in memory only. */
+  tokenStore?: TokenStore;
+}
+
+export interface BatchOutcome {
+  /** Per command key, for the commands that succeeded. */
+  result: Record<string, unknown>;
+  /** Per command key, for the commands that failed. A command in neither was not run (halt). */
+  errors: Record<string, Bitrix24Error>;
+  total: Record<string, number>;
+  next: Record<string, number>;
+  time?: RestTime;
+  /** Calls it took: 1 for the batch, plus one per command re-run singly after the portal refused it in a batch. */
+  requests: number;
+}
+
+/** Per call (or batch): how failures may be retried, and when to stop waiting. */
+export interface CallOptions {
+  /**
+   * The call may change data on the portal: once the request may have reached it (timeout, reset, 5xx), it
+   * fails with WRITE_MAY_HAVE_RUN instead of being sent again. Refusals before running (503 limits, 429,
+   * connection refused) are still retried. Default false: retried like any read.
+   */
+  mayChangeData?: boolean;
+  /**
+   * Stops the call while it waits (for the rate limiter or between retries) with ABORTED; a request already on
+   * the wire is not cut off, so a write is never left half-known because of it.
+   */
+  signal?: AbortSignal;
+}
+
+export interface RequestInfo {
+  method: string;
+  /** HTTP status; 0 when no answer arrived. */
+  status: number;
+  /** From sending (after the bucket let it go) to the answer, fractional. */
+  ms: number;
+}
+
+export interface RetryInfo {
+  method: string;
+  /** The attempt that failed (1 = the first try). */
+  attempt: number;
+  delayMs: number;
+  error: Bitrix24Error;
+}
+
+export interface PortalMove {
+  /** The origin calls went to. */
+  from: string;
+  /** The origin the portal now answers at; every later call goes there. */
+  to: string;
+  /** The redirect's HTTP status (301/302/307/308). */
+  status: number;
+}
+
+export interface MethodPause {
+  method: string;
+  /** Epoch ms: calls of this method wait until then (`time.operating_reset_at`). */
+  until: number;
+}
+
+// The portal's answers to a stale or bad access token: refresh and resend once. A real portal may answer a
+// wrong token with NO_AUTH_FOUND ("Wrong authorization data") rather than invalid_token.
+const AUTH_REFRESH_CODES = new Set(["expired_token", "invalid_token", "NO_AUTH_FOUND"]);
+const METHOD_NAME = /^[A-Za-z][A-Za-z0-9_.]*$/;
+const BATCH_KEY = /^[A-Za-z0-9_.:-]+$/;
+
+function isOfflineMethod(method: string): boolean {
+  return method.toLowerCase().startsWith("event.offline.");
+}
+
+function asRecord(value: unknown): Record<string, unknown> {
+  // PHP encodes an empty array as [] and a list-keyed one as a JSON array.
+  if (Array.isArray(value)) return Object.fromEntries(value.map((item, index) => [String(index), item]));
+  return typeof value === "object" && value !== null ? (value as Record<string, unknown>) : {};
+}
+
+function optionalNumber(value: unknown): number | undefined {
+  if (value === undefined || value === null || value === "") return undefined;
+  const n = Number(value);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+function invalidArgument(method: string, description: string): Bitrix24Error {
+  return new Bitrix24Error({ code: "INVALID_ARGUMENT", method, description });
+}
+
+function positive(value: number | undefined, fallback: number, what: string): number {
+  if (value === undefined) return fallback;
+  if (!(Number.isFinite(value) && value > 0)) {
+    throw new Bitrix24Error({
+      code: "INVALID_CONFIG",
+      description: `${what} must be a positive number (got ${value})`,
+    });
+  }
+  return value;
+}
+
+/**
+ * A Bitrix24 REST client for one portal: OAuth (with single-flight, store-coordinated refresh) or an inbound
+ * webhook, a shared client-side leaky bucket, retries with backoff for what may succeed later — and never a
+ * blind retry of an event.offline.get that deletes what it returns.
+ *
+ * Events: "rate-limited" (waitMs) when a call waits on the bucket or backs off after a 503/429;
+ * "tokens" (TokenSet) after a refresh or after adopting another process's refreshed tokens;
+ * "request" ({method, status, ms}) after each HTTP request; "retry" (RetryInfo) before each backoff;
+ * "token-store-error" (Bitrix24Error) when refreshed tokens could not be written down;
+ * "portal-moved" (PortalMove) when a redirect moved every later call to a renamed portal's new address;
+ * "method-paused" (MethodPause) when OPERATION_TIME_LIMIT pauses one method until its budget resets.
+ */
+export class Bitrix24Client extends EventEmitter {
+  readonly portalUrl: string;
+  readonly portalHost: string;
+  /** "" for a webhook. */
+  readonly clientId: string;
+
+  private readonly bucket: LeakyBucket | undefined;
+  private readonly retry: RetryPolicy;
+  private readonly session: OAuthSession | undefined;
+  /** The webhook URL's path (`/rest/<user>/<secret>/`); its origin moves with the portal like everything else. */
+  private readonly webhookPath: string | undefined;
+  /** Where calls go: the configured portal URL until a redirect moves it (OAuth: also kept beside the tokens). */
+  private origin: string;
+  private readonly pauses = new MethodPauses();
+  private readonly transport: RestTransport;
+  private readonly closer = new AbortController();
+  private readonly agents: Array<HttpAgent | HttpsAgent>;
+  private refusesOfflineInBatch = false;
+  private closed = false;
+
+  constructor(options: ClientOptions) {
+    super();
+    // Every queued call and request in flight listens for close(): hundreds are normal, not a leak.
+    setMaxListeners(0, this.closer.signal);
+    this.portalUrl = validatePortalUrl(options.portalUrl);
+    this.portalHost = new URL(this.portalUrl).host;
+    this.origin = this.portalUrl;
+    const timeoutMs = positive(options.timeoutMs, DEFAULT_TIMEOUT_MS, "timeoutMs");
+    this.retry = {
+      maxAttempts: Math.max(
+        1,
+        Math.floor(positive(options.retry?.maxAttempts, DEFAULT_RETRY.maxAttempts, "retry.maxAttempts")),
+      ),
+      baseDelayMs: positive(options.retry?.baseDelayMs, DEFAULT_RETRY.baseDelayMs, "retry.baseDelayMs"),
+      maxDelayMs: positive(options.retry?.maxDelayMs, DEFAULT_RETRY.maxDelayMs, "retry.maxDelayMs"),
+    };
+
+    const keepAlive = { http: new HttpAgent({ keepAlive: true }), https: new HttpsAgent({ keepAlive: true }) };
+    const fresh = { http: new HttpAgent({ keepAlive: false }), https: new HttpsAgent({ keepAlive: false }) };
+    this.agents = [keepAlive.http, keepAlive.https, fresh.http, fresh.https];
+    this.transport = new RestTransport({ timeoutMs, signal: this.closer.signal, keepAlive, fresh });
+
+    const auth = options.auth;
+    if (auth.type === "oauth") {
+      this.clientId = String(auth.clientId ?? "").trim();
+      const clientSecret = String(auth.clientSecret ?? "").trim();
+      if (!this.clientId || !clientSecret) {
+        throw new Bitrix24Error({ code: "INVALID_CONFIG", description: "OAuth needs a client id and a client secret" });
+      }
+      // With a token store the tokens may come later: from another process, or from the portal's installation.
+      if (!auth.accessToken && !auth.refreshToken && !options.tokenStore) {
+        throw new Bitrix24Error({
+          code: "INVALID_CONFIG",
+          description: "OAuth needs an access token or a refresh token: authorise the application first",
+        });
+      }
+      this.session = new OAuthSession({
+        clientId: this.clientId,
+        clientSecret,
+        accessToken: auth.accessToken,
+        refreshToken: auth.refreshToken,
+        oauthServer: validateOAuthServerUrl(auth.oauthServer || DEFAULT_OAUTH_SERVER),
+        serverEndpoint: auth.serverEndpoint,
+        store: options.tokenStore,
+        storeKey: tokenStoreKey(this.portalHost, this.clientId),
+        timeoutMs,
+        signal: this.closer.signal,
+        agents: keepAlive,
+        onTokens: (tokens: TokenSet) => this.emit("tokens", tokens),
+        onRequest: (info: RequestInfo) => this.emit("request", info),
+        onStoreError: (err: Bitrix24Error) => this.emit("token-store-error", err),
+      });
+    } else if (auth.type === "webhook") {
+      this.clientId = "";
+      const webhook = new URL(validateWebhookUrl(auth.webhookUrl));
+      this.webhookPath = webhook.pathname;
+      this.origin = webhook.origin;
+    } else {
+      throw new Bitrix24Error({ code: "INVALID_CONFIG", description: "auth.type must be oauth or webhook" });
+    }
+
+    const rate = options.rateLimit === undefined ? DEFAULT_RATE_LIMIT : options.rateLimit;
+    this.bucket = rate === false ? undefined : sharedBucket(`${this.portalHost}\n${this.clientId || "webhook"}`, rate);
+  }
+
+  /** True after the portal refused an offline method inside a batch; batch() then runs those singly. */
+  get batchRefusesOffline(): boolean {
+    return this.refusesOfflineInBatch;
+  }
+
+  /**
+   * Someone wrote new tokens to the token store (the portal's installation, see installation.ts): take them now
+   * rather than at the next refresh. They win like a re-authorisation. No-op for a webhook or without a store.
+   */
+  async reloadTokens(): Promise<void> {
+    await this.session?.reload();
+  }
+
+  /** Where calls go now: the configured portal URL, or the new address of a renamed portal. */
+  get currentPortalUrl(): string {
+    return this.session?.portalOrigin ?? this.origin;
+  }
+
+  /** Current tokens (OAuth only), e.g. for a config node that shows when they were last refreshed. */
+  get tokens(): TokenSet | undefined {
+    return this.session?.current;
+  }
+
+  async call<T>(
+    method: string,
+    params: Record<string, unknown> = {},
+    options: CallOptions = {},
+  ): Promise<CallResult<T>> {
+    this.assertOpen(method);
+    if (!METHOD_NAME.test(method)) throw invalidArgument(method, `"${method}" is not a REST method name`);
+    const risk = callRisk(method, params, options.mayChangeData);
+    const body = await this.execute(method, params, risk, options.signal);
+    const result: CallResult<T> = { result: body.result as T };
+    const total = optionalNumber(body.total);
+    const next = optionalNumber(body.next);
+    if (total !== undefined) result.total = total;
+    if (next !== undefined) result.next = next;
+    if (typeof body.time === "object" && body.time !== null) result.time = body.time as RestTime;
+    return result;
+  }
+
+  /**
+   * Up to 50 commands in one request (one slot of the bucket). More than 50 is refused without sending rather
+   * than split: a split would break `halt` and the one-request accounting callers plan their rate around.
+   */
+  async batch(
+    commands: Record<string, BatchCommand>,
+    options: { halt?: boolean } & CallOptions = {},
+  ): Promise<BatchOutcome> {
+    this.assertOpen("batch");
+    const keys = Object.keys(commands);
+    if (keys.length > MAX_BATCH_COMMANDS) {
+      throw invalidArgument("batch", `${keys.length} commands; a batch takes at most ${MAX_BATCH_COMMANDS}`);
+    }
+    for (const key of keys) {
+      if (!BATCH_KEY.test(key)) throw invalidArgument("batch", `command key "${key}" may use only A-Z a-z 0-9 _ . : -`);
+      const method = commands[key]?.method;
+      if (typeof method !== "string" || !METHOD_NAME.test(method)) {
+        throw invalidArgument("batch", `command "${key}" has no valid method name`);
+      }
+    }
+    const halt = options.halt === true;
+    const outcome: BatchOutcome = { result: {}, errors: {}, total: {}, next: {}, requests: 0 };
+    // A command of a paused method would only be refused again: the batch waits for its budget too.
+    await this.waitForPauses(
+      keys.map((k) => commands[k].method),
+      "batch",
+    );
+    if (keys.length === 0) return outcome;
+
+    const single = new Set(this.refusesOfflineInBatch ? keys.filter((k) => isOfflineMethod(commands[k].method)) : []);
+    const batched = keys.filter((k) => !single.has(k));
+    let halted = false;
+    if (batched.length > 0) {
+      const subset = Object.fromEntries(batched.map((k) => [k, commands[k]]));
+      this.applyBatchAnswer(subset, await this.sendBatch(subset, halt, options), outcome);
+      outcome.requests += 1;
+      const refused = batched.filter(
+        (k) => outcome.errors[k]?.code === "ERROR_BATCH_METHOD_NOT_ALLOWED" && isOfflineMethod(commands[k].method),
+      );
+      if (refused.length > 0) {
+        this.refusesOfflineInBatch = true;
+        for (const k of refused) {
+          delete outcome.errors[k];
+          single.add(k);
+        }
+        // With halt the portal stopped at the refusal: what came after it never ran, so run it too.
+        if (halt) {
+          const first = batched.indexOf(refused[0]);
+          for (const k of batched.slice(first)) {
+            if (!(k in outcome.result) && !(k in outcome.errors)) single.add(k);
+          }
+        }
+      }
+      halted = halt && Object.keys(outcome.errors).length > 0;
+    }
+    for (const key of keys) {
+      if (!single.has(key) || halted) continue;
+      const { method, params } = commands[key];
+      outcome.requests += 1;
+      try {
+        const answer = await this.call<unknown>(method, params ?? {}, options);
+        outcome.result[key] = answer.result;
+        if (answer.total !== undefined) outcome.total[key] = answer.total;
+        if (answer.next !== undefined) outcome.next[key] = answer.next;
+      } catch (err) {
+        if (err instanceof Bitrix24Error && (err.code === "CLOSED" || err.code === "ABORTED")) throw err;
+        outcome.errors[key] =
+          err instanceof Bitrix24Error
+            ? err
+            : new Bitrix24Error({ code: "INTERNAL_SERVER_ERROR", method, description: String(err) }, { cause: err });
+        if (halt) halted = true;
+      }
+    }
+    // Batch answers and single calls arrive in two rounds: hand results back in the caller's command order.
+    outcome.result = Object.fromEntries(keys.filter((k) => k in outcome.result).map((k) => [k, outcome.result[k]]));
+    return outcome;
+  }
+
+  /** Rejects waiting calls with CLOSED, aborts requests in flight, clears timers and closes connections. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closer.abort(new Bitrix24Error({ code: "CLOSED" }));
+    for (const agent of this.agents) agent.destroy();
+  }
+
+  private async sendBatch(
+    commands: Record<string, BatchCommand>,
+    halt: boolean,
+    options: CallOptions,
+  ): Promise<Record<string, unknown>> {
+    const cmd: Record<string, string> = {};
+    for (const [key, command] of Object.entries(commands)) {
+      const query = phpQuery(command.params);
+      cmd[key] = query ? `${command.method}?${query}` : command.method;
+    }
+    const risk = batchRisk(commands, options.mayChangeData);
+    return this.execute("batch", { halt: halt ? 1 : 0, cmd }, risk, options.signal);
+  }
+
+  private applyBatchAnswer(
+    commands: Record<string, BatchCommand>,
+    body: Record<string, unknown>,
+    outcome: BatchOutcome,
+  ): void {
+    const answer = asRecord(body.result);
+    if (!("result" in answer) && !("result_error" in answer)) {
+      throw new Bitrix24Error({
+        code: "MALFORMED_ANSWER",
+        method: "batch",
+        description: "the batch answer has no result/result_error",
+      });
+    }
+    const results = asRecord(answer.result);
+    const errors = asRecord(answer.result_error);
+    const times = asRecord(answer.result_time);
+    const totals = asRecord(answer.result_total);
+    const nexts = asRecord(answer.result_next);
+    for (const key of Object.keys(commands)) {
+      const method = commands[key].method;
+      const error = errors[key];
+      if (error !== undefined && error !== null) {
+        const e = asRecord(error);
+        const description =
+          typeof e.error_description === "string" && e.error_description ? e.error_description : undefined;
+        // crm.*.get's "Not found" comes with an empty code inside a batch too (errors.ts, codeForEmptyError).
+        const code =
+          typeof e.error === "string" && e.error
+            ? e.error
+            : description
+              ? codeForEmptyError(description)
+              : "ERROR_UNEXPECTED_ANSWER";
+        outcome.errors[key] = new Bitrix24Error({ code, method, description });
+        if (code === "OPERATION_TIME_LIMIT") this.pauseMethod(method, operatingResetAt(times[key]));
+        continue;
+      }
+      if (key in results) outcome.result[key] = results[key];
+      const total = optionalNumber(totals[key]);
+      const next = optionalNumber(nexts[key]);
+      if (total !== undefined) outcome.total[key] = total;
+      if (next !== undefined) outcome.next[key] = next;
+    }
+    if (typeof body.time === "object" && body.time !== null) outcome.time = body.time as RestTime;
+  }
+
+  /** Why a wait ended early: the client closed, or else the caller's signal aborted. */
+  private stopped(method: string, cause?: Bitrix24Error): Bitrix24Error {
+    if (this.closed) return new Bitrix24Error({ code: "CLOSED", method }, { cause });
+    return new Bitrix24Error(
+      { code: "ABORTED", method, description: "the call was cancelled before it was sent" },
+      { cause },
+    );
+  }
+
+  private assertOpen(method: string): void {
+    if (this.closed) throw new Bitrix24Error({ code: "CLOSED", method });
+  }
+
+  /** One logical call: send, refresh once on a stale token, back off and resend what may succeed later. */
+  private async execute(
+    method: string,
+    params: Record<string, unknown>,
+    risk: DeliveryRisk | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<Record<string, unknown>> {
+    // Waits (bucket, backoff) end on close() or on the caller's signal; a request on the wire only on close().
+    const waits = signal ? AbortSignal.any([this.closer.signal, signal]) : this.closer.signal;
+    let authRetried = false;
+    let attempt = 1;
+    let hops = 0;
+    for (;;) {
+      const { exchange, token } = await this.sendOnce(method, params, risk !== undefined, waits);
+      if (exchange.kind === "answer") {
+        this.pauses.noteReset(method, operatingResetAt(exchange.body.time));
+        return exchange.body;
+      }
+      if (exchange.kind === "moved") {
+        // The portal did not run the call: repeat it, the same POST, at the new address. Not an attempt.
+        hops += 1;
+        this.moveTo(movedOrigin(exchange.location, exchange.httpStatus, method, hops), exchange.httpStatus);
+        continue;
+      }
+      const error = exchange.error;
+      if (this.closed || error.code === "CLOSED") throw new Bitrix24Error({ code: "CLOSED", method }, { cause: error });
+      if (error.code === "ABORTED") throw error;
+
+      if (this.session && AUTH_REFRESH_CODES.has(error.code) && token !== undefined) {
+        if (authRetried) throw error;
+        authRetried = true;
+        // The next send refreshes first (shared by every call that saw this token fail).
+        this.session.invalidate(token);
+        continue;
+      }
+      if (error.code === "QUERY_LIMIT_EXCEEDED") this.bucket?.penalize();
+      if (error.code === "OPERATION_TIME_LIMIT") {
+        // Refused before running. This method waits for its budget (in sendOnce); the others keep going. The
+        // pause holds even when this call gives up, so the caller's next try waits too instead of spinning.
+        const retryAt = exchange.retryAfterMs === undefined ? undefined : Date.now() + exchange.retryAfterMs;
+        this.pauseMethod(method, exchange.operatingResetAt ?? retryAt);
+        if (attempt >= this.retry.maxAttempts) throw error;
+        attempt += 1;
+        continue;
+      }
+      if (risk && mayHaveRun(exchange)) throw mayHaveRunError(risk, method, error);
+      if (!error.retryable || attempt >= this.retry.maxAttempts) throw error;
+
+      let delay = backoffDelay(attempt, this.retry);
+      if (exchange.retryAfterMs !== undefined) {
+        delay = Math.min(this.retry.maxDelayMs, Math.max(delay, exchange.retryAfterMs));
+      }
+      if (error.status === 503 || error.status === 429) this.emit("rate-limited", delay);
+      this.emit("retry", { method, attempt, delayMs: delay, error } satisfies RetryInfo);
+      try {
+        await sleep(delay, waits);
+      } catch {
+        throw this.stopped(method, error);
+      }
+      attempt += 1;
+    }
+  }
+
+  private pauseMethod(method: string, resetAt: number | undefined): void {
+    const until = this.pauses.pause(method, resetAt, this.retry.maxDelayMs);
+    this.emit("method-paused", { method, until } satisfies MethodPause);
+  }
+
+  private async waitForPauses(methods: string[], method: string, waits = this.closer.signal): Promise<void> {
+    try {
+      await this.pauses.wait(methods, waits, (ms) => this.emit("rate-limited", ms));
+    } catch {
+      throw this.stopped(method);
+    }
+  }
+
+  /** A redirect moved the portal: every later call (and, through the token file, every restart) goes there. */
+  private moveTo(origin: string, status: number): void {
+    const from = this.currentPortalUrl;
+    this.origin = origin;
+    if (origin === from) return;
+    // Written down in the background: a failure reaches "token-store-error", and the move holds in memory anyway.
+    void this.session?.rememberPortal(origin);
+    this.emit("portal-moved", { from, to: origin, status } satisfies PortalMove);
+  }
+
+  private async sendOnce(
+    method: string,
+    params: Record<string, unknown>,
+    lossy: boolean,
+    waits: AbortSignal,
+  ): Promise<{ exchange: Exchange; token?: string }> {
+    if (waits.aborted) {
+      return { exchange: { kind: "failure", httpStatus: 0, reached: false, error: this.stopped(method) } };
+    }
+    try {
+      await this.waitForPauses([method], method, waits);
+    } catch (error) {
+      return { exchange: { kind: "failure", httpStatus: 0, reached: false, error: error as Bitrix24Error } };
+    }
+    if (this.bucket) {
+      const wait = this.bucket.wouldWait();
+      if (wait > 0) this.emit("rate-limited", wait);
+      try {
+        await this.bucket.acquire(waits);
+      } catch {
+        return { exchange: { kind: "failure", httpStatus: 0, reached: false, error: this.stopped(method) } };
+      }
+    }
+    let url: string;
+    let body: Record<string, unknown>;
+    let token: string | undefined;
+    if (this.session) {
+      try {
+        token = await this.session.accessToken();
+      } catch (err) {
+        const error =
+          err instanceof Bitrix24Error
+            ? err
+            : new Bitrix24Error({ code: "TOKEN_STORE_ERROR", method, description: String(err) }, { cause: err });
+        return { exchange: { kind: "failure", httpStatus: 0, reached: false, error } };
+      }
+      url = `${this.currentPortalUrl}/rest/${method}.json`;
+      body = { ...params, auth: token };
+    } else {
+      url = `${this.origin}${this.webhookPath}${method}.json`;
+      body = params;
+    }
+    const started = performance.now();
+    const exchange = await this.transport.post(url, body, method, lossy);
+    this.emit("request", {
+      method,
+      status: exchange.httpStatus,
+      ms: performance.now() - started,
+    } satisfies RequestInfo);
+    return { exchange, token };
+  }
+}
+
+function phpQuery(params: Record<string, unknown> | undefined): string {
+  return params ? phpQueryString(params) : "";
+}

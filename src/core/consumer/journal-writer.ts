@@ -1,0 +1,74 @@
+import { type JournalHandle, type JournalKey, type JournalProcess, openJournal } from "../state/process-journal";
+
+/**
+ * Journal persistence of one consumer: the process-id journal opened on first use, whole snapshots written
+ * (fdatasync'd) before events are emitted, and a lazy write for acks (losing one is harmless: a re-select of
+ * an acked record returns nothing).
+ */
+
+/** How long the journal may lag behind acks when no delivery writes it first. */
+const ACK_PERSIST_DELAY_MS = 1000;
+
+export interface JournalWriterHooks {
+  /** The state to write: called at each write, so a write carries every change made before it. */
+  snapshot(): JournalProcess[];
+  /** A lazy write failed: nobody waits for it. */
+  failed(err: unknown): void;
+  /** A lazy write in flight, for close() to wait on. */
+  track(write: Promise<unknown>): void;
+}
+
+export class JournalWriter {
+  private handle: JournalHandle | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly dir: string,
+    private readonly key: JournalKey,
+    private readonly hooks: JournalWriterHooks,
+  ) {}
+
+  /** Opens the journal (once) and takes over the processes no live consumer of the same key holds. */
+  adopt(): ReturnType<JournalHandle["adopt"]> {
+    this.handle ??= openJournal(this.dir, this.key);
+    return this.handle.adopt();
+  }
+
+  get opened(): boolean {
+    return this.handle !== undefined;
+  }
+
+  /** Process ids any consumer of this journal holds or held (the orphan sweep leaves those alone). */
+  knownProcessIds(): Set<string> {
+    return this.handle?.knownProcessIds() ?? new Set<string>();
+  }
+
+  /** Writes the state now; resolves once it is durably on disk. Carries what a pending lazy write would. */
+  save(): Promise<void> {
+    this.cancelLazy();
+    return this.handle ? this.handle.save(this.hooks.snapshot()) : Promise.resolve();
+  }
+
+  /** Writes the state within ACK_PERSIST_DELAY_MS unless another write carries the changes first. */
+  saveSoon(): void {
+    if (!this.handle || this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.hooks.track(this.save().catch((err) => this.hooks.failed(err)));
+    }, ACK_PERSIST_DELAY_MS);
+  }
+
+  cancelLazy(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Last write, then detach: the processes stay in the file for whoever starts next with the same key. */
+  async close(): Promise<void> {
+    this.cancelLazy();
+    const handle = this.handle;
+    if (!handle) return;
+    await handle.save(this.hooks.snapshot()).catch((err) => this.hooks.failed(err));
+    await handle.release().catch(() => undefined);
+  }
+}

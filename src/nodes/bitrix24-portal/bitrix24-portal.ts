@@ -1,0 +1,317 @@
+import { join } from "node:path";
+import type { Node, NodeAPI, NodeDef } from "node-red";
+import { AckQueue } from "../../core/acks/ack-queue";
+import { adoptedPortal, storedInstallation, type VerifiedInstallation } from "../../core/auth/installation";
+import {
+  Bitrix24Client,
+  type ClientOptions,
+  DEFAULT_OAUTH_SERVER,
+  DEFAULT_TIMEOUT_MS,
+  type PortalMove,
+  validatePortalUrl,
+} from "../../core/client/client";
+import { OfflineEventsApi } from "../../core/queue/offline-api";
+import { Bitrix24Error } from "../../core/rest/errors";
+import { FileTokenStore, fingerprint, tokenStoreKey } from "../../core/state/token-store";
+import { closeWaitMs } from "../shared/close-wait";
+import { normalisePath } from "../shared/http-endpoint";
+import { registerPortalAdminRoutes } from "./portal-admin";
+import { registerInstallEndpoint } from "./portal-install";
+
+export interface PortalCredentials {
+  clientId?: string;
+  clientSecret?: string;
+  accessToken?: string;
+  refreshToken?: string;
+  webhookUrl?: string;
+  applicationToken?: string;
+  /** `server_endpoint` the portal named (authorize, installation): where refreshes go; oauthServer is the guess. */
+  serverEndpoint?: string;
+}
+
+export interface PortalConfig extends NodeDef {
+  portalUrl: string;
+  authType: string;
+  oauthServer: string;
+  rateLimit: string | number;
+  rateBurst: string | number;
+  /** How many Node-RED instances drain this portal with the same application: they share its bucket. */
+  instances?: string | number;
+  /** Seconds per HTTP request before it counts as failed (default 75: above the portal's own 60 s cut-off). */
+  timeout?: string | number;
+  /** Endpoint on Node-RED's HTTP node server for the portal's installation POST; empty = none. */
+  installPath?: string;
+}
+
+/** What the status, the dialog and the trigger may know of an installation: no secret in it. */
+export interface InstallationStatus {
+  /** host[:port] of the portal. */
+  portal: string;
+  /** The portal's origin, e.g. https://example.bitrix24.com. */
+  portalUrl: string;
+  /** Epoch ms. */
+  installedAt: number;
+}
+
+/** What worker nodes get from `RED.nodes.getNode(config.portal)`. */
+export interface PortalNode extends Node<PortalCredentials> {
+  /** Undefined when the configuration is unusable; `configError` then says why. */
+  client?: Bitrix24Client;
+  api?: OfflineEventsApi;
+  acks?: AckQueue;
+  configError?: Bitrix24Error;
+  /** Portal host, e.g. "example.bitrix24.com": the `portal` of msg.bitrix24 and part of journal keys. */
+  portalHost: string;
+  clientId: string;
+  applicationToken: string;
+  /** Directory in the Node-RED user directory for token files and process-id journals. */
+  stateDir: string;
+  /** Normalised installPath ("" = none). */
+  installPath: string;
+  installation?: InstallationStatus;
+  /** The last refused installation POST, for the dialog (status and reason: never a secret). */
+  installRefusal?: { status: number; reason: string; at: number };
+  /** Calls fn after each accepted installation; returns the unsubscribe function. */
+  onInstalled(fn: (status: InstallationStatus) => void): () => void;
+}
+
+/** Where token files and journals live: inside the user directory, never in flows or context. */
+export function stateDirFor(RED: NodeAPI): string {
+  const userDir = (RED.settings as { userDir?: string }).userDir ?? join(process.cwd(), ".node-red");
+  return join(userDir, ".bitrix24-offline-events");
+}
+
+function positiveNumber(value: unknown, fallback: number): number {
+  const n = Number(value);
+  return Number.isFinite(n) && n > 0 ? n : fallback;
+}
+
+/** Builds client options from a config (deployed, or as edited in the dialog for "Test connection"). */
+export function clientOptionsFor(
+  config: Pick<
+    PortalConfig,
+    "portalUrl" | "oauthServer" | "rateLimit" | "rateBurst" | "instances" | "timeout" | "installPath"
+  >,
+  credentials: PortalCredentials,
+  stateDir: string,
+): ClientOptions {
+  const portalUrl = validatePortalUrl(String(config.portalUrl ?? "").trim());
+  const clientId = credentials.clientId?.trim() ?? "";
+  const clientSecret = credentials.clientSecret?.trim() ?? "";
+  if (!clientId || !clientSecret) {
+    throw new Bitrix24Error({
+      code: "INVALID_CONFIG",
+      description: "client id and client secret are required (the offline methods need an OAuth application)",
+    });
+  }
+  const tokenStore = new FileTokenStore(stateDir);
+  // An installation brings its tokens to the token file, so a node that expects one (or got one) needs none here.
+  const installed = () =>
+    storedInstallation(tokenStore, tokenStoreKey(new URL(portalUrl).host, clientId)) !== undefined;
+  if (!credentials.accessToken && !credentials.refreshToken && !normalisePath(config.installPath) && !installed()) {
+    throw new Bitrix24Error({
+      code: "INVALID_CONFIG",
+      description:
+        "no tokens yet: set the installation path and let the portal install the application, or click Authorize in the portal's dialog",
+    });
+  }
+  const instances = positiveNumber(config.instances, 1);
+  return {
+    portalUrl,
+    auth: {
+      type: "oauth",
+      clientId,
+      clientSecret,
+      accessToken: credentials.accessToken?.trim() || undefined,
+      refreshToken: credentials.refreshToken?.trim() || undefined,
+      oauthServer: String(config.oauthServer || DEFAULT_OAUTH_SERVER).replace(/\/+$/, ""),
+      serverEndpoint: credentials.serverEndpoint?.trim() || undefined,
+    },
+    // N instances share the portal's bucket: each takes its share so together they stay under it.
+    rateLimit: {
+      perSecond: positiveNumber(config.rateLimit, 2) / instances,
+      burst: Math.max(1, Math.floor(positiveNumber(config.rateBurst, 50) / instances)),
+    },
+    timeoutMs: positiveNumber(config.timeout, DEFAULT_TIMEOUT_MS / 1000) * 1000,
+    tokenStore,
+  };
+}
+
+/**
+ * A renamed portal: the client follows the redirect and keeps the new address beside the tokens. Said once per
+ * new address, in the log and in the status of the nodes using this portal, because the configured URL is now
+ * out of date and the user should update it.
+ */
+function reportMoves(RED: NodeAPI, portal: PortalNode, client: Bitrix24Client): void {
+  const reported = new Set<string>();
+  client.on("portal-moved", (move: PortalMove) => {
+    if (reported.has(move.to)) return;
+    reported.add(move.to);
+    portal.warn(RED._("bitrix24-portal.moved.log", { from: move.from, to: move.to }));
+    const text = RED._("bitrix24-portal.moved.status", { to: new URL(move.to).host });
+    RED.nodes.eachNode((def) => {
+      if ((def as { portal?: unknown }).portal !== portal.id) return;
+      RED.nodes.getNode(def.id)?.status({ fill: "yellow", shape: "dot", text });
+    });
+  });
+}
+
+/** How often a node re-reads the token file for an installation another process received. */
+const INSTALLATION_LOOK_MS = 10_000;
+
+function asMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export default function register(RED: NodeAPI): void {
+  function Bitrix24PortalNode(this: PortalNode, config: PortalConfig) {
+    RED.nodes.createNode(this, config);
+    const credentials = this.credentials ?? {};
+    this.stateDir = stateDirFor(RED);
+    this.applicationToken = credentials.applicationToken?.trim() ?? "";
+    this.clientId = credentials.clientId?.trim() ?? "";
+    this.portalHost = "";
+    this.installPath = normalisePath(config.installPath);
+    const listeners = new Set<(status: InstallationStatus) => void>();
+    this.onInstalled = (fn) => {
+      listeners.add(fn);
+      return () => listeners.delete(fn);
+    };
+    // A node deployed without a portal URL takes the portal of its first verified installation (installation.ts).
+    let portalUrl = String(config.portalUrl ?? "").trim();
+    if (!portalUrl && this.installPath && this.clientId) portalUrl = adoptedPortal(this.stateDir, this.clientId) ?? "";
+    const store = new FileTokenStore(this.stateDir);
+    // The host an installation must be for. A portal URL that does not parse matches no installation at all.
+    let configuredHost: string | undefined;
+    try {
+      configuredHost = portalUrl ? new URL(validatePortalUrl(portalUrl)).host : undefined;
+    } catch {
+      configuredHost = "(invalid portal URL)";
+    }
+    const pastedToken = this.applicationToken;
+    let installedToken = "";
+    const takeInstallation = (status: InstallationStatus, applicationToken: string) => {
+      installedToken = applicationToken;
+      this.installation = status;
+    };
+    // The installation kept in the token file, by this node or by another Node-RED sharing the file.
+    const readInstallation = (client: Bitrix24Client) => {
+      const installed = storedInstallation(store, tokenStoreKey(client.portalHost, this.clientId));
+      if (installed && installed.installedAt !== this.installation?.installedAt) {
+        const { domain, installedAt } = installed;
+        takeInstallation({ portal: domain, portalUrl: client.portalUrl, installedAt }, installed.applicationToken);
+      }
+    };
+    // Another Node-RED may receive it later: looked at again now and then.
+    let lastLook = Date.now();
+    const lookAgain = () => {
+      if (!this.client || Date.now() - lastLook < INSTALLATION_LOOK_MS) return;
+      lastLook = Date.now();
+      readInstallation(this.client);
+    };
+    Object.defineProperty(this, "applicationToken", {
+      // The token the portal handed over itself wins over a pasted one: it is the newest word on it.
+      get: () => {
+        lookAgain();
+        return installedToken || pastedToken;
+      },
+      configurable: true,
+    });
+    try {
+      const options = clientOptionsFor({ ...config, portalUrl }, credentials, this.stateDir);
+      const client = new Bitrix24Client({ ...options, tokenStore: store });
+      this.client = client;
+      this.portalHost = client.portalHost;
+      this.api = new OfflineEventsApi(client);
+      this.acks = new AckQueue(this.api);
+      reportMoves(RED, this, client);
+      readInstallation(client);
+    } catch (err) {
+      this.configError =
+        err instanceof Bitrix24Error ? err : new Bitrix24Error({ code: "INVALID_CONFIG", description: String(err) });
+      if (!portalUrl && this.installPath) {
+        this.configError = new Bitrix24Error({
+          code: "INVALID_CONFIG",
+          description: RED._("bitrix24-portal.install.noPortalYet"),
+        });
+        this.log(this.configError.description);
+      } else this.warn(RED._("bitrix24-portal.errors.config", { error: this.configError.description }));
+    }
+
+    let removeInstallEndpoint: (() => void) | undefined;
+    if (this.installPath) {
+      removeInstallEndpoint = registerInstallEndpoint(RED, {
+        path: this.installPath,
+        clientId: this.clientId,
+        clientSecret: credentials.clientSecret?.trim() ?? "",
+        oauthServer: String(config.oauthServer || DEFAULT_OAUTH_SERVER),
+        expectedHosts: () => {
+          const current = this.client ? new URL(this.client.currentPortalUrl).host : undefined;
+          const known = [configuredHost ?? this.installation?.portal, current];
+          return [...new Set(known.filter((host): host is string => Boolean(host)))];
+        },
+        // Where this node's client keeps its tokens (a renamed portal's too); else the installation's portal.
+        storeKey: (host) => tokenStoreKey(this.client?.portalHost ?? host, this.clientId),
+        store,
+        stateDir: this.stateDir,
+        deployedFingerprint: fingerprint(credentials.refreshToken?.trim() || undefined),
+        timeoutMs: positiveNumber(config.timeout, DEFAULT_TIMEOUT_MS / 1000) * 1000,
+        warn: (line) => this.warn(line),
+        onRefused: (status, reason) => {
+          this.installRefusal = { status, reason, at: Date.now() };
+        },
+        onInstalled: async (verified: VerifiedInstallation) => {
+          const { domain, installedAt } = verified.installation;
+          const status = { portal: domain, portalUrl: verified.portalUrl, installedAt };
+          // The client first: once the node says "installed", calls use the installed tokens.
+          if (this.client) await this.client.reloadTokens().catch((err: unknown) => this.warn(asMessage(err)));
+          takeInstallation(status, verified.installation.applicationToken);
+          this.installRefusal = undefined;
+          const time = new Date(status.installedAt).toISOString();
+          if (this.client) {
+            this.log(RED._("bitrix24-portal.install.done", { portal: status.portal, time }));
+          } else {
+            this.warn(RED._("bitrix24-portal.install.doneRedeploy", { portal: status.portal, time }));
+          }
+          for (const fn of listeners) fn(status);
+        },
+      });
+      if (!removeInstallEndpoint) this.warn(RED._("bitrix24-portal.install.noHttp"));
+    }
+    this.on("close", (_removed: boolean, done: () => void) => {
+      // Pending acks are flushed first: an event acked by the flow must not be redelivered after a redeploy.
+      // But a portal that hangs must not hold up the deploy: before Node-RED's close timeout cuts us off (and
+      // logs an error), the client is closed, which aborts what is still in flight. Records whose clear did not
+      // get through stay held and come back from the journal after the restart.
+      removeInstallEndpoint?.();
+      listeners.clear();
+      const acks = this.acks;
+      let guard: NodeJS.Timeout | undefined;
+      let finished = false;
+      const finish = () => {
+        if (finished) return;
+        finished = true;
+        if (guard) clearTimeout(guard);
+        this.client?.close();
+        done();
+      };
+      if (acks) {
+        guard = setTimeout(finish, closeWaitMs(RED));
+        acks.close().then(finish, finish);
+      } else finish();
+    });
+  }
+
+  RED.nodes.registerType<PortalNode, PortalConfig, unknown, PortalCredentials>("bitrix24-portal", Bitrix24PortalNode, {
+    credentials: {
+      clientId: { type: "text" },
+      clientSecret: { type: "password" },
+      accessToken: { type: "password" },
+      refreshToken: { type: "password" },
+      webhookUrl: { type: "password" },
+      applicationToken: { type: "password" },
+      serverEndpoint: { type: "text" },
+    },
+  });
+  registerPortalAdminRoutes(RED);
+}

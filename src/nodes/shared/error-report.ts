@@ -1,0 +1,40 @@
+import type { Node, NodeMessage } from "node-red";
+import { Bitrix24Error } from "../../core/rest/errors";
+import type { Bitrix24Meta } from "./msg-contract";
+
+/**
+ * Any thrown value as a Bitrix24Error WITHOUT its `cause`: Node-RED copies an error's own `cause` into the
+ * Catch node's msg, and a transport error's cause carries the request (with the access token in its body).
+ */
+export function asBitrix24Error(err: unknown): Bitrix24Error {
+  if (err instanceof Bitrix24Error) {
+    if (!Object.hasOwn(err, "cause")) return err;
+    return new Bitrix24Error(err.toJSON());
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return new Bitrix24Error({ code: "INTERNAL_ERROR", description: message, retryable: false });
+}
+
+/** Short status text for a failure: the portal's code is what a user searches for. */
+export function errorStatusText(err: Bitrix24Error): string {
+  const text = `${err.code}: ${err.description}`;
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
+/**
+ * Reports a failure the Node-RED way: red status, and the error to Catch nodes with the msg (msg.error.code
+ * is the portal's code on Node-RED >= 4.1); the full detail travels in msg.bitrix24.error.
+ */
+export function reportFailure(
+  node: Node,
+  err: unknown,
+  msg: NodeMessage & { bitrix24?: Partial<Bitrix24Meta> },
+  done?: (err?: Error) => void,
+): Bitrix24Error {
+  const error = asBitrix24Error(err);
+  msg.bitrix24 = { ...(msg.bitrix24 ?? {}), error: error.toJSON() };
+  node.status({ fill: "red", shape: "ring", text: errorStatusText(error) });
+  if (done) done(error);
+  else node.error(error, msg);
+  return error;
+}

@@ -1,0 +1,214 @@
+import { intval, isPlainObject, text } from "../php/param-values";
+import type { Params } from "../php/php-params";
+import { RestError } from "../server/rest-error";
+import type { Handler, PortalState } from "../server/rest-methods";
+import { isoFromSeconds } from "../server/rest-time";
+import { scalarInput } from "./crm-entities";
+import { fieldsAnswer } from "./crm-methods";
+import {
+  type FieldDef,
+  field,
+  listPage,
+  pagingOf,
+  parseFilter,
+  parseOrder,
+  type QueryPolicy,
+  Schema,
+} from "./list-query";
+import type { StoredObject } from "./object-table";
+
+/**
+ * crm.item.* for ONE smart process, entityTypeId 128: camelCase fields, numbers as JSON numbers, answers
+ * `{item}` / `{items}` (crm.item.get's page), errors with codes (`NOT_FOUND`, `INVALID_ARG_VALUE`), and the
+ * events ONCRMDYNAMICITEM{ADD,UPDATE,DELETE} with `FIELDS: {ID, ENTITY_TYPE_ID}`.
+ */
+
+export const SMART_PROCESS_TYPE_ID = 128;
+const CATEGORY_ID = 1;
+const STAGE_PREFIX = `DT${SMART_PROCESS_TYPE_ID}_${CATEGORY_ID}:`;
+
+const f = field;
+
+export function itemSchema(): Schema {
+  const ro = { readOnly: true };
+  return new Schema(
+    [
+      f("id", "integer", "ID", ro),
+      f("xmlId", "string", "External ID"),
+      f("title", "string", "Name"),
+      f("createdBy", "user", "Created by", { ...ro, default: 1 }),
+      f("updatedBy", "user", "Updated by", { ...ro, default: 1 }),
+      f("movedBy", "user", "Moved by", { ...ro, default: 1 }),
+      f("createdTime", "datetime", "Created on", ro),
+      f("updatedTime", "datetime", "Updated on", ro),
+      f("movedTime", "datetime", "Moved on", ro),
+      f("categoryId", "crm_category", "Pipeline", { default: CATEGORY_ID }),
+      f("opened", "boolean", "Available to everyone", { default: "Y" }),
+      f("stageId", "crm_status", "Stage", { default: `${STAGE_PREFIX}NEW` }),
+      f("previousStageId", "crm_status", "Previous stage", ro),
+      f("begindate", "date", "Start date"),
+      f("closedate", "date", "End date"),
+      f("companyId", "crm_company", "Company", { default: 0 }),
+      f("contactId", "crm_contact", "Contact", { default: 0 }),
+      f("opportunity", "double", "Amount", { default: 0 }),
+      f("isManualOpportunity", "boolean", "Manual amount", { default: "N" }),
+      f("taxValue", "double", "Tax", { default: 0 }),
+      f("currencyId", "crm_currency", "Currency", { default: "USD" }),
+      f("mycompanyId", "crm_company", "My company", { default: 0 }),
+      f("sourceId", "crm_status", "Source", { default: "CALL" }),
+      f("sourceDescription", "string", "Source information"),
+      f("webformId", "integer", "Created by CRM form", { default: 0 }),
+      f("assignedById", "user", "Responsible", { default: 1 }),
+      f("lastActivityBy", "user", "Last activity by", { ...ro, default: 1 }),
+      f("lastActivityTime", "datetime", "Last activity", ro),
+      f("observers", "user", "Observers", { multiple: true }),
+      f("contactIds", "crm_contact", "Contacts", { multiple: true }),
+      f("entityTypeId", "integer", "Entity type", { ...ro, default: SMART_PROCESS_TYPE_ID }),
+    ],
+    "id",
+  );
+}
+
+function itemError(code: string, description: string): RestError {
+  return new RestError(code, description, 400);
+}
+
+const ITEM_POLICY: QueryPolicy = {
+  unknownFilterField: (key) =>
+    itemError("INVALID_ARG_VALUE", `Invalid filter: field '${key}' is not allowed in filter`),
+  unknownOrderField: (key) => itemError("INVALID_ARG_VALUE", `Invalid order: field '${key}' is not allowed in order`),
+  badDirection: (field, direction) =>
+    itemError(
+      "INVALID_ARG_VALUE",
+      `Invalid order: allowed sort directions are ASC, DESC. But got '${direction}' for field '${field}'`,
+    ),
+  filterNotObject: () => itemError("INVALID_ARG_VALUE", "Invalid filter"),
+  orderNotObject: () => itemError("INVALID_ARG_VALUE", "Invalid order"),
+};
+
+/** One item as crm.item.* answer it: every field, numbers as numbers, empty lists as []. */
+export function itemView(schema: Schema, row: StoredObject, defs: readonly FieldDef[] = schema.fields) {
+  const out: Record<string, unknown> = {};
+  for (const def of defs) {
+    const value = schema.value(row, def);
+    out[def.name] = value === null && def.multiple ? [] : value;
+  }
+  return out;
+}
+
+function stamps(nowSec: number, created: boolean): Record<string, unknown> {
+  const now = isoFromSeconds(nowSec);
+  return created
+    ? { createdTime: now, updatedTime: now, movedTime: now, begindate: now, closedate: now }
+    : { updatedTime: now };
+}
+
+/** Fields of an add/update; camelCase names (any case accepted), new `ufCrm...` user fields created. */
+function applyInput(schema: Schema, target: Record<string, unknown>, input: Params): void {
+  for (const [key, raw] of Object.entries(input)) {
+    let def = schema.find(key);
+    if (!def && /^ufCrm/i.test(key)) def = schema.add({ name: key, type: "string", title: key });
+    if (!def || def.readOnly) continue;
+    const value = def.multiple
+      ? (Array.isArray(raw) ? raw : [raw]).map((v) => Number.parseInt(String(v), 10)).filter(Number.isInteger)
+      : scalarInput(def, raw);
+    if (value === undefined) continue;
+    // crm.item answers numbers as numbers and empty links as 0.
+    target[def.name] = value === null && (def.type.startsWith("crm_") || def.type === "user") ? 0 : value;
+  }
+}
+
+function requireType(params: Params): void {
+  if (intval(params.ENTITYTYPEID, 0) !== SMART_PROCESS_TYPE_ID) throw itemError("NOT_FOUND", "Smart process not found");
+}
+
+function foundRow(state: PortalState, params: Params): StoredObject {
+  const row = state.crm.items.get(intval(params.ID, 0));
+  if (!row) throw itemError("NOT_FOUND", "Element not found");
+  return row;
+}
+
+function fieldsOf(params: Params): Params {
+  return isPlainObject(params.FIELDS) ? params.FIELDS : {};
+}
+
+function emit(state: PortalState, params: Params, action: string, id: number): void {
+  state.events.emit(
+    `ONCRMDYNAMICITEM${action}`,
+    { FIELDS: { ID: String(id), ENTITY_TYPE_ID: String(SMART_PROCESS_TYPE_ID) } },
+    text(params.AUTH_CONNECTOR),
+  );
+}
+
+function itemFieldsAnswer(schema: Schema): Record<string, unknown> {
+  const described = fieldsAnswer(schema.fields);
+  for (const def of schema.fields) {
+    const d = described[def.name] as Record<string, unknown>;
+    d.upperName = def.name.replace(/([A-Z])/g, "_$1").toUpperCase();
+  }
+  return described;
+}
+
+export const ITEM_HANDLERS: Readonly<Record<string, Handler>> = {
+  "crm.item.add": (state, params) => {
+    requireType(params);
+    const row = state.crm.items.insert({});
+    const fields: Record<string, unknown> = { title: "", ...stamps(Math.floor(Date.now() / 1000), true) };
+    applyInput(state.crm.itemSchema, fields, fieldsOf(params));
+    row.fields = fields;
+    emit(state, params, "ADD", row.id);
+    return { result: { item: itemView(state.crm.itemSchema, row) } };
+  },
+  "crm.item.update": (state, params) => {
+    requireType(params);
+    const row = foundRow(state, params);
+    const changes: Record<string, unknown> = {};
+    applyInput(state.crm.itemSchema, changes, fieldsOf(params));
+    if (changes.stageId !== undefined && changes.stageId !== row.fields.stageId) {
+      changes.previousStageId = state.crm.itemSchema.value(row, state.crm.itemSchema.find("stageId") as FieldDef);
+    }
+    row.fields = { ...row.fields, ...changes, ...stamps(Math.floor(Date.now() / 1000), false) };
+    emit(state, params, "UPDATE", row.id);
+    return { result: { item: itemView(state.crm.itemSchema, row) } };
+  },
+  "crm.item.get": (state, params) => {
+    requireType(params);
+    return { result: { item: itemView(state.crm.itemSchema, foundRow(state, params)) } };
+  },
+  "crm.item.list": (state, params) => {
+    requireType(params);
+    const schema = state.crm.itemSchema;
+    const filter = parseFilter(params.FILTER, schema, ITEM_POLICY);
+    const order = parseOrder(params.ORDER, schema, ITEM_POLICY);
+    const start = params.START === undefined ? 0 : intval(params.START, 0);
+    const names = Array.isArray(params.SELECT) ? params.SELECT.map(String) : [];
+    const defs =
+      names.length === 0 || names.includes("*")
+        ? schema.fields
+        : schema.fields.filter((d) => d.name === "id" || names.some((n) => n.toLowerCase() === d.name.toLowerCase()));
+    const page = listPage(state.crm.items, schema, filter, order, start);
+    return { result: { items: page.rows.map((row) => itemView(schema, row, defs)) }, ...pagingOf(page, start) };
+  },
+  "crm.item.delete": (state, params) => {
+    requireType(params);
+    const row = foundRow(state, params);
+    state.crm.items.delete(row.id);
+    emit(state, params, "DELETE", row.id);
+    return { result: [] };
+  },
+  "crm.item.fields": (state, params) => {
+    requireType(params);
+    return { result: { fields: itemFieldsAnswer(state.crm.itemSchema) } };
+  },
+};
+
+/** Seeded items: a title and an amount, spread over the pipeline's stages. */
+export function seedItemFields(id: number, nowSec: number): Record<string, unknown> {
+  const stages = ["NEW", "PREPARATION", "CLIENT", "SUCCESS", "FAIL"];
+  return {
+    title: `Item #${id}`,
+    opportunity: (id * 89) % 50_000,
+    stageId: `${STAGE_PREFIX}${stages[id % stages.length]}`,
+    ...stamps(nowSec, true),
+  };
+}

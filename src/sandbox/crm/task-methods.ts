@@ -1,0 +1,227 @@
+import { intval, isPlainObject, text } from "../php/param-values";
+import type { Params, ParamValue } from "../php/php-params";
+import { RestError } from "../server/rest-error";
+import type { Handler, PortalState } from "../server/rest-methods";
+import { isoFromSeconds } from "../server/rest-time";
+import { camelCase } from "./camel-case";
+import { scalarInput } from "./crm-entities";
+import {
+  type FieldDef,
+  field,
+  listPage,
+  pagingOf,
+  parseFilter,
+  parseOrder,
+  type QueryPolicy,
+  Schema,
+} from "./list-query";
+import type { StoredObject } from "./object-table";
+
+/**
+ * tasks.task.add/update/get/list/delete as their pages show them: `result: {task}` / `{tasks: [...]}`,
+ * camelCase keys with values as strings, UPPER_CASE names in `select`, `filter` and `order`, list ordered by
+ * ID descending unless told otherwise, `{"result": []}` for a task that does not exist, and the events
+ * ONTASKADD / ONTASKUPDATE / ONTASKDELETE with FIELDS_BEFORE / FIELDS_AFTER.
+ */
+
+const f = field;
+
+export function taskSchema(): Schema {
+  const ro = { readOnly: true };
+  return new Schema(
+    [
+      f("ID", "integer", "ID", ro),
+      f("PARENT_ID", "integer", "Parent task"),
+      f("TITLE", "string", "Name"),
+      f("DESCRIPTION", "string", "Description"),
+      f("MARK", "string", "Rating"),
+      f("PRIORITY", "integer", "Priority", { default: 1 }),
+      f("STATUS", "integer", "Status", { default: 2 }),
+      f("REAL_STATUS", "integer", "Status", { ...ro, default: 2 }),
+      f("GROUP_ID", "group", "Project", { default: 0 }),
+      f("STAGE_ID", "integer", "Stage", { default: 0 }),
+      f("CREATED_BY", "user", "Created by", { default: 1 }),
+      f("CREATED_DATE", "datetime", "Created on", ro),
+      f("RESPONSIBLE_ID", "user", "Assignee"),
+      f("ACCOMPLICES", "user", "Participants", { multiple: true }),
+      f("AUDITORS", "user", "Observers", { multiple: true }),
+      f("CHANGED_BY", "user", "Changed by", { ...ro, default: 1 }),
+      f("CHANGED_DATE", "datetime", "Changed on", ro),
+      f("STATUS_CHANGED_BY", "user", "Status changed by", { ...ro, default: 1 }),
+      f("STATUS_CHANGED_DATE", "datetime", "Status changed on", ro),
+      f("CLOSED_BY", "user", "Closed by", ro),
+      f("CLOSED_DATE", "datetime", "Closed on", ro),
+      f("DATE_START", "datetime", "Started on", ro),
+      f("DEADLINE", "datetime", "Deadline"),
+      f("START_DATE_PLAN", "datetime", "Planned start"),
+      f("END_DATE_PLAN", "datetime", "Planned end"),
+      f("ALLOW_CHANGE_DEADLINE", "char", "Assignee can change deadline", { default: "N" }),
+      f("TASK_CONTROL", "char", "Approve task when completed", { default: "N" }),
+      f("TIME_ESTIMATE", "integer", "Planned duration", { default: 0 }),
+      f("UF_CRM_TASK", "crm", "CRM items", { multiple: true }),
+    ],
+    "ID",
+  );
+}
+
+function taskError(code: string, description: string): RestError {
+  return new RestError(code, description, 400);
+}
+
+const TASK_POLICY: QueryPolicy = {
+  unknownFilterField: () => null,
+  unknownOrderField: () => taskError("0", "Invalid sorting key (internal error)"),
+  badDirection: () => null,
+  filterNotObject: () =>
+    taskError(
+      "100",
+      "Invalid value {} to match with parameter {filter}. Should be value of type array. (internal error)",
+    ),
+  orderNotObject: () =>
+    taskError(
+      "100",
+      "Invalid value {} to match with parameter {order}. Should be value of type array. (internal error)",
+    ),
+  percentIsPattern: true,
+};
+
+function asText(value: unknown): unknown {
+  if (value === null || value === undefined) return null;
+  if (Array.isArray(value)) return value.map((v) => (typeof v === "number" ? String(v) : v));
+  return typeof value === "number" ? String(value) : value;
+}
+
+/** One task as tasks.task.* answer it: camelCase keys, strings for numbers, [] for empty lists. */
+export function taskView(schema: Schema, row: StoredObject, defs: readonly FieldDef[] = schema.fields) {
+  const out: Record<string, unknown> = {};
+  for (const def of defs) {
+    const value = schema.value(row, def);
+    out[camelCase(def.name)] = value === null && def.multiple ? [] : asText(value);
+  }
+  if (defs.some((d) => d.name === "STATUS")) out.subStatus = out.status;
+  return out;
+}
+
+function applyInput(schema: Schema, target: Record<string, unknown>, input: Params): void {
+  for (const [key, raw] of Object.entries(input)) {
+    const def = schema.find(key);
+    if (!def || def.readOnly) continue;
+    if (def.multiple) {
+      const list = Array.isArray(raw) ? raw : raw === "" || raw === null ? [] : [raw];
+      target[def.name] = def.type === "user" ? list.map((v) => Number.parseInt(String(v), 10)) : list.map(String);
+      continue;
+    }
+    const value = scalarInput(def, raw);
+    if (value !== undefined) target[def.name] = value;
+  }
+  if (target.STATUS !== undefined) target.REAL_STATUS = target.STATUS;
+}
+
+function fieldsParam(params: Params): Params {
+  const fields = params.FIELDS;
+  if (!isPlainObject(fields) || Object.keys(fields).length === 0) {
+    throw taskError("100", "Could not find value for parameter {fields} (internal error)");
+  }
+  return fields;
+}
+
+function taskIdOf(params: Params): number {
+  const raw = params.TASKID;
+  if (raw === undefined || raw === null || raw === "") {
+    throw taskError("100", "CTaskItem All parameters in the constructor must have real class type (internal error)");
+  }
+  const id = intval(raw, 0);
+  if (id <= 0 || typeof raw === "object") throw taskError("0", "wrong task id");
+  return id;
+}
+
+function selectOf(schema: Schema, raw: ParamValue | undefined): FieldDef[] {
+  const names = Array.isArray(raw) ? raw.map((v) => String(v)) : [];
+  if (names.length === 0 || names.includes("*")) return schema.fields;
+  return schema.fields.filter(
+    (d) => d.name === "ID" || names.some((n) => n.toUpperCase() === d.name || n === camelCase(d.name)),
+  );
+}
+
+/** FIELDS_BEFORE / FIELDS_AFTER as the task event pages show them: `{ID}` or the text "undefined". */
+function taskEvent(state: PortalState, params: Params, action: "ADD" | "UPDATE" | "DELETE", id: number): void {
+  const ref = { ID: String(id) };
+  const data = {
+    FIELDS_BEFORE: action === "ADD" ? "undefined" : ref,
+    FIELDS_AFTER: action === "DELETE" ? "undefined" : ref,
+    IS_ACCESSIBLE_BEFORE: action === "ADD" ? "N" : "undefined",
+    IS_ACCESSIBLE_AFTER: action === "DELETE" ? "N" : "undefined",
+  };
+  state.events.emit(`ONTASK${action}`, data, text(params.AUTH_CONNECTOR));
+}
+
+function noAccess(action: string): RestError {
+  return taskError("1048582", `No access to ${action} the task`);
+}
+
+export const TASK_HANDLERS: Readonly<Record<string, Handler>> = {
+  "tasks.task.add": (state, params) => {
+    const input = fieldsParam(params);
+    const fields: Record<string, unknown> = {};
+    applyInput(state.crm.taskSchema, fields, input);
+    if (!fields.TITLE) throw taskError("ERROR_CORE", "Task title not specified<br>");
+    if (!fields.RESPONSIBLE_ID) throw taskError("ERROR_CORE", "Assignee not specified<br>");
+    if (!state.crm.users.get(Number(fields.RESPONSIBLE_ID))) {
+      throw taskError("ERROR_CORE", 'User specified in the "Assignee" field not found<br>');
+    }
+    const now = isoFromSeconds(Math.floor(Date.now() / 1000));
+    const row = state.crm.tasks.insert({ ...fields, CREATED_DATE: now, CHANGED_DATE: now, STATUS_CHANGED_DATE: now });
+    taskEvent(state, params, "ADD", row.id);
+    return { result: { task: taskView(state.crm.taskSchema, row) } };
+  },
+  "tasks.task.update": (state, params) => {
+    const id = taskIdOf(params);
+    const input = fieldsParam(params);
+    const row = state.crm.tasks.get(id);
+    if (!row) throw noAccess("update");
+    const changes: Record<string, unknown> = {};
+    applyInput(state.crm.taskSchema, changes, input);
+    const now = isoFromSeconds(Math.floor(Date.now() / 1000));
+    if (changes.STATUS !== undefined && Number(changes.STATUS) === 5) changes.CLOSED_DATE = now;
+    row.fields = { ...row.fields, ...changes, CHANGED_DATE: now };
+    taskEvent(state, params, "UPDATE", row.id);
+    return { result: { task: taskView(state.crm.taskSchema, row) } };
+  },
+  "tasks.task.get": (state, params) => {
+    const id = taskIdOf(params);
+    const row = state.crm.tasks.get(id);
+    // The page: an empty array when the task does not exist or is not accessible.
+    if (!row) return { result: [] };
+    return { result: { task: taskView(state.crm.taskSchema, row, selectOf(state.crm.taskSchema, params.SELECT)) } };
+  },
+  "tasks.task.list": (state, params) => {
+    const schema = state.crm.taskSchema;
+    const filter = parseFilter(params.FILTER, schema, TASK_POLICY);
+    const parsed = parseOrder(params.ORDER, schema, TASK_POLICY);
+    const order = parsed.length > 0 ? parsed : [{ def: schema.find("ID") as FieldDef, desc: true }];
+    const start = params.START === undefined ? 0 : intval(params.START, 0);
+    const defs = selectOf(schema, params.SELECT);
+    const page = listPage(state.crm.tasks, schema, filter, order, start);
+    return { result: { tasks: page.rows.map((row) => taskView(schema, row, defs)) }, ...pagingOf(page, start) };
+  },
+  "tasks.task.delete": (state, params) => {
+    const id = taskIdOf(params);
+    if (!state.crm.tasks.delete(id)) throw noAccess("delete");
+    taskEvent(state, params, "DELETE", id);
+    return { result: { task: true } };
+  },
+};
+
+/** Seeded tasks: assigned round-robin to the portal's users, a few already completed. */
+export function seedTaskFields(id: number, nowIso: string, users: number): Record<string, unknown> {
+  const status = id % 5 === 0 ? 5 : 2;
+  return {
+    TITLE: `Task #${id}`,
+    RESPONSIBLE_ID: 1 + (id % Math.max(1, users)),
+    STATUS: status,
+    REAL_STATUS: status,
+    CREATED_DATE: nowIso,
+    CHANGED_DATE: nowIso,
+    STATUS_CHANGED_DATE: nowIso,
+  };
+}
