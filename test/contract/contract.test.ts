@@ -98,7 +98,7 @@ async function answering(status: () => number, body: () => unknown): Promise<{ u
 describe("contract: recorded answers", () => {
   it("every fixture names its source", () => {
     should(fixtures.size).be.aboveOrEqual(15);
-    for (const [name, f] of fixtures) should(typeof f.source === "string" && f.source.length > 20, name).be.true();
+    for (const [name, f] of fixtures) should(typeof f.source === "string" && f.source.length > 20).be.true(name);
   });
 
   describe("our client parses each", () => {
