@@ -174,6 +174,32 @@ describe("sandbox: bindings and ONOFFLINEEVENT", () => {
     }
   });
 
+  it("as the source: a mistyped event name is ERROR_EVENT_NOT_FOUND, unbind of an online binding needs its handler, handlers live on the registered handler path's host", async () => {
+    for (const event of ["ONCRMDEALUPDAT", "ONCRMDEALCHANGE", "ONTASKMOVE"]) {
+      const res = await rest(sandbox, "event.bind", { event, event_type: "offline" });
+      should([event, res.status, res.body.error]).eql([event, 400, "ERROR_EVENT_NOT_FOUND"]);
+    }
+    await rest(sandbox, "event.bind", { event: "ONCRMDEALADD", handler: handlerUrl });
+    const noHandler = await rest(sandbox, "event.unbind", { event: "ONCRMDEALADD" });
+    should([noHandler.status, noHandler.body.error]).eql([400, "ERROR_ARGUMENT"]);
+    should((await rest(sandbox, "event.get")).body.result).have.length(1);
+    should((await rest(sandbox, "event.unbind", { event: "ONCRMDEALADD", handler: handlerUrl })).body.result).eql({
+      count: 1,
+    });
+    sandbox.setOptions({ handlerUrl: "https://nodered.example.com/admin/bitrix24-portal/callback" });
+    try {
+      const elsewhere = await rest(sandbox, "event.bind", { event: "ONOFFLINEEVENT", handler: handlerUrl });
+      should([elsewhere.status, elsewhere.body.error]).eql([400, "ERROR_HANDLER_URL_MISMATCH"]);
+      const sameHost = await rest(sandbox, "event.bind", {
+        event: "ONOFFLINEEVENT",
+        handler: "https://nodered.example.com/bitrix24/push",
+      });
+      should(sameHost.status).equal(200);
+    } finally {
+      sandbox.setOptions({ handlerUrl: "" });
+    }
+  });
+
   it("pushes a PHP-style form notification with auth[application_token], at most one per minTimeout, dropping the rest", async () => {
     await rest(sandbox, "event.bind", { event: "ONOFFLINEEVENT", handler: handlerUrl, options: { minTimeout: 1 } });
     sandbox.addEvents(1);

@@ -232,6 +232,43 @@ describe("sandbox: event.offline.* semantics", () => {
       should(sandbox.records()).have.length(0);
     });
 
+    it("malformed lists answer 400 ERROR_ARGUMENT and delete NOTHING (the old sandbox dropped them and cleared the whole process)", async () => {
+      sandbox.addEvents(3);
+      const { pid } = await hold(3);
+      for (const params of [{ message_id: ["abc"] }, { id: [0] }, { id: ["x"] }, { id: [1, -2] }, { message_id: "a" }]) {
+        const res = await rest(sandbox, "event.offline.clear", { process_id: pid, ...params });
+        should([res.status, res.body.error]).eql([400, "ERROR_ARGUMENT"]);
+        should(sandbox.records()).have.length(3);
+      }
+    });
+
+    it("a plan without source keys refuses auth_connector (403 WRONG_LICENSE naming it) on get, clear, error, list and the bindings", async () => {
+      sandbox.setOptions({ authConnector: false });
+      try {
+        sandbox.addEvents(2);
+        const calls: [string, Record<string, unknown>][] = [
+          ["event.offline.get", { clear: 0 }],
+          ["event.offline.clear", { process_id: "p" }],
+          ["event.offline.error", { process_id: "p", message_id: [] }],
+          ["event.offline.list", {}],
+          ["event.bind", { event: "ONCRMDEALUPDATE", event_type: "offline" }],
+          ["event.unbind", { event: "ONCRMDEALUPDATE", event_type: "offline" }],
+        ];
+        for (const [method, params] of calls) {
+          const res = await rest(sandbox, method, { ...params, auth_connector: "key1" });
+          should([method, res.status, res.body.error]).eql([method, 403, "WRONG_LICENSE"]);
+          should(res.body.error_description).match(/auth_connector/);
+        }
+        // Without a connector everything works; feature.get tells in advance.
+        should((await rest(sandbox, "event.offline.get", { clear: 0 })).status).equal(200);
+        const feature = await rest(sandbox, "feature.get", { CODE: "rest_auth_connector" });
+        should(feature.body.result.value).equal("N");
+        should(sandbox.records().filter((r) => r.PROCESS_ID !== null)).have.length(2);
+      } finally {
+        sandbox.setOptions({ authConnector: true });
+      }
+    });
+
     it("requires process_id", async () => {
       const res = await rest(sandbox, "event.offline.clear", { id: [1] });
       should(res.status).equal(400);
