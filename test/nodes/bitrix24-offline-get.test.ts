@@ -397,6 +397,26 @@ describe("bitrix24-offline-get node", function () {
     should(sandbox.stats().queue.total).equal(0);
   });
 
+  it("a plan without auth_connector: the portal's WRONG_LICENSE reaches Catch as what it is, never taken for a missing extended mode (no at-most-once fallback)", async () => {
+    await start({ events: 3, authConnector: false });
+    sandbox.addEvents(3, { connector: "key1" });
+    const { node, out } = await load({ authConnector: "key1", allowAtMostOnce: true }, { ack: false });
+    node.receive({ _tag: "t1" });
+    await until(() => node.error.args.length > 0);
+    const [err, msg] = node.error.args[0] as [{ code: string; message: string }, { _tag: string }];
+    should(err.code).equal("WRONG_LICENSE");
+    // The portal's words, naming auth_connector: not the extended-mode message (extended-mode.ts's regex).
+    should(err.message).match(/auth_connector/);
+    should(err.message).not.match(/rest_offline_extended/);
+    should(msg._tag).equal("t1");
+    should(lastStatus(node)?.fill).equal("red");
+    should(node.warn.args.map((a) => String(a[0]))).not.containEql("bitrix24-offline-get.warnings.fallback");
+    should(out.msgs).have.length(0);
+    // Nothing was fetched, nothing deleted: a clear=1 fallback would have lost the events.
+    should(sandbox.stats().queue.total).equal(6);
+    should(sandbox.stats().queue.held).equal(0);
+  });
+
   it("refuses a bad config filter on deploy naming the field, and fails msgs with it", async () => {
     await start({ events: 3 });
     const { node } = await load({ filter: '{"=PROCESS_ID": "x"}' });

@@ -235,7 +235,13 @@ describe("sandbox: event.offline.* semantics", () => {
     it("malformed lists answer 400 ERROR_ARGUMENT and delete NOTHING (the old sandbox dropped them and cleared the whole process)", async () => {
       sandbox.addEvents(3);
       const { pid } = await hold(3);
-      for (const params of [{ message_id: ["abc"] }, { id: [0] }, { id: ["x"] }, { id: [1, -2] }, { message_id: "a" }]) {
+      for (const params of [
+        { message_id: ["abc"] },
+        { id: [0] },
+        { id: ["x"] },
+        { id: [1, -2] },
+        { message_id: "a" },
+      ]) {
         const res = await rest(sandbox, "event.offline.clear", { process_id: pid, ...params });
         should([res.status, res.body.error]).eql([400, "ERROR_ARGUMENT"]);
         should(sandbox.records()).have.length(3);
