@@ -43,7 +43,7 @@ describe("one handler path serves Authorize and push (README walk-through)", fun
     rmSync(userDir, { recursive: true, force: true });
   });
 
-  function flow(bindEvents: string) {
+  function flow(bindEvents: string, publicUrl = nodeServer.url) {
     return [
       // The vendor's OAuth server, mapped to the sandbox's own OAuth address (not the portal's).
       portalConfig(sandbox, { installPath: "/bitrix24/install", oauthServer: sandbox.oauthUrl }),
@@ -55,7 +55,7 @@ describe("one handler path serves Authorize and push (README walk-through)", fun
         interval: 0,
         onDeploy: false,
         bindEvents,
-        publicUrl: nodeServer.url,
+        publicUrl,
         followUp: 0,
         minGap: 0,
         wires: [["g"]],
@@ -120,9 +120,7 @@ describe("one handler path serves Authorize and push (README walk-through)", fun
 
   it("a trigger whose public URL is not on the handler path's host is refused by the portal, and says so", async () => {
     const wrongHost = nodeServer.url.replace("127.0.0.1", "localhost");
-    const f = flow("") as Array<Record<string, unknown>>;
-    f[1] = { ...f[1], publicUrl: wrongHost };
-    await helper.load([portalNode, triggerNode, getNode, captureHttpNode], f, {
+    await helper.load([portalNode, triggerNode, getNode, captureHttpNode], flow("", wrongHost), {
       p: { ...card().p, accessToken: sandbox.credentials.accessToken, refreshToken: sandbox.credentials.refreshToken },
     });
     const trigger = helper.getNode("t") as unknown as { error: { args: unknown[][] } };
