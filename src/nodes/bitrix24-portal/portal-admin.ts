@@ -12,7 +12,7 @@ import {
   type PortalCredentials,
   type PortalNode,
   stateDirFor,
-} from "./bitrix24-portal";
+} from "./portal-config";
 
 /** The editor sends this in place of a password it has not changed (Node-RED's convention). */
 const UNCHANGED = "__PWRD__";
