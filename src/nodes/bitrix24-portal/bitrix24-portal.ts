@@ -184,8 +184,9 @@ export default function register(RED: NodeAPI): void {
         if (finished) return;
         finished = true;
         if (guard) clearTimeout(guard);
-        this.client?.close();
-        done();
+        // done() only once the client's token-file writes ended: Node-RED may remove the state folder next.
+        const closed = this.client?.close() ?? Promise.resolve();
+        closed.then(done, done);
       };
       if (acks) {
         guard = setTimeout(finish, closeWaitMs(RED));
