@@ -2,6 +2,7 @@ import axios from "axios";
 import should from "should";
 import type { PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
+import { portalCredentials } from "../kit/flows.cjs";
 import {
   callsOf,
   freshUserDir,
@@ -10,7 +11,6 @@ import {
   lastStatus,
   nodes,
   portalConfig,
-  portalCredentials,
   removeDir,
   type SpiedNode,
   statusesOf,
@@ -142,7 +142,7 @@ describe("bitrix24-call node", function () {
       { id: "caught", z: "f", type: "helper" },
     ];
     if (options.via) flow.push({ type: "join", ...options.via, id: "via", z: "f", wires: [["out"]] });
-    await helper.load([nodes.portal, callNode, joinNode, catchNode], flow, portalCredentials(sandbox));
+    await helper.load([nodes.portal, callNode, joinNode, catchNode], flow, { p: portalCredentials(sandbox) });
     const node = helper.getNode("c") as unknown as SpiedNode & {
       context(): { flow: { set(k: string, v: unknown): void }; global: { set(k: string, v: unknown): void } };
     };
@@ -526,7 +526,7 @@ describe("bitrix24-call node", function () {
           { id: "clear", type: "bitrix24-offline-clear", portal: "p", by: "id", wires: [["out"]] },
           { id: "out", type: "helper" },
         ],
-        portalCredentials(sandbox),
+        { p: portalCredentials(sandbox) },
       );
       const out = collect();
       (helper.getNode("g") as unknown as SpiedNode).receive({});
@@ -566,7 +566,7 @@ describe("bitrix24-call node", function () {
           { id: "clear", type: "bitrix24-offline-clear", portal: "p", by: "id", wires: [["out"]] },
           { id: "out", type: "helper" },
         ],
-        portalCredentials(sandbox),
+        { p: portalCredentials(sandbox) },
       );
       const out = collect();
       const before = requests("batch");

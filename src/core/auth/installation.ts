@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
 import { promises as fs, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ReplayGuard } from "../queue/notification";
 import { Bitrix24Error } from "../rest/errors";
 import { isJsonObject } from "../rest/json-object";
 import { isLoopbackHost, validatePortalUrl } from "../rest/portal-url";
+import { ReplayGuard } from "../rest/replay-guard";
 import {
   type FileTokenStore,
   type InstalledApplication,

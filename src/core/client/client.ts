@@ -374,12 +374,18 @@ export class Bitrix24Client extends EventEmitter {
     return outcome;
   }
 
-  /** Rejects waiting calls with CLOSED, aborts requests in flight, clears timers and closes connections. */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.closer.abort(new Bitrix24Error({ code: "CLOSED" }));
-    for (const agent of this.agents) agent.destroy();
+  /**
+   * Rejects waiting calls with CLOSED, aborts requests in flight, clears timers and closes connections, all at
+   * once. The promise resolves when the token file is no longer being written (the new address of a renamed
+   * portal is saved in the background): a caller that removes the state folder next waits for it.
+   */
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      this.closer.abort(new Bitrix24Error({ code: "CLOSED" }));
+      for (const agent of this.agents) agent.destroy();
+    }
+    return this.session?.settled() ?? Promise.resolve();
   }
 
   private async sendBatch(

@@ -91,7 +91,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
   private readonly sweep: OrphanSweep;
   private readonly recovery: Recovery;
   private readonly round: DrainRound;
-  private readonly entities: EntityStage | undefined;
+  private readonly entities: EntityStage<DeliveryGroup> | undefined;
   private started: Promise<void> | undefined;
   /** Set once the portal refused ack mode for good; every later trigger is refused with a fresh error. */
   private refusal: { cause?: Bitrix24Error } | undefined;
