@@ -72,7 +72,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
   private readonly recovery: Recovery;
   private readonly round: DrainRound;
   private readonly loop: DrainLoop;
-  private readonly entities: EntityStage | undefined;
+  private readonly entities: EntityStage<DeliveryGroup> | undefined;
   private started: Promise<void> | undefined;
   /** Set once the portal refused ack mode for good; every later trigger is refused with a fresh error. */
   private refusal: { cause?: Bitrix24Error } | undefined;

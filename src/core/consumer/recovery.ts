@@ -54,7 +54,7 @@ export class Recovery {
     private readonly ledger: HeldLedger,
     private readonly s: RecoverySettings,
     private readonly hooks: RecoveryHooks,
-    private readonly entities?: EntityStage,
+    private readonly entities?: EntityStage<DeliveryGroup>,
   ) {}
 
   /** Re-selecting a process ALWAYS passes clear=0: with the default clear=1 the portal deletes what it returns. */
