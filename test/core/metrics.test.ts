@@ -233,6 +233,10 @@ describe("operations metrics (core/metrics)", () => {
     should(sample(text, "bitrix24_method_budget_used_ratio", { portal, method: "batch" })).equal(0.1);
     should(text).match(/# TYPE bitrix24_events_delivered_total counter/);
     should(text).not.match(/SECRET/);
+    // issue 21's count: no series until a node counts unchanged events, then one
+    should(text).not.match(/bitrix24_events_unchanged_total\{/);
+    m.unchanged("g1", 4);
+    should(sample(await registry.metrics(), "bitrix24_events_unchanged_total", { portal, node: "g1" })).equal(4);
     // a second scrape gives the same totals (counters are set from the totals, not added to)
     const again = await registry.metrics();
     should(sample(again, "bitrix24_requests_total", { portal, method: "batch", status: "200" })).equal(2);

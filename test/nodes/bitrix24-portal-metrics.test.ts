@@ -7,6 +7,7 @@ import axios from "axios";
 import type { NodeAPI } from "node-red";
 import helper from "node-red-node-test-helper";
 import should from "should";
+import type { PortalNode } from "../../src/nodes/bitrix24-portal/portal-config";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
 import { until } from "../wait";
 
@@ -123,6 +124,22 @@ describe("bitrix24-portal metricsPath (Prometheus)", function () {
     for (const secret of [c.clientSecret, c.accessToken, c.refreshToken, c.applicationToken]) {
       should(text.includes(secret)).be.false();
     }
+  });
+
+  it("every failure a node of the portal reports lands in the sidebar's recent errors, once", async () => {
+    sandbox = await startSandbox({ rateLimit: false, events: 0 });
+    await load({});
+    const portal = helper.getNode("p") as unknown as PortalNode;
+    // a clear node handed a msg with nothing to clear, and a get node a bad limit
+    helper.getNode("c").receive({ payload: "nothing to clear" });
+    helper.getNode("g").receive({ payload: "go", limit: -1 });
+    await until(() => (portal.ops?.metrics.snapshot().errors.length ?? 0) >= 2, 5000, "two errors listed");
+    await new Promise((r) => setTimeout(r, 100));
+    const errors = portal.ops?.metrics.snapshot().errors ?? [];
+    should(errors.map((e) => [e.nodeId, e.code]).sort()).eql([
+      ["c", "INVALID_ARGUMENT"],
+      ["g", "INVALID_ARGUMENT"],
+    ]);
   });
 
   it("is secured like http in: httpNodeMiddleware runs before it", async () => {

@@ -83,5 +83,8 @@ export function reportError(
   node: { id: string; name: string },
   err: Pick<Bitrix24Error, "code" | "method" | "message">,
 ): void {
-  metrics.error({ code: err.code, method: err.method, message: err.message, nodeId: node.id, nodeName: node.name });
+  metrics.error(
+    { code: err.code, method: err.method, message: err.message, nodeId: node.id, nodeName: node.name },
+    err,
+  );
 }

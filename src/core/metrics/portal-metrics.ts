@@ -170,6 +170,7 @@ export class PortalMetrics {
   /** Acks of records no get node here delivered (another instance's, a clear node fed by hand). */
   private ackedElsewhere = 0;
   private readonly errors: RecentError[] = [];
+  private readonly listed = new WeakSet<object>();
   private token: OpsSnapshot["token"] = {
     expiresAt: null,
     refreshedAt: null,
@@ -335,7 +336,18 @@ export class PortalMetrics {
 
   // ------------------------------------------------------------------------------------------- the rest
 
-  error(e: { code: string; method?: string; message: string; nodeId?: string; nodeName?: string }): void {
+  /**
+   * One error for the recent list. `source`, when given, is the error object: one that reaches the list twice
+   * (a node shows it in its status and reports it to Catch, two paths) is listed once.
+   */
+  error(
+    e: { code: string; method?: string; message: string; nodeId?: string; nodeName?: string },
+    source?: object,
+  ): void {
+    if (source) {
+      if (this.listed.has(source)) return;
+      this.listed.add(source);
+    }
     this.errors.push({
       at: this.now(),
       code: e.code,

@@ -73,6 +73,16 @@ export function prometheusRegistry(metrics: PortalMetrics, options: PrometheusOp
     },
   });
   new Counter({
+    name: "bitrix24_events_unchanged_total",
+    help: "Events a get node acked without emitting them because none of the watched fields changed (its changes option; nodes that do not count them have no series).",
+    labelNames: ["portal", "node"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const n of metrics.allNodes()) if (n.unchanged !== null) this.inc({ portal, node: n.id }, n.unchanged);
+    },
+  });
+  new Counter({
     name: "bitrix24_requests_total",
     help: "HTTP requests to the portal (a batch counts once) by REST method and HTTP status (0 = no answer).",
     labelNames: ["portal", "method", "status"],

@@ -59,6 +59,14 @@ export function startPortalOps(
       id: node.id,
       metrics,
       queueLook,
+      // a scan of the deployed nodes: only when a node reports a failure, which is rare
+      owns: (nodeId) => {
+        let owned = false;
+        RED.nodes.eachNode((def) => {
+          if (def.id === nodeId && (def as { portal?: unknown }).portal === node.id) owned = true;
+        });
+        return owned;
+      },
       inUse: () => {
         let used = false;
         RED.nodes.eachNode((def) => {
