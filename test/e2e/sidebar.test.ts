@@ -17,6 +17,9 @@ import { type FlowNode, type NodeRedProcess, startNodeRed } from "./node-red-pro
  */
 const ARTIFACTS = join(__dirname, "..", "..", "test-artifacts", "editor");
 const EVENTS = 400;
+/** The scraper's login: httpNodeAuth guards all of httpNodeRoot, metricsPath included, as it guards http in. */
+const SCRAPER = { username: "scraper", password: "scrape-me" };
+const bcrypt = require("bcryptjs") as { hashSync(text: string, rounds: number): string };
 
 /** A drain slow enough to watch: 2 requests/s after a small burst, 10 events per get. */
 function flows(sandbox: Sandbox): FlowNode[] {
@@ -117,7 +120,9 @@ describe("the editor's Bitrix24 sidebar in a real browser", function () {
     findChromium();
     mkdirSync(ARTIFACTS, { recursive: true });
     sandbox = await startSandbox({ events: EVENTS });
-    nodeRed = await startNodeRed(freshUserDir("sidebar"));
+    nodeRed = await startNodeRed(freshUserDir("sidebar"), {
+      settings: { httpNodeAuth: { user: SCRAPER.username, pass: bcrypt.hashSync(SCRAPER.password, 4) } },
+    });
     browser = await launchChromium({ locale: "en-US", viewport: { width: 1600, height: 1000 } });
   });
 
@@ -206,7 +211,9 @@ describe("the editor's Bitrix24 sidebar in a real browser", function () {
       "the last drain's row",
       15000,
     ).catch(() => undefined); // the row shows the LAST drain's count, which may be a tail: not the point here
-    const metrics = (await axios.get(`${nodeRed.url}/bitrix24/metrics`)).data as string;
+    const anonymous = await axios.get(`${nodeRed.url}/bitrix24/metrics`, { validateStatus: () => true });
+    should(anonymous.status).equal(401);
+    const metrics = (await axios.get(`${nodeRed.url}/bitrix24/metrics`, { auth: SCRAPER })).data as string;
     should(metrics).match(new RegExp(`bitrix24_events_acked_total\\{[^}]*node="g1"[^}]*\\} ${EVENTS}\\n`));
     await page.close();
   });
