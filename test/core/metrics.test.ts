@@ -1,6 +1,7 @@
 import { EventEmitter } from "node:events";
 import should from "should";
 import type { AckQueueEvents } from "../../src/core/acks/ack-queue";
+import { Bitrix24Client, type OperatingInfo } from "../../src/core/client/client";
 import type { ConsumerState, DeliveryGroup, OfflineConsumerEvents } from "../../src/core/consumer/consumer-types";
 import { feedFromAcks, feedFromClient, feedFromConsumer } from "../../src/core/metrics/feed";
 import { PerSecondSeries } from "../../src/core/metrics/per-second";
@@ -8,6 +9,7 @@ import { PortalMetrics } from "../../src/core/metrics/portal-metrics";
 import { prometheusRegistry } from "../../src/core/metrics/prometheus";
 import { QueueLook } from "../../src/core/metrics/queue-look";
 import type { OfflineEvent } from "../../src/core/rest/types";
+import { startSandbox } from "../../src/sandbox";
 
 /** A clock the test moves by hand. */
 function clock(start = 1_700_000_000_000) {
@@ -149,6 +151,38 @@ describe("operations metrics (core/metrics)", () => {
     // a refresh that worked ends the call for re-authorisation
     client.emit("tokens", { accessToken: "A2", refreshToken: "R2", expiresAt: c.now() + 3_600_000 });
     should(m.snapshot().token.reauthNeeded).be.false();
+  });
+
+  it("the client reports each answer's time.operating, a batch's per command too, and the bucket's fill", async () => {
+    const sandbox = await startSandbox({ rateLimit: false, events: 3 });
+    const c = sandbox.credentials;
+    const client = new Bitrix24Client({
+      portalUrl: sandbox.url,
+      auth: { type: "oauth", ...c, oauthServer: sandbox.url },
+      rateLimit: { perSecond: 2, burst: 10 },
+    });
+    try {
+      const seen: OperatingInfo[] = [];
+      client.on("operating", (info: OperatingInfo) => seen.push(info));
+      await client.call("event.offline.list", {});
+      await client.call("event.offline.list", {});
+      await client.batch({ a: { method: "feature.get", params: { CODE: "rest_offline_extended" } } });
+      const lists = seen.filter((s) => s.method === "event.offline.list");
+      should(lists).have.length(2);
+      // the window's server time adds up, and the answer says when it resets
+      should(lists[1].operating).be.aboveOrEqual(lists[0].operating);
+      should(lists[0].resetAt).be.above(Date.now());
+      should(seen.map((s) => s.method))
+        .containEql("feature.get")
+        .and.containEql("batch");
+      // three requests lifted the bucket (one drains in 500 ms at 2/s)
+      const bucket = client.bucketReading;
+      should(bucket).match({ burst: 10, perSecond: 2, waiting: 0 });
+      should(bucket?.level).be.above(1.5).and.belowOrEqual(3);
+    } finally {
+      client.close();
+      await sandbox.close();
+    }
   });
 
   it("keeps the last 20 errors, newest first", () => {
