@@ -112,6 +112,10 @@ describe("operations metrics (core/metrics)", () => {
     should(snap.series.acked.at(-1)).equal(3);
     // the bound: 2 requests/s, each bringing up to 50 events
     should(snap.bound.eventsPerSecond).equal(100);
+    // an ack of records nobody here delivered, or acked before, counts nothing
+    acks.emit("acked", { ...ack, processId: "OTHER", ids: [1, 2] });
+    acks.emit("acked", { ...ack, ids: [1] });
+    should(m.snapshot().nodes[0].acked).equal(3);
     // a closed node leaves the gauges but keeps its totals for the counters
     unwatch();
     should(m.snapshot().nodes).have.length(0);

@@ -167,8 +167,6 @@ export class PortalMetrics {
   /** Nodes gone (redeployed away) keep their totals in the counters: a counter must never go down. */
   private readonly retired = new Map<string, NodeNumbers>();
   private readonly outstanding = new Map<string, Outstanding>();
-  /** Acks of records no get node here delivered (another instance's, a clear node fed by hand). */
-  private ackedElsewhere = 0;
   private readonly errors: RecentError[] = [];
   private readonly listed = new WeakSet<object>();
   private token: OpsSnapshot["token"] = {
@@ -258,6 +256,12 @@ export class PortalMetrics {
     node.phase = phase;
     node.unacked = unacked;
     node.maxInFlight = maxInFlight;
+    // Nothing unacked: the node's records were acked (the ack queue told us first: we listen since the portal
+    // node started, before any consumer) or left its hands otherwise (acked by another instance, cleaned up by
+    // the portal). Either way nothing of it is left to match.
+    if (unacked === 0) {
+      for (const [processId, held] of this.outstanding) if (held.nodeId === id) this.outstanding.delete(processId);
+    }
   }
 
   /** Events emitted by a get node. Without a process id (auto mode) the portal deleted them as it answered. */
@@ -306,11 +310,10 @@ export class PortalMetrics {
    * are matched against what was emitted and not acked yet. Marking as failed (kind "error") is no ack.
    */
   ack(notice: AckNotice): void {
+    // Records no get node here delivered, or acked before, are not counted: the portal answers `true` to a clear
+    // whether or not it matched anything, so only our own ledger can tell what a clear removed.
     const held = this.outstanding.get(notice.processId);
-    if (!held) {
-      if (notice.kind === "clear") this.ackedElsewhere += notice.ids.length || notice.messageIds.length;
-      return;
-    }
+    if (!held) return;
     let removed = 0;
     if (notice.allOfProcess) {
       removed = held.records.size;
@@ -398,10 +401,6 @@ export class PortalMetrics {
       const [method, status] = key.split("\n");
       return { method, status: Number(status), count };
     });
-  }
-
-  get ackedByOthers(): number {
-    return this.ackedElsewhere;
   }
 
   methodNumbers(): MethodNumbers[] {

@@ -43,13 +43,12 @@ export function prometheusRegistry(metrics: PortalMetrics, options: PrometheusOp
   });
   new Counter({
     name: "bitrix24_events_acked_total",
-    help: "Events deleted from the portal's queue after the flow acknowledged them (auto mode: as fetched). Each event counts once. node is empty for records no get node here delivered.",
+    help: "Events a get node delivered that were deleted from the portal's queue after the flow acknowledged them (auto mode: as fetched). Each event counts once.",
     labelNames: ["portal", "node"],
     registers: [registry],
     collect() {
       this.reset();
       for (const n of metrics.allNodes()) this.inc({ portal, node: n.id }, n.acked);
-      if (metrics.ackedByOthers > 0) this.inc({ portal, node: "" }, metrics.ackedByOthers);
     },
   });
   new Counter({
