@@ -1,10 +1,13 @@
 import { EventEmitter } from "node:events";
 import type { AckedNotice } from "../acks/ack-queue";
+import { ChangeTracker } from "../changes/change-tracker";
+import { parseWatchFields } from "../changes/compare";
 import { BUILTIN_ENTITY_MAP } from "../entities/entity-reads";
 import { EntityStage } from "../entities/entity-stage";
 import { EXTENDED_MODE_FEATURE, extendedModeError, isExtendedModeRefusal } from "../queue/extended-mode";
 import type { Bitrix24Error } from "../rest/errors";
 import type { OfflineEvent, OfflineGetResult } from "../rest/types";
+import { LmdbSnapshotStore } from "../state/lmdb-snapshot-store";
 import { sendChunked } from "./consumer-batch";
 import {
   asError,
@@ -78,7 +81,7 @@ function deferredDrain(overrides: DrainOverrides): DrainRequest {
 }
 
 function stoppedSummary(): DrainSummary {
-  return { events: 0, batches: 0, ms: 0, requests: 0, redelivered: 0, empty: false, stopped: true };
+  return { events: 0, batches: 0, ms: 0, requests: 0, redelivered: 0, unchanged: 0, empty: false, stopped: true };
 }
 
 export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
@@ -92,6 +95,9 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
   private readonly recovery: Recovery;
   private readonly round: DrainRound;
   private readonly entities: EntityStage | undefined;
+  /** Changes option: the tracker, once its store is open. */
+  private readonly tracker: Promise<ChangeTracker> | undefined;
+  private unchangedTotal = 0;
   private started: Promise<void> | undefined;
   /** Set once the portal refused ack mode for good; every later trigger is refused with a fresh error. */
   private refusal: { cause?: Bitrix24Error } | undefined;
@@ -124,7 +130,10 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
       sweepPages: options.sweepPages ?? 20,
       ackWindowMs: options.ackWindowMs ?? 3,
       closeWaitMs: options.closeWaitMs ?? 5000,
-      entity: options.entity === true,
+      changes: options.changes === true,
+      watchFields: parseWatchFields(options.watchFields),
+      // What changed is found by comparing objects: the changes option reads them.
+      entity: options.entity === true || options.changes === true,
     };
     this.o = o;
     this.modeNow = options.mode;
@@ -167,6 +176,9 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
           (method) => this.emit("entity-read-recovered", method),
         )
       : undefined;
+    this.tracker = o.changes ? this.openTracker() : undefined;
+    // Without a listener an open failure would be unhandled until the first drain reports it.
+    this.tracker?.catch(() => undefined);
     const consumer = this;
     this.round = new DrainRound(
       api,
@@ -212,6 +224,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
       mode: this.modeNow,
       pending: this.ledger.pending,
       maxInFlight: this.o.maxInFlight,
+      unchanged: this.unchangedTotal,
     };
   }
 
@@ -305,6 +318,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
     }
     this.acks?.off("acked", this.onAcked);
     await this.journal.close();
+    await this.tracker?.then((t) => t.close()).catch(() => undefined);
     this.clearTimers(); // a late answer may have scheduled one
   }
 
@@ -377,9 +391,11 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
     return groups;
   }
 
-  private emitFetched(groups: DeliveryGroup[], tally: Tally): void {
-    if (groups.length === 0) return;
+  private async emitFetched(fetched: DeliveryGroup[], tally: Tally): Promise<void> {
+    if (fetched.length === 0) return;
     // Closing: the records are in the journal and come back after the restart; nobody would receive them now.
+    if (this.closed && this.modeNow === "ack") return;
+    const groups = await this.withChanges(fetched, tally);
     if (this.closed && this.modeNow === "ack") return;
     this.scheduleRedelivery();
     for (const group of groups) {
@@ -398,6 +414,8 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
    */
   private async deliverReselected(processId: string, events: OfflineEvent[], tally: Tally): Promise<void> {
     const ackMode = this.modeNow === "ack";
+    // Staged states of records the re-select no longer returns were acked (before a crash): they advance now.
+    if (this.tracker) await (await this.tracker).reselected(processId, events);
     if (events.length === 0) {
       this.ledger.dropProcess(processId);
       if (ackMode) await this.journal.save();
@@ -422,13 +440,17 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
       });
       if (this.closed && ackMode) return;
     }
+    // Compared again with the last acked state: a redelivered event carries the same changes.
+    const [again] = redeliver.length > 0 ? await this.withChanges([group(redeliver)], tally) : [];
+    if (this.tracker && dead.length > 0) await (await this.tracker).prepare([group(dead)], this.modeNow);
+    if (this.closed && ackMode) return;
     this.scheduleRedelivery();
-    if (redeliver.length > 0) {
-      tally.events += redeliver.length;
-      tally.redelivered += redeliver.length;
+    if (again) {
+      tally.events += again.deliveries.length;
+      tally.redelivered += again.deliveries.length;
       tally.batches++;
       this.round.noteEmitted();
-      this.emit("deliver", group(redeliver));
+      this.emit("deliver", again);
     }
     if (dead.length > 0) this.emit("dead-letter", group(dead));
     if (exhausted.length > 0) this.markExhausted(processId, exhausted);
@@ -448,6 +470,10 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
   }
 
   private handleAcked(notice: AckedNotice): void {
+    if (this.tracker && (notice.authConnector ?? "") === this.o.authConnector) {
+      const tracker = this.tracker;
+      this.track(tracker.then((t) => t.acked(notice)).catch((err) => this.emit("failure", asError(err))));
+    }
     if (!this.ledger.applyAck(notice)) return;
     // Losing this write is harmless (a re-select of an acked record returns nothing), so it need not be durable
     // at once: the next delivery's write carries it, or a timer writes it once the consumer is quiet. A snapshot
@@ -487,6 +513,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
     }
     const { processes, warning } = await this.journal.adopt();
     if (warning) this.emit("warning", warning);
+    if (this.tracker) await (await this.tracker).recover(new Set(processes.map((p) => p.processId)));
     await this.recovery.recoverJournal(processes, tally);
     if (this.o.orphanSweep) {
       await this.sweepOrphans(tally).catch((err) => this.emit("failure", asError(err)));
@@ -572,6 +599,58 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
     this.redelivery.stop();
     this.sweep.stop();
     this.journal.cancelLazy();
+  }
+
+  // ---------------------------------------------------------------------------------------------- changes
+
+  private async openTracker(): Promise<ChangeTracker> {
+    const o = this.o;
+    // One history per queue and watch list: two nodes watching different fields must not advance each other.
+    const ns = [o.portalHost, o.clientId, o.authConnector, o.watchFields.join(",")].join("\u0000");
+    const store = o.snapshotStore ?? (await LmdbSnapshotStore.open(o.stateDir, ns));
+    return new ChangeTracker({
+      store,
+      map: o.entityMap ?? BUILTIN_ENTITY_MAP,
+      watch: o.watchFields,
+      send: (commands) => sendChunked(this.api.client, commands),
+    });
+  }
+
+  /**
+   * The changes option: each event gets what changed (durable before it is emitted); events with no watched
+   * change are acked here (ack mode) instead of emitted. Their ack commits their state like any other ack.
+   */
+  private async withChanges(groups: DeliveryGroup[], tally: Tally): Promise<DeliveryGroup[]> {
+    if (!this.tracker) return groups;
+    const tracker = await this.tracker;
+    await tracker.prepare(groups, this.modeNow);
+    const out: DeliveryGroup[] = [];
+    for (const g of groups) {
+      const unchanged = g.deliveries.filter((d) => d.changes?.unchanged);
+      if (unchanged.length === 0) {
+        out.push(g);
+        continue;
+      }
+      const ack = this.modeNow === "ack" && g.processId !== null;
+      if (ack && !this.acks) {
+        out.push(g); // nobody here could ack them: the flow must
+        continue;
+      }
+      if (ack && this.acks && g.processId !== null) {
+        const target = {
+          processId: g.processId,
+          ids: unchanged.map((d) => d.id),
+          ...(g.authConnector ? { authConnector: g.authConnector } : {}),
+        };
+        // A failed ack leaves them held: the ack timeout redelivers them, compared again.
+        this.track(this.acks.clear(target).catch((err) => this.emit("failure", asError(err))));
+      }
+      tally.unchanged += unchanged.length;
+      this.unchangedTotal += unchanged.length;
+      const rest = g.deliveries.filter((d) => !d.changes?.unchanged);
+      if (rest.length > 0) out.push({ ...g, deliveries: rest });
+    }
+    return out;
   }
 
   // ---------------------------------------------------------------------------------------------- misc
