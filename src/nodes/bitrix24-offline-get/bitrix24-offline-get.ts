@@ -1,4 +1,6 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow, NodeStatus } from "node-red";
+import type { DeliveryChanges } from "../../core/changes/change-tracker";
+import { parseWatchFields } from "../../core/changes/compare";
 import {
   type ConsumerState,
   type ConsumerWarning,
@@ -39,6 +41,8 @@ export interface GetConfig extends NodeDef {
   orphanSweep?: boolean;
   entity?: boolean;
   entityMap?: string;
+  changes?: boolean;
+  watchFields?: string;
 }
 
 export type GetSettings = Omit<OfflineConsumerOptions, "portalHost" | "clientId" | "stateDir"> & {
@@ -122,10 +126,33 @@ export function parseGetConfig(config: Partial<GetConfig>): GetSettings {
     prefetch: numberSetting(config.prefetch, "prefetch", 1, { min: 1, max: 50, integer: true }),
     allowAtMostOnce: config.allowAtMostOnce === true,
     orphanSweep: config.orphanSweep !== false,
-    entity: config.entity === true,
+    // The changes option compares objects, so it reads them.
+    entity: config.entity === true || config.changes === true,
     // Checked even with the option off: a map that would fail once switched on is wrong now.
     entityMap: parseEntityMap(config.entityMap),
+    changes: config.changes === true,
+    watchFields: parseWatchFieldsOption(config.watchFields),
   };
+}
+
+/** `watchFields`: field names separated by commas; anything but letters, digits and _ is a typo worth saying. */
+function parseWatchFieldsOption(value: unknown): string[] {
+  if (value === undefined || value === null) return [];
+  if (typeof value !== "string") {
+    throw new Bitrix24Error({
+      code: "INVALID_CONFIG",
+      description: `watchFields must be field names separated by commas, got ${JSON.stringify(value)}`,
+    });
+  }
+  const fields = parseWatchFields(value);
+  const bad = fields.find((f) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(f));
+  if (bad !== undefined) {
+    throw new Bitrix24Error({
+      code: "INVALID_CONFIG",
+      description: `watchFields: "${bad}" is not a field name (e.g. STAGE_ID, OPPORTUNITY, stageId)`,
+    });
+  }
+  return fields;
 }
 
 /** msg.limit / msg.filter / msg.order / msg.processId. */
@@ -164,6 +191,13 @@ function entityParts(attachment: EntityAttachment | undefined): {
   return { entity: attachment.entity, meta };
 }
 
+/** msg.changes and msg.bitrix24.firstSeen of one event (changes option). */
+function addChanges(msg: EventMessage, changes: DeliveryChanges | undefined): void {
+  if (!changes) return;
+  msg.changes = changes.changes;
+  if (changes.firstSeen) msg.bitrix24.firstSeen = true;
+}
+
 /** One msg per event (or one per batch) following the msg contract (msg-contract.ts). */
 export function deliveryMessages(group: DeliveryGroup, portalHost: string, output: "event" | "batch"): EventMessage[] {
   const size = group.deliveries.length;
@@ -188,6 +222,13 @@ export function deliveryMessages(group: DeliveryGroup, portalHost: string, outpu
         batch: { index: 0, size },
       }),
     };
+    if (group.deliveries.some((d) => d.changes)) {
+      // Arrays in the order of msg.payload, like msg.entity.
+      msg.changes = group.deliveries.map((d) => d.changes?.changes ?? null);
+      if (group.deliveries.some((d) => d.changes?.firstSeen)) {
+        msg.bitrix24.firstSeen = group.deliveries.map((d) => d.changes?.firstSeen === true);
+      }
+    }
     if (group.deliveries.some((d) => d.entity)) {
       // Arrays in the order of msg.payload: one entry per event.
       msg.entity = group.deliveries.map((d) => d.entity?.entity ?? null);
@@ -217,6 +258,7 @@ export function deliveryMessages(group: DeliveryGroup, portalHost: string, outpu
       },
     };
     if (entity !== undefined) msg.entity = entity;
+    addChanges(msg, d.changes);
     return msg;
   });
 }
@@ -302,6 +344,9 @@ export default function register(RED: NodeAPI): void {
         return;
       }
       const shown = stateStatus(state);
+      // Changes option: how many events had nothing watched in them (acked here, never emitted).
+      if (settings?.changes && shown.text)
+        shown.text = `${shown.text} · ${t("status.unchanged", { n: state.unchanged })}`;
       if (entityFailure && state.phase === "idle") {
         node.status({
           fill: "yellow",
