@@ -72,7 +72,7 @@ describe("changes survive SIGKILL (child processes on one state directory)", fun
       for (const p of parts) lines.push(p.startsWith("{") ? (JSON.parse(p) as Line) : p);
     });
     const proc = child;
-    await until(() => done(lines) || proc.exitCode !== null, `${step}: ${JSON.stringify(lines)}`, 30000);
+    await until(() => done(lines) || proc.exitCode !== null, 30000, `the child (${step})`);
     if (proc.exitCode === null) {
       proc.kill("SIGKILL");
       await new Promise((r) => proc.once("exit", r));
@@ -106,7 +106,7 @@ describe("changes survive SIGKILL (child processes on one state directory)", fun
     const again = await run("hang-commit", (l) => l.includes("COMMIT") && deliveries(l).length === 2);
     should(deliveries(again).every((d) => d.redelivered)).be.true();
     should(byObject(deliveries(again))).eql(shown);
-    await until(() => sandbox.records().length === 0, "the portal has the acks"); // the clear went through
+    await until(() => sandbox.records().length === 0, 5000, "the portal has the acks"); // the clear went through
 
     // 3) restarted: the acked changes count as acknowledged (not shown twice), the new one is not missed
     const amount3 = sandbox.crm.get("deal", 3)?.OPPORTUNITY;
