@@ -5,7 +5,7 @@ import type { OfflineEventsApi } from "../queue/offline-api";
 import { Bitrix24Error } from "../rest/errors";
 import type { OfflineEvent, OfflineFilter, OfflineOrder } from "../rest/types";
 import type { JournalLoadWarning } from "../state/process-journal";
-import type { SnapshotStore } from "../state/snapshot-store";
+import type { SnapshotStores } from "../state/snapshot-store";
 
 /**
  * What the offline consumer and its parts (drain round, held-process ledger, recovery, orphan sweep, journal
@@ -61,15 +61,15 @@ export interface OfflineConsumerOptions {
   changes?: boolean;
   /** Fields whose changes count; empty = every field. */
   watchFields?: string[];
-  /** Where the states live. Default: the embedded store in stateDir (lmdb-snapshot-store.ts). */
-  snapshotStore?: SnapshotStore;
+  /** Where the states live (the state seam's snapshots). Default: the embedded store in stateDir (lmdb-snapshot-store.ts). */
+  snapshots?: SnapshotStores;
 }
 
 /** The options with their defaults applied and numbers clamped. */
 export type ConsumerSettings = Required<
-  Omit<OfflineConsumerOptions, "filter" | "order" | "entityMap" | "snapshotStore">
+  Omit<OfflineConsumerOptions, "filter" | "order" | "entityMap" | "snapshots">
 > &
-  Pick<OfflineConsumerOptions, "filter" | "order" | "entityMap" | "snapshotStore">;
+  Pick<OfflineConsumerOptions, "filter" | "order" | "entityMap" | "snapshots">;
 
 /** Per-trigger overrides (msg.limit, msg.filter, msg.order). */
 export interface DrainOverrides {

@@ -7,7 +7,7 @@ import { EntityStage } from "../entities/entity-stage";
 import { EXTENDED_MODE_FEATURE, extendedModeError, isExtendedModeRefusal } from "../queue/extended-mode";
 import type { Bitrix24Error } from "../rest/errors";
 import type { OfflineEvent, OfflineGetResult } from "../rest/types";
-import { LmdbSnapshotStore } from "../state/lmdb-snapshot-store";
+import { LmdbSnapshotStores } from "../state/lmdb-snapshot-store";
 import { sendChunked } from "./consumer-batch";
 import {
   asError,
@@ -607,7 +607,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
     const o = this.o;
     // One history per queue and watch list: two nodes watching different fields must not advance each other.
     const ns = [o.portalHost, o.clientId, o.authConnector, o.watchFields.join(",")].join("\u0000");
-    const store = o.snapshotStore ?? (await LmdbSnapshotStore.open(o.stateDir, ns));
+    const store = await (o.snapshots ?? new LmdbSnapshotStores(o.stateDir)).open(ns);
     return new ChangeTracker({
       store,
       map: o.entityMap ?? BUILTIN_ENTITY_MAP,

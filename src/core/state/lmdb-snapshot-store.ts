@@ -3,7 +3,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { open, type RootDatabase } from "lmdb";
 import { Bitrix24Error } from "../rest/errors";
-import type { Snapshot, SnapshotStore, SnapshotStoreStats, StagedSnapshot } from "./snapshot-store";
+import type { Snapshot, SnapshotStore, SnapshotStores, SnapshotStoreStats, StagedSnapshot } from "./snapshot-store";
 
 /**
  * The embedded snapshot store: LMDB through the `lmdb` package. Why this one (issue 21): its npm packages ship
@@ -40,6 +40,15 @@ function isSnapshot(v: unknown): v is Snapshot {
 
 function isStaged(v: unknown): v is StagedSnapshot {
   return typeof v === "object" && v !== null && typeof (v as StagedSnapshot).key === "string";
+}
+
+/** The embedded snapshot stores of one state folder. */
+export class LmdbSnapshotStores implements SnapshotStores {
+  constructor(readonly dir: string) {}
+
+  open(namespace: string): Promise<SnapshotStore> {
+    return LmdbSnapshotStore.open(this.dir, namespace);
+  }
 }
 
 export class LmdbSnapshotStore implements SnapshotStore {

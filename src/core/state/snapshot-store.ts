@@ -56,3 +56,11 @@ export interface SnapshotStore {
   stats(): Promise<SnapshotStoreStats>;
   close(): Promise<void>;
 }
+
+/**
+ * Where a state seam keeps snapshots (meant for the seam's `StateStores`, beside tokens and journals): files get
+ * the embedded store (LmdbSnapshotStores), PostgreSQL a table keyed by namespace + key.
+ */
+export interface SnapshotStores {
+  open(namespace: string): Promise<SnapshotStore>;
+}
