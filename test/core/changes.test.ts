@@ -161,7 +161,18 @@ describe("changes: the consumer against the sandbox", function () {
     edit(3, { TITLE: "only the title" });
     edit(4, { OPPORTUNITY: String(sandbox.crm.get("deal", 4)?.OPPORTUNITY) }); // same amount, as text
     const second = make({ watchFields: ["STAGE_ID", "OPPORTUNITY"] });
+    // Which methods travel together in each batch request.
+    const batches: string[][] = [];
+    const batch = client.batch.bind(client);
+    client.batch = (commands, ...rest) => {
+      batches.push(Object.values(commands).map((c) => c.method));
+      return batch(commands, ...rest);
+    };
     await second.consumer.trigger();
+    // The field metadata rides with the object reads; only the stage directory (known once the metadata is) needs
+    // a request of its own, once.
+    should(batches.some((b) => b.includes("crm.deal.list") && b.includes("crm.deal.fields"))).be.true();
+    should(batches.filter((b) => b.every((m) => m === "crm.status.list"))).have.length(1);
     const byId = new Map(second.all().map((d) => [objectId(d), d.changes]));
     should([...byId.keys()].sort()).eql([1, 2]);
     should(byId.get(1)?.changes?.STAGE_ID).containEql({
@@ -174,6 +185,15 @@ describe("changes: the consumer against the sandbox", function () {
     should(second.drained.at(-1)).have.property("unchanged", 2);
     should(second.consumer.state.unchanged).equal(2);
     await until(() => sandbox.records().length === 0); // the unchanged two were acked by the node
+    // Cached: the next stage change costs no label read at all.
+    batches.length = 0;
+    edit(1, { STAGE_ID: "LOSE" });
+    await second.consumer.trigger();
+    should(second.all().at(-1)?.changes?.changes?.STAGE_ID).match({
+      afterLabel: "Deal failed",
+      beforeLabel: "Deal successful",
+    });
+    should(batches.flat().filter((m) => m === "crm.status.list" || m === "crm.deal.fields")).eql([]);
   });
 
   it("an unacked event comes back with the same changes; the state advances only on ack; a delete forgets", async () => {

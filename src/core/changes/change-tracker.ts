@@ -50,6 +50,8 @@ export interface ChangeTrackerOptions {
   map: EntityMap;
   /** Watched fields; empty = every field. */
   watch: readonly string[];
+  /** The label cache, shared with the entity stage, whose requests carry the reads it can foresee. */
+  labels?: FieldLabels;
   /** Sends label reads (field metadata, directories) through the consumer's client. */
   send(commands: Record<string, BatchCommand>): Promise<BatchOutcome>;
 }
@@ -57,10 +59,12 @@ export interface ChangeTrackerOptions {
 export class ChangeTracker {
   /** Staged refs by process id and record id: what an ack notice commits. */
   private readonly inFlight = new Map<string, Map<number, InFlight>>();
-  private readonly labels = new FieldLabels();
+  private readonly labels: FieldLabels;
   private lastSeq = 0;
 
-  constructor(private readonly o: ChangeTrackerOptions) {}
+  constructor(private readonly o: ChangeTrackerOptions) {
+    this.labels = o.labels ?? new FieldLabels(o.watch);
+  }
 
   /** A read order that only grows, also across restarts (time-based). */
   private seq(): number {
@@ -220,7 +224,7 @@ export class ChangeTracker {
       } catch (err) {
         outcome = err as Bitrix24Error;
       }
-      this.labels.absorb(commands, outcome, targets);
+      this.labels.absorb(commands, outcome);
     }
     for (const t of targets) this.labels.label(t);
   }

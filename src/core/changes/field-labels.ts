@@ -40,6 +40,10 @@ export function fieldsCommandOf(ref: ObjectRef): BatchCommand | undefined {
   return { method: `${method.slice(0, -".list".length)}.fields`, params };
 }
 
+function sameParams(a: BatchCommand, b: BatchCommand): boolean {
+  return JSON.stringify(a.params ?? {}) === JSON.stringify(b.params ?? {});
+}
+
 function typeKeyOf(ref: ObjectRef): string {
   return `${ref.rule.method}:${ref.typeId ?? ""}`;
 }
@@ -116,8 +120,43 @@ export class FieldLabels {
   /** Per object type: its list fields; null while a failed read waits for its retry. */
   private readonly types = new Map<string, { fields: Map<string, ListField> | null; at: number }>();
   private readonly directories = new Map<string, { labels: Map<string, string> | null; at: number }>();
+  /** Commands handed out and not yet absorbed: what each one reads. */
+  private readonly asked = new Map<string, { type: string } | { dir: string }>();
+  private keys = 0;
 
-  constructor(private readonly now: () => number = Date.now) {}
+  constructor(
+    /** Watched fields (empty = all): only their directories are worth reading ahead. */
+    private readonly watch: readonly string[] = [],
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /**
+   * Reads that can ride along with the reads of these objects, before any change is known: the field metadata of
+   * their types, and the directories of list fields that do not depend on the object (not pipeline stages, except
+   * the default deal pipeline's). What a change needs beyond them, needs() asks for.
+   */
+  preload(refs: readonly ObjectRef[]): Record<string, BatchCommand> {
+    const commands: Record<string, BatchCommand> = {};
+    const now = this.now();
+    const seen = new Set<string>();
+    for (const ref of refs) {
+      const typeKey = typeKeyOf(ref);
+      if (seen.has(typeKey)) continue;
+      seen.add(typeKey);
+      const type = this.types.get(typeKey);
+      if (!type || (type.fields === null && now - type.at > RETRY_MS)) {
+        this.askType(commands, ref, typeKey);
+        continue;
+      }
+      for (const [name, field] of type.fields ?? []) {
+        if (field.kind !== "status" || (this.watch.length > 0 && !this.watch.includes(name))) continue;
+        if (ref.rule.method === "crm.item.list" && /^stageId$/i.test(name)) continue;
+        const dir = field.statusType;
+        if (dir && !this.directories.has(dir)) this.askDirectory(commands, dir);
+      }
+    }
+    return commands;
+  }
 
   /**
    * The reads these changes' labels still need: first the types' field metadata, then (once known) the
@@ -130,9 +169,7 @@ export class FieldLabels {
       const typeKey = typeKeyOf(t.ref);
       const type = this.types.get(typeKey);
       if (!type || (type.fields === null && now - type.at > RETRY_MS)) {
-        const command = fieldsCommandOf(t.ref);
-        if (command) commands[`labels_type_${this.types.size}_${Object.keys(commands).length}`] = command;
-        else this.types.set(typeKey, { fields: new Map(), at: now });
+        this.askType(commands, t.ref, typeKey);
         continue;
       }
       if (!type.fields) continue;
@@ -149,25 +186,22 @@ export class FieldLabels {
           !known ||
           (known.labels === null && now - known.at > RETRY_MS) ||
           (unknownValue && now - known.at > REREAD_MS);
-        const key = `labels_dir_${dir.replace(/[^A-Za-z0-9_]/g, "_")}`;
-        if (due) commands[key] = { method: "crm.status.list", params: { filter: { ENTITY_ID: dir } } };
+        if (due) this.askDirectory(commands, dir);
       }
     }
-    return this.dedupe(commands);
+    return commands;
   }
 
-  /** Takes the answers of needs()' commands (a failed read is remembered as such, and retried later). */
-  absorb(
-    commands: Record<string, BatchCommand>,
-    outcome: BatchOutcome | Bitrix24Error,
-    targets: readonly LabelTarget[],
-  ): void {
+  /** Takes the answers of preload()'s or needs()' commands (a failed read is remembered as such, and retried later). */
+  absorb(commands: Record<string, BatchCommand>, outcome: BatchOutcome | Bitrix24Error): void {
     const now = this.now();
-    for (const [key, command] of Object.entries(commands)) {
+    for (const key of Object.keys(commands)) {
+      const asked = this.asked.get(key);
+      if (!asked) continue;
+      this.asked.delete(key);
       const ok = !(outcome instanceof Error) && !outcome.errors[key] && key in outcome.result;
       const result = ok ? (outcome as BatchOutcome).result[key] : undefined;
-      if (command.method === "crm.status.list") {
-        const dir = String((command.params?.filter as Record<string, unknown> | undefined)?.ENTITY_ID ?? "");
+      if ("dir" in asked) {
         let labels: Map<string, string> | null = null;
         if (ok && Array.isArray(result)) {
           labels = new Map();
@@ -176,16 +210,40 @@ export class FieldLabels {
               labels.set(String(row.STATUS_ID), String(row.NAME ?? ""));
           }
         }
-        this.directories.set(dir, { labels, at: now });
-        continue;
-      }
-      for (const t of targets) {
-        const c = fieldsCommandOf(t.ref);
-        if (c && c.method === command.method && JSON.stringify(c.params) === JSON.stringify(command.params)) {
-          this.types.set(typeKeyOf(t.ref), { fields: ok ? listFieldsOf(result) : null, at: now });
-        }
+        this.directories.set(asked.dir, { labels, at: now });
+      } else {
+        this.types.set(asked.type, { fields: ok ? listFieldsOf(result) : null, at: now });
       }
     }
+  }
+
+  /** A request that failed before its answers came (the stage reads again) leaves its keys here: keep it small. */
+  private nextKey(): string {
+    if (this.asked.size > 1000) this.asked.clear();
+    return `labels_${this.keys++}`;
+  }
+
+  private askType(commands: Record<string, BatchCommand>, ref: ObjectRef, typeKey: string): void {
+    const command = fieldsCommandOf(ref);
+    if (!command) {
+      this.types.set(typeKey, { fields: new Map(), at: this.now() });
+      return;
+    }
+    if (Object.values(commands).some((c) => c.method === command.method && sameParams(c, command))) return;
+    const key = this.nextKey();
+    this.asked.set(key, { type: typeKey });
+    commands[key] = command;
+  }
+
+  private askDirectory(commands: Record<string, BatchCommand>, dir: string): void {
+    if (
+      Object.values(commands).some((c) => (c.params?.filter as { ENTITY_ID?: string } | undefined)?.ENTITY_ID === dir)
+    ) {
+      return;
+    }
+    const key = this.nextKey();
+    this.asked.set(key, { dir });
+    commands[key] = { method: "crm.status.list", params: { filter: { ENTITY_ID: dir } } };
   }
 
   /** Puts beforeLabel / afterLabel on the changes of list fields whose labels are known. */
@@ -205,18 +263,5 @@ export class FieldLabels {
       if (before !== undefined) change.beforeLabel = before;
       if (after !== undefined) change.afterLabel = after;
     }
-  }
-
-  /** One command per distinct method + params. */
-  private dedupe(commands: Record<string, BatchCommand>): Record<string, BatchCommand> {
-    const seen = new Set<string>();
-    const out: Record<string, BatchCommand> = {};
-    for (const [key, c] of Object.entries(commands)) {
-      const sig = `${c.method}${JSON.stringify(c.params ?? {})}`;
-      if (seen.has(sig)) continue;
-      seen.add(sig);
-      out[key] = c;
-    }
-    return out;
   }
 }

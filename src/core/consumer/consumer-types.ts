@@ -66,9 +66,7 @@ export interface OfflineConsumerOptions {
 }
 
 /** The options with their defaults applied and numbers clamped. */
-export type ConsumerSettings = Required<
-  Omit<OfflineConsumerOptions, "filter" | "order" | "entityMap" | "snapshots">
-> &
+export type ConsumerSettings = Required<Omit<OfflineConsumerOptions, "filter" | "order" | "entityMap" | "snapshots">> &
   Pick<OfflineConsumerOptions, "filter" | "order" | "entityMap" | "snapshots">;
 
 /** Per-trigger overrides (msg.limit, msg.filter, msg.order). */

@@ -2,7 +2,8 @@ import { EventEmitter } from "node:events";
 import type { AckedNotice } from "../acks/ack-queue";
 import { ChangeTracker } from "../changes/change-tracker";
 import { parseWatchFields } from "../changes/compare";
-import { BUILTIN_ENTITY_MAP } from "../entities/entity-reads";
+import { FieldLabels } from "../changes/field-labels";
+import { BUILTIN_ENTITY_MAP, type ObjectRef, objectRefOf } from "../entities/entity-reads";
 import { EntityStage } from "../entities/entity-stage";
 import { EXTENDED_MODE_FEATURE, extendedModeError, isExtendedModeRefusal } from "../queue/extended-mode";
 import type { Bitrix24Error } from "../rest/errors";
@@ -97,6 +98,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
   private readonly entities: EntityStage | undefined;
   /** Changes option: the tracker, once its store is open. */
   private readonly tracker: Promise<ChangeTracker> | undefined;
+  private readonly labels: FieldLabels | undefined;
   private unchangedTotal = 0;
   private started: Promise<void> | undefined;
   /** Set once the portal refused ack mode for good; every later trigger is refused with a fresh error. */
@@ -169,11 +171,22 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
         scheduleRedelivery: () => this.scheduleRedelivery(),
       },
     );
+    const entityMap = o.entityMap ?? BUILTIN_ENTITY_MAP;
+    // Changes: the field metadata for labels rides in the entity stage's requests, like the objects.
+    this.labels = o.changes ? new FieldLabels(o.watchFields) : undefined;
+    const labels = this.labels;
     this.entities = o.entity
       ? new EntityStage(
-          o.entityMap ?? BUILTIN_ENTITY_MAP,
+          entityMap,
           ({ method, error }) => this.emit("warning", { code: "ENTITY_READ_FAILED", method, error }),
           (method) => this.emit("entity-read-recovered", method),
+          labels && {
+            commands: (events) =>
+              labels.preload(
+                events.map((e) => objectRefOf(e, entityMap)).filter((r): r is ObjectRef => r !== undefined),
+              ),
+            absorb: (commands, outcome) => labels.absorb(commands, outcome),
+          },
         )
       : undefined;
     this.tracker = o.changes ? this.openTracker() : undefined;
@@ -612,6 +625,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
       store,
       map: o.entityMap ?? BUILTIN_ENTITY_MAP,
       watch: o.watchFields,
+      labels: this.labels,
       send: (commands) => sendChunked(this.api.client, commands),
     });
   }

@@ -1,7 +1,7 @@
 import type { BatchOutcome } from "../client/client";
 import type { DeliveryGroup } from "../consumer/consumer-types";
 import type { Bitrix24Error } from "../rest/errors";
-import type { BatchCommand } from "../rest/types";
+import type { BatchCommand, OfflineEvent } from "../rest/types";
 import { type EntityMap, type EntityPlan, type EntityReadFailure, planEntityReads } from "./entity-reads";
 
 /**
@@ -18,6 +18,15 @@ export interface EntityReads {
   finish(outcome: BatchOutcome | Bitrix24Error): DeliveryGroup[];
 }
 
+/**
+ * More reads that ride in the same requests as the objects' (the changes option's field metadata): commands for
+ * these events, and their answers back.
+ */
+export interface RidingReads {
+  commands(events: OfflineEvent[]): Record<string, BatchCommand>;
+  absorb(commands: Record<string, BatchCommand>, outcome: BatchOutcome | Bitrix24Error): void;
+}
+
 export class EntityStage {
   private awaiting: DeliveryGroup[] = [];
   /** `method\0code` of failures reported and not yet followed by a successful read of that method. */
@@ -28,6 +37,7 @@ export class EntityStage {
     private readonly report: (failure: EntityReadFailure) => void,
     /** A method whose failure was reported read successfully again. */
     private readonly recovered: (method: string) => void = () => undefined,
+    private readonly riding?: RidingReads,
   ) {}
 
   /** Events fetched and recorded, waiting for the next request to carry their reads. */
@@ -47,10 +57,12 @@ export class EntityStage {
     if (this.awaiting.length === 0) return undefined;
     const groups = this.awaiting;
     const plan = this.plan(groups);
+    const extra = this.ridingCommands(groups);
     return {
-      commands: plan.commands,
+      commands: { ...plan.commands, ...extra },
       finish: (outcome) => {
         this.awaiting = this.awaiting.filter((g) => !groups.includes(g));
+        this.riding?.absorb(extra, outcome);
         this.settle(plan, outcome);
         return groups;
       },
@@ -67,13 +79,20 @@ export class EntityStage {
       this.settle(plan, { result: {}, errors: {}, total: {}, next: {}, requests: 0 });
       return;
     }
+    const extra = this.ridingCommands(groups);
     let outcome: BatchOutcome | Bitrix24Error;
     try {
-      outcome = await send(plan.commands);
+      outcome = await send({ ...plan.commands, ...extra });
     } catch (err) {
       outcome = err as Bitrix24Error;
     }
+    this.riding?.absorb(extra, outcome);
     this.settle(plan, outcome);
+  }
+
+  private ridingCommands(groups: DeliveryGroup[]): Record<string, BatchCommand> {
+    if (!this.riding) return {};
+    return this.riding.commands(groups.flatMap((g) => g.deliveries.map((d) => d.event)));
   }
 
   private plan(groups: DeliveryGroup[]): EntityPlan {

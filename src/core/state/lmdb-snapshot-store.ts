@@ -3,7 +3,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { open, type RootDatabase } from "lmdb";
 import { Bitrix24Error } from "../rest/errors";
-import type { Snapshot, SnapshotStore, SnapshotStores, SnapshotStoreStats, StagedSnapshot } from "./snapshot-store";
+import type { Snapshot, SnapshotStore, SnapshotStoreStats, SnapshotStores, StagedSnapshot } from "./snapshot-store";
 
 /**
  * The embedded snapshot store: LMDB through the `lmdb` package. Why this one (issue 21): its npm packages ship
