@@ -7,6 +7,7 @@ import { canonical, diffFields, sameValue } from "../../src/core/changes/compare
 import type { Bitrix24Client } from "../../src/core/client/client";
 import type { Delivery, DeliveryGroup, DrainSummary } from "../../src/core/consumer/consumer-types";
 import { OfflineConsumer, type OfflineConsumerOptions } from "../../src/core/consumer/offline-consumer";
+import { parseEntityMap } from "../../src/core/entities/entity-reads";
 import { OfflineEventsApi } from "../../src/core/queue/offline-api";
 import { LmdbSnapshotStore } from "../../src/core/state/lmdb-snapshot-store";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
@@ -245,5 +246,59 @@ describe("changes: the consumer against the sandbox", function () {
     await c.consumer.trigger();
     await until(() => c.all().length === 3);
     should(c.all()[2].changes?.changes).eql({ OPPORTUNITY: { before: "200.00", after: "300.00" } });
+  });
+  it("every family: smart-process stages and enumeration user fields with labels, tasks, users, entityMap entries", async () => {
+    // An enumeration user field "in the portal": crm.deal.fields describes it with its items.
+    sandbox.crm.entities.deal.schema.add({
+      name: "UF_CRM_LEVEL",
+      type: "enumeration",
+      title: "Level",
+      extra: {
+        items: [
+          { ID: "7", VALUE: "Gold" },
+          { ID: "8", VALUE: "Silver" },
+        ],
+      },
+    });
+    sandbox.crm.seed("item", 2);
+    sandbox.crm.seed("task", 2);
+    sandbox.crm.seed("user", 2);
+    await bindOffline(sandbox, ["ONCRMDYNAMICITEMUPDATE", "ONTASKUPDATE"]);
+    const entityMap = parseEntityMap(JSON.stringify({ "ONMYDEAL*": { method: "crm.deal.list", id: "FIELDS.ID" } }));
+    const touchAll = (round: number) => {
+      sandbox.portalCall("crm.item.update", { entityTypeId: 128, id: 1, fields: { title: `item ${round}` } });
+      sandbox.portalCall("tasks.task.update", { taskId: 1, fields: { TITLE: `task ${round}` } });
+      sandbox.addEvents(1, { name: "ONUSERUPDATE", data: () => ({ FIELDS: { ID: "2" } }) });
+      sandbox.addEvents(1, { name: "ONMYDEALCHANGE", data: () => ({ FIELDS: { ID: "3" } }) });
+    };
+    edit(3, { UF_CRM_LEVEL: "8" });
+    touchAll(1);
+    const first = make({ entityMap });
+    await first.consumer.trigger();
+    should(first.all().map((d) => d.changes?.firstSeen)).eql([true, true, true, true, true]);
+    await until(() => sandbox.records().length === 0);
+
+    sandbox.portalCall("crm.item.update", { entityTypeId: 128, id: 1, fields: { stageId: "DT128_1:SUCCESS" } });
+    sandbox.portalCall("tasks.task.update", { taskId: 1, fields: { TITLE: "renamed task" } });
+    const user = sandbox.crm.users.get(2);
+    if (user) user.fields = { ...user.fields, NAME: "Renamed" };
+    sandbox.addEvents(1, { name: "ONUSERUPDATE", data: () => ({ FIELDS: { ID: "2" } }) });
+    sandbox.portalCall("crm.deal.update", { id: 3, fields: { UF_CRM_LEVEL: "7" } }); // also ONCRMDEALUPDATE
+    sandbox.addEvents(1, { name: "ONMYDEALCHANGE", data: () => ({ FIELDS: { ID: "3" } }) });
+    const second = make({ entityMap });
+    await second.consumer.trigger();
+    const byName = new Map(second.all().map((d) => [d.event.EVENT_NAME, d.changes?.changes]));
+    should(byName.get("ONCRMDYNAMICITEMUPDATE")?.stageId).match({ after: "DT128_1:SUCCESS", afterLabel: "Success" });
+    should(byName.get("ONTASKUPDATE")?.title).match({ after: "renamed task" });
+    should(byName.get("ONUSERUPDATE")?.NAME).match({ after: "Renamed" });
+    // one deal, two event families (built-in and the map's): one history, each compared with the acked state
+    for (const name of ["ONCRMDEALUPDATE", "ONMYDEALCHANGE"]) {
+      should(byName.get(name)?.UF_CRM_LEVEL).match({
+        before: "8",
+        after: "7",
+        beforeLabel: "Silver",
+        afterLabel: "Gold",
+      });
+    }
   });
 });
