@@ -44,6 +44,12 @@ export interface SandboxOptions {
   wrongTokenError?: "invalid_token" | "NO_AUTH_FOUND";
   /** app.info's LICENSE_FAMILY: "project" (default), "ent" (Enterprise), ... */
   licenseFamily?: string;
+  /** The plan has auth_connector (source keys), default true; false: every offline method given a non-empty
+   * auth_connector (get, clear, error, list, bind, unbind) answers 403 WRONG_LICENSE, as on lower plans. */
+  authConnector?: boolean;
+  /** The application's handler path, as in the local application's form, default "" (none): Authorize
+   * redirects there (never to a `redirect_uri`), and event.bind handlers must be on its host. */
+  handlerUrl?: string;
   /** Token answers name a second OAuth server from the start (see useSecondOAuthServer()). */
   secondOAuthServer?: boolean;
 }
@@ -97,8 +103,11 @@ export interface SandboxRecord {
 export interface AddEventsSpec {
   name?: string;
   connector?: string;
-  /** EVENT_DATA of the i-th event; the same name + data collapse into one record while it waits. */
+  /** EVENT_DATA of the i-th event; the same name + data collapse into one record while it waits. Real records
+   * may carry `false` or `null` here (event.offline.get's own example has `EVENT_DATA: false`). */
   data?: (i: number) => unknown;
+  /** EVENT_ADDITIONAL.user_id, default "1"; "0" is what changes made by agents (no user) carry. */
+  userId?: string;
 }
 
 export type SandboxSwitches = Partial<
@@ -113,12 +122,17 @@ export type SandboxSwitches = Partial<
     | "wrongTokenError"
     | "licenseFamily"
     | "scopes"
+    | "authConnector"
+    | "handlerUrl"
   >
 >;
 
 export interface Sandbox {
-  /** e.g. http://127.0.0.1:PORT — the portal URL AND the OAuth server URL (/oauth/token/, /oauth/authorize/). */
+  /** e.g. http://127.0.0.1:PORT — the portal URL (/rest/, /oauth/authorize/). */
   readonly url: string;
+  /** The OAuth server's own address (/oauth/token/), another port: token answers name it in `domain` and
+   * `server_endpoint`, as oauth.bitrix.info names itself. */
+  readonly oauthUrl: string;
   readonly credentials: SandboxCredentials;
   addEvents(count: number, spec?: AddEventsSpec): void;
   /** The portal's objects: `crm.get("deal", 5)` answers what crm.deal.get would; `crm.seed("deal", 1000)`. */

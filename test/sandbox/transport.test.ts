@@ -113,7 +113,8 @@ describe("sandbox: requests, auth, batch, rate limit, faults", () => {
       should(result.result_total).eql({ list: 58 });
       should(result.result_next).eql({ list: 50 });
       should(result.result_error.bad.error).equal("ERROR_ARGUMENT");
-      should(Object.keys(result.result_time)).eql(["take", "list", "ack", "bad"]);
+      // Only commands that ran have a time (the batch page's failure examples: `result_time: []`).
+      should(Object.keys(result.result_time)).eql(["take", "list", "ack"]);
       should(res.body.time).have.property("operating");
       should(sandbox.records().map((r) => r.ID)).not.containEql("1");
     });

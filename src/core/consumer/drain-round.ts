@@ -71,7 +71,7 @@ export class DrainRound {
     private readonly ledger: HeldLedger,
     private readonly s: RoundSettings,
     private readonly host: RoundHost,
-    private readonly entities?: EntityStage,
+    private readonly entities?: EntityStage<DeliveryGroup>,
   ) {}
 
   /** Events fetched whose objects the next request reads: a drain ends with a round that only reads (flush). */
@@ -158,7 +158,7 @@ export class DrainRound {
   /** The round's request: acks first (the portal runs a batch in order), then the reads, then as many gets as fit. */
   private async request(
     taken: TakenAcks | undefined,
-    reads: EntityReads | undefined,
+    reads: EntityReads<DeliveryGroup> | undefined,
     params: OfflineGetParams,
     perGet: number,
     gets: number,

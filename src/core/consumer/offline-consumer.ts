@@ -95,7 +95,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
   private readonly sweep: OrphanSweep;
   private readonly recovery: Recovery;
   private readonly round: DrainRound;
-  private readonly entities: EntityStage | undefined;
+  private readonly entities: EntityStage<DeliveryGroup> | undefined;
   /** Changes option: the tracker, once its store is open. */
   private readonly tracker: Promise<ChangeTracker> | undefined;
   private readonly labels: FieldLabels | undefined;

@@ -40,10 +40,10 @@ export function newProcessId(): string {
   return id;
 }
 
-/** MESSAGE_ID = md5 of EVENT_NAME followed by the JSON of EVENT_DATA (REFERENCE.md). */
+/** MESSAGE_ID = md5 of `EVENT_NAME|<JSON of EVENT_DATA>` (EventOfflineTable.php joins the two with "|"). */
 export function messageIdOf(eventName: string, eventData: unknown): string {
   return createHash("md5")
-    .update(eventName + JSON.stringify(eventData ?? null))
+    .update(`${eventName}|${JSON.stringify(eventData ?? null)}`)
     .digest("hex");
 }
 
