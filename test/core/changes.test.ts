@@ -301,4 +301,19 @@ describe("changes: the consumer against the sandbox", function () {
       });
     }
   });
+  it("auto mode: the state advances when the event is emitted; unchanged events are dropped unseen", async () => {
+    edit(1, { TITLE: "one" });
+    const a = make({ mode: "auto", watchFields: ["STAGE_ID"] }, false);
+    await a.consumer.trigger();
+    should(a.all()[0].changes?.firstSeen).be.true();
+    edit(1, { TITLE: "two" }); // not watched
+    edit(2, { TITLE: "first sight" });
+    await a.consumer.trigger();
+    should(a.all().map((d) => d.changes?.firstSeen)).eql([true, true]); // deal 1 unchanged: not emitted
+    should(a.drained.at(-1)).have.property("unchanged", 1);
+    edit(1, { STAGE_ID: "WON" });
+    await a.consumer.trigger();
+    should(a.all()[2].changes?.changes).match({ STAGE_ID: { after: "WON" } });
+    should(sandbox.records()).be.empty(); // auto mode: deleted on fetch
+  });
 });

@@ -331,7 +331,11 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
     }
     this.acks?.off("acked", this.onAcked);
     await this.journal.close();
-    await this.tracker?.then((t) => t.close()).catch(() => undefined);
+    if (this.tracker) {
+      // The flush's acks commit their states: those writes go before the store closes.
+      await Promise.allSettled([...this.background]);
+      await this.tracker.then((t) => t.close()).catch(() => undefined);
+    }
     this.clearTimers(); // a late answer may have scheduled one
   }
 
