@@ -279,7 +279,7 @@ describe("changes: the consumer against the sandbox", function () {
     await until(() => sandbox.records().length === 0);
 
     sandbox.portalCall("crm.item.update", { entityTypeId: 128, id: 1, fields: { stageId: "DT128_1:SUCCESS" } });
-    sandbox.portalCall("tasks.task.update", { taskId: 1, fields: { TITLE: "renamed task" } });
+    sandbox.portalCall("tasks.task.update", { taskId: 1, fields: { TITLE: "renamed task", STATUS: 3 } });
     const user = sandbox.crm.users.get(2);
     if (user) user.fields = { ...user.fields, NAME: "Renamed" };
     sandbox.addEvents(1, { name: "ONUSERUPDATE", data: () => ({ FIELDS: { ID: "2" } }) });
@@ -290,6 +290,8 @@ describe("changes: the consumer against the sandbox", function () {
     const byName = new Map(second.all().map((d) => [d.event.EVENT_NAME, d.changes?.changes]));
     should(byName.get("ONCRMDYNAMICITEMUPDATE")?.stageId).match({ after: "DT128_1:SUCCESS", afterLabel: "Success" });
     should(byName.get("ONTASKUPDATE")?.title).match({ after: "renamed task" });
+    // tasks.task.getFields' enums (UPPER_CASE names) label tasks.task.list's camelCase fields
+    should(byName.get("ONTASKUPDATE")?.status).match({ after: "3", afterLabel: "In progress" });
     should(byName.get("ONUSERUPDATE")?.NAME).match({ after: "Renamed" });
     // one deal, two event families (built-in and the map's): one history, each compared with the acked state
     for (const name of ["ONCRMDEALUPDATE", "ONMYDEALCHANGE"]) {

@@ -84,6 +84,16 @@ export function listFieldsOf(result: unknown): Map<string, ListField> {
   return out;
 }
 
+/** `stageId` → `STAGE_ID`: tasks.task.getFields names fields in UPPER_CASE, tasks.task.list answers camelCase. */
+function upperSnake(name: string): string {
+  return name.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase();
+}
+
+/** The list field a changed field is, under its own name or its UPPER_CASE one. */
+function listFieldOf(fields: Map<string, ListField>, name: string): ListField | undefined {
+  return fields.get(name) ?? fields.get(upperSnake(name));
+}
+
 function categoryOf(entity: Record<string, unknown>): string {
   const v = entity.CATEGORY_ID ?? entity.categoryId;
   return v === undefined || v === null || v === "" ? "0" : String(v);
@@ -174,7 +184,7 @@ export class FieldLabels {
       }
       if (!type.fields) continue;
       for (const [name, change] of Object.entries(t.changes)) {
-        const field = type.fields.get(name);
+        const field = listFieldOf(type.fields, name);
         if (field?.kind !== "status") continue;
         const dir = directoryOf(t.ref, name, field.statusType, t.entity);
         if (!dir) continue;
@@ -251,7 +261,7 @@ export class FieldLabels {
     const fields = this.types.get(typeKeyOf(t.ref))?.fields;
     if (!fields) return;
     for (const [name, change] of Object.entries(t.changes)) {
-      const field = fields.get(name);
+      const field = listFieldOf(fields, name);
       if (!field) continue;
       const labels =
         field.kind === "values"
