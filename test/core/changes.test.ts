@@ -195,6 +195,27 @@ describe("changes: the consumer against the sandbox", function () {
       beforeLabel: "Deal successful",
     });
     should(batches.flat().filter((m) => m === "crm.status.list" || m === "crm.deal.fields")).eql([]);
+    // A stage added in the portal since: its id is unknown, the directory is read again (once) for its label.
+    sandbox.portalCall("crm.status.add", {
+      fields: { ENTITY_ID: "DEAL_STAGE", STATUS_ID: "REVIEW", NAME: "Under review" },
+    });
+    edit(1, { STAGE_ID: "REVIEW" });
+    await second.consumer.trigger();
+    should(second.all().at(-1)?.changes?.changes?.STAGE_ID).match({ after: "REVIEW", afterLabel: "Under review" });
+    // a value the portal does not know at all is looked for once, not on every event
+    await until(() => sandbox.records().length === 0);
+    batches.length = 0;
+    edit(1, { STAGE_ID: "NO_SUCH_STAGE" });
+    await second.consumer.trigger();
+    await until(() => sandbox.records().length === 0);
+    edit(1, { STAGE_ID: "REVIEW" });
+    await second.consumer.trigger();
+    should(second.all().at(-1)?.changes?.changes?.STAGE_ID).match({
+      before: "NO_SUCH_STAGE",
+      afterLabel: "Under review",
+    });
+    should(second.all().at(-1)?.changes?.changes?.STAGE_ID).not.have.property("beforeLabel");
+    should(batches.flat().filter((m) => m === "crm.status.list")).have.length(1);
   });
 
   it("an unacked event comes back with the same changes; the state advances only on ack; a delete forgets", async () => {

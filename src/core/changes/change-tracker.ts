@@ -61,6 +61,11 @@ export class ChangeTracker {
   private readonly inFlight = new Map<string, Map<number, InFlight>>();
   private readonly labels: FieldLabels;
   private lastSeq = 0;
+  /**
+   * Commits and discards in flight: a comparison waits for them, or an event fetched right after another one's
+   * ack could be compared with the state before it and show that event's change again.
+   */
+  private writes: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly o: ChangeTrackerOptions) {
     this.labels = o.labels ?? new FieldLabels(o.watch);
@@ -95,6 +100,7 @@ export class ChangeTracker {
       }
     }
     if (items.length === 0) return;
+    await this.writes;
     const acked = await this.o.store.read([...new Set(items.map((i) => i.key))]);
     const staged: StagedSnapshot[] = [];
     const labelTargets: LabelTarget[] = [];
@@ -156,8 +162,7 @@ export class ChangeTracker {
     }
     if (byId.size === 0) this.inFlight.delete(notice.processId);
     const refs = hit.map((f) => f.ref);
-    if (notice.kind === "error") await this.o.store.discard(refs);
-    else await this.o.store.commit(refs);
+    await this.write(() => (notice.kind === "error" ? this.o.store.discard(refs) : this.o.store.commit(refs)));
   }
 
   /**
@@ -175,7 +180,7 @@ export class ChangeTracker {
       byId.delete(id);
     }
     if (byId.size === 0) this.inFlight.delete(processId);
-    await this.o.store.commit(gone);
+    await this.write(() => this.o.store.commit(gone));
   }
 
   /**
@@ -195,8 +200,16 @@ export class ChangeTracker {
     await this.o.store.commit(orphaned);
   }
 
-  close(): Promise<void> {
-    return this.o.store.close();
+  async close(): Promise<void> {
+    await this.writes;
+    await this.o.store.close();
+  }
+
+  /** One write after the other; a failed one fails its caller, not the next. */
+  private write(fn: () => Promise<void>): Promise<void> {
+    const next = this.writes.then(fn);
+    this.writes = next.catch(() => undefined);
+    return next;
   }
 
   private index(processId: string): Map<number, InFlight> {

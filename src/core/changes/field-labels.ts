@@ -11,16 +11,15 @@ import type { Changes } from "./compare";
  * (`items` inline for enumeration user fields, `values` for task enums, `statusType` for CRM directories) and
  * `crm.status.list` with `ENTITY_ID` gives a directory (DEAL_STAGE, DEAL_STAGE_<category> for deal pipelines,
  * DYNAMIC_<type>_STAGE_<category> for smart-process pipelines, STATUS, SOURCE, ...). Read once per node and
- * cached; a directory is read again when a value it does not know turns up (a stage added since), at most once
- * a minute. Labels are a convenience: a failed read leaves them out and never holds an event back.
+ * cached; a directory is read again when a value it does not know turns up (a stage added since), once per such
+ * value: one still unknown after that is not asked about again. Labels are a convenience: a failed read leaves
+ * them out and never holds an event back.
  */
 
 type ListField = { kind: "values"; labels: Map<string, string> } | { kind: "status"; statusType: string };
 
 /** A metadata read that failed is tried again after this long. */
 const RETRY_MS = 10 * 60_000;
-/** A directory that lacks a value is read again at most this often. */
-const REREAD_MS = 60_000;
 
 export interface LabelTarget {
   ref: ObjectRef;
@@ -129,9 +128,17 @@ function labelOf(labels: Map<string, string>, value: unknown): string | undefine
 export class FieldLabels {
   /** Per object type: its list fields; null while a failed read waits for its retry. */
   private readonly types = new Map<string, { fields: Map<string, ListField> | null; at: number }>();
-  private readonly directories = new Map<string, { labels: Map<string, string> | null; at: number }>();
+  private readonly directories = new Map<
+    string,
+    {
+      labels: Map<string, string> | null;
+      at: number;
+      /** Values a re-read did not find either (a deleted stage): not worth another read. */
+      missing: Set<string>;
+    }
+  >();
   /** Commands handed out and not yet absorbed: what each one reads. */
-  private readonly asked = new Map<string, { type: string } | { dir: string }>();
+  private readonly asked = new Map<string, { type: string } | { dir: string; unknown: string[] }>();
   private keys = 0;
 
   constructor(
@@ -189,14 +196,13 @@ export class FieldLabels {
         const dir = directoryOf(t.ref, name, field.statusType, t.entity);
         if (!dir) continue;
         const known = this.directories.get(dir);
-        const unknownValue =
-          known?.labels &&
-          [change.before, change.after].flat().some((v) => v !== null && v !== "" && !known.labels?.has(String(v)));
-        const due =
-          !known ||
-          (known.labels === null && now - known.at > RETRY_MS) ||
-          (unknownValue && now - known.at > REREAD_MS);
-        if (due) this.askDirectory(commands, dir);
+        const unknown = [change.before, change.after]
+          .flat()
+          .filter((v): v is string | number => typeof v === "string" || typeof v === "number")
+          .map(String)
+          .filter((v) => v !== "" && !known?.labels?.has(v) && !known?.missing.has(v));
+        const due = !known || (known.labels === null ? now - known.at > RETRY_MS : unknown.length > 0);
+        if (due) this.askDirectory(commands, dir, unknown);
       }
     }
     return commands;
@@ -220,7 +226,10 @@ export class FieldLabels {
               labels.set(String(row.STATUS_ID), String(row.NAME ?? ""));
           }
         }
-        this.directories.set(asked.dir, { labels, at: now });
+        // Values the read was for and did not find: never read again for them (a stage deleted since).
+        const missing = new Set(labels ? asked.unknown.filter((v) => !labels?.has(v)) : []);
+        for (const v of this.directories.get(asked.dir)?.missing ?? []) if (!labels?.has(v)) missing.add(v);
+        this.directories.set(asked.dir, { labels, at: now, missing });
       } else {
         this.types.set(asked.type, { fields: ok ? listFieldsOf(result) : null, at: now });
       }
@@ -245,14 +254,14 @@ export class FieldLabels {
     commands[key] = command;
   }
 
-  private askDirectory(commands: Record<string, BatchCommand>, dir: string): void {
+  private askDirectory(commands: Record<string, BatchCommand>, dir: string, unknown: string[] = []): void {
     if (
       Object.values(commands).some((c) => (c.params?.filter as { ENTITY_ID?: string } | undefined)?.ENTITY_ID === dir)
     ) {
       return;
     }
     const key = this.nextKey();
-    this.asked.set(key, { dir });
+    this.asked.set(key, { dir, unknown });
     commands[key] = { method: "crm.status.list", params: { filter: { ENTITY_ID: dir } } };
   }
 
@@ -263,10 +272,11 @@ export class FieldLabels {
     for (const [name, change] of Object.entries(t.changes)) {
       const field = listFieldOf(fields, name);
       if (!field) continue;
-      const labels =
-        field.kind === "values"
-          ? field.labels
-          : this.directories.get(directoryOf(t.ref, name, field.statusType, t.entity))?.labels;
+      const dir =
+        field.kind === "status"
+          ? this.directories.get(directoryOf(t.ref, name, field.statusType, t.entity))
+          : undefined;
+      const labels = field.kind === "values" ? field.labels : dir?.labels;
       if (!labels) continue;
       const before = labelOf(labels, change.before);
       const after = labelOf(labels, change.after);
