@@ -75,12 +75,19 @@ export interface Faults {
   dropBeforeRate?: number;
   /** 0..1: apply the call, then destroy the socket without answering. */
   dropAfterRate?: number;
+  /**
+   * A request that held records (a clear=0 get without process_id, alone or in a batch) is answered this many ms
+   * after holding them: the window in which a consumer that dies has records held under a process id it never
+   * learned (issue 24). `holds` in stats() counts such holds, so a test can act inside the window.
+   */
+  holdAnswerMs?: number;
   /** Limit faults to these methods (default all). */
   methods?: string[];
 }
 
 export interface SandboxStats {
-  queue: { total: number; unprocessed: number; held: number; error: number };
+  /** `holds`: gets that held records under a new process id, ever (a hold answered late counts at once). */
+  queue: { total: number; unprocessed: number; held: number; error: number; holds: number };
   requests: { total: number; byMethod: Record<string, number>; rejected503: number; batches: number };
   /** Events ever added (collapsed changes not counted) / removed (by get clear=1, clear, error's dedup). */
   created: number;

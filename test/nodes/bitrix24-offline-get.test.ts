@@ -1,5 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from "node-red";
 import should from "should";
+import { parseGetConfig } from "../../src/nodes/bitrix24-offline-get/bitrix24-offline-get";
 import type { PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
 import type { EventMessage } from "../../src/nodes/shared/msg-contract";
 import type { Sandbox, SandboxOptions } from "../../src/sandbox";
@@ -418,6 +419,11 @@ describe("bitrix24-offline-get node", function () {
     await sleep(20);
     should(timers()).be.belowOrEqual(before);
   });
+  it("externalConsumers: absent in a saved flow means none (orphans no live consumer can own are taken at once)", () => {
+    should(parseGetConfig({}).externalConsumers).be.false();
+    should(parseGetConfig({ externalConsumers: true }).externalConsumers).be.true();
+  });
+
   describe("entity option (msg.entity)", () => {
     function queue(name: string, ids: number[]): void {
       sandbox.addEvents(ids.length, { name, data: (i) => ({ FIELDS: { ID: String(ids[i]) } }) });

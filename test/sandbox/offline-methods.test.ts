@@ -67,7 +67,7 @@ describe("sandbox: event.offline.* semantics", () => {
       should(second.body.result.process_id).match(/^[a-z0-9]{32}$/);
       should(first.body.result.process_id).not.equal(second.body.result.process_id);
       should(second.body.result.events[0].ID).equal("5");
-      should(sandbox.stats().queue).eql({ total: 10, unprocessed: 2, held: 8, error: 0 });
+      should(sandbox.stats().queue).eql({ total: 10, unprocessed: 2, held: 8, error: 0, holds: 2 });
       const held = sandbox.records().filter((r) => r.PROCESS_ID === first.body.result.process_id);
       should(held.map((r) => r.ID)).eql(["1", "2", "3", "4"]);
     });
@@ -96,7 +96,7 @@ describe("sandbox: event.offline.* semantics", () => {
       // with the default clear=1 even the records `limit` left out of the answer go
       const cleared = await rest(sandbox, "event.offline.get", { process_id: pid, limit: 2 });
       should(cleared.body.result.events).have.length(2);
-      should(sandbox.stats().queue).eql({ total: 1, unprocessed: 1, held: 0, error: 0 });
+      should(sandbox.stats().queue).eql({ total: 1, unprocessed: 1, held: 0, error: 0, holds: 1 });
     });
 
     it("filters with operators, orders, and refuses bad arguments with ERROR_ARGUMENT", async () => {

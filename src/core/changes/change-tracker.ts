@@ -166,38 +166,19 @@ export class ChangeTracker {
   }
 
   /**
-   * A re-select (clear=0) of a process returned these records: the staged ones it did not return were acked
-   * (before a crash, or by another instance) and are committed; the returned ones are compared again.
+   * A re-select (clear=0) of a process returned these records: the staged states of its records it did not return
+   * were acked (before a crash, by the instance that held them before a takeover, or by another node) and are
+   * committed; the returned ones are compared again. The store says what is staged, not this process's memory:
+   * after a restart or a takeover the staging was done by another run.
    */
   async reselected(processId: string, events: readonly OfflineEvent[]): Promise<void> {
-    const byId = this.inFlight.get(processId);
-    if (!byId) return;
     const returned = new Set(events.map((e) => Number(e.ID)));
-    const gone: string[] = [];
-    for (const [id, f] of [...byId]) {
-      if (returned.has(id)) continue;
-      gone.push(f.ref);
-      byId.delete(id);
-    }
-    if (byId.size === 0) this.inFlight.delete(processId);
+    const staged = await this.o.store.staged(processId);
+    const gone = staged.filter((s) => !returned.has(splitRef(s.ref)[1])).map((s) => s.ref);
+    const byId = this.inFlight.get(processId);
+    for (const id of [...(byId?.keys() ?? [])]) if (!returned.has(id)) byId?.delete(id);
+    if (byId?.size === 0) this.inFlight.delete(processId);
     await this.write(() => this.o.store.commit(gone));
-  }
-
-  /**
-   * After a restart: staged entries of processes the journal still holds wait for their re-select; the others'
-   * records were all acked (the journal drops a process only after its last ack), so they are committed.
-   */
-  async recover(journalProcessIds: ReadonlySet<string>): Promise<void> {
-    const orphaned: string[] = [];
-    for (const s of await this.o.store.staged()) {
-      const [processId, id] = splitRef(s.ref);
-      if (processId !== undefined && journalProcessIds.has(processId)) {
-        this.index(processId).set(id, { ref: s.ref, messageId: "" });
-      } else {
-        orphaned.push(s.ref);
-      }
-    }
-    await this.o.store.commit(orphaned);
   }
 
   async close(): Promise<void> {

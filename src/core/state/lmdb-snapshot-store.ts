@@ -132,9 +132,10 @@ export class LmdbSnapshotStore implements SnapshotStore {
     });
   }
 
-  async staged(): Promise<StagedSnapshot[]> {
+  async staged(processId?: string): Promise<StagedSnapshot[]> {
     const out: StagedSnapshot[] = [];
-    for (const { value } of this.db.getRange({ start: ["s", this.ns, ""], end: ["s", this.ns, "\uffff"] })) {
+    const from = processId === undefined ? "" : `${processId}:`;
+    for (const { value } of this.db.getRange({ start: ["s", this.ns, from], end: ["s", this.ns, `${from}\uffff`] })) {
       if (isStaged(value)) out.push(value);
     }
     return out;

@@ -51,8 +51,8 @@ export interface SnapshotStore {
   discard(refs: readonly string[]): Promise<void>;
   /** Stage and commit in one step (auto mode: the state advances when the event is emitted). */
   put(entries: readonly Omit<StagedSnapshot, "ref">[]): Promise<void>;
-  /** Every staged entry of the namespace (after a restart). */
-  staged(): Promise<StagedSnapshot[]>;
+  /** The staged entries of the namespace, or of one process's records (refs `<processId>:<id>`). */
+  staged(processId?: string): Promise<StagedSnapshot[]>;
   stats(): Promise<SnapshotStoreStats>;
   close(): Promise<void>;
 }

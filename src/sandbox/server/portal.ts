@@ -259,7 +259,7 @@ export class SandboxPortal implements Sandbox {
 
   stats(): SandboxStats {
     return {
-      queue: this.queue.counts(),
+      queue: { ...this.queue.counts(), holds: this.queue.holds },
       requests: { ...this.requests, byMethod: { ...this.requests.byMethod } },
       created: this.queue.created,
       deleted: this.queue.deleted,
@@ -426,6 +426,7 @@ export class SandboxPortal implements Sandbox {
       return;
     }
     let answer: Record<string, unknown>;
+    const holdsBefore = this.queue.holds;
     try {
       if (faulty && chance(this.faults.errorRate)) throw systemError(this.faults.errorCode ?? "INTERNAL_SERVER_ERROR");
       if (segments.length !== 1 && segments.length !== 3) throw systemError("ERROR_METHOD_NOT_FOUND");
@@ -447,6 +448,10 @@ export class SandboxPortal implements Sandbox {
       const time = resetAt === undefined ? {} : { time: this.spentTime(method, startedAt, resetAt) };
       sendJson(res, rest.status, { ...rest.body(), ...time });
       return;
+    }
+    if (faulty && this.faults.holdAnswerMs && this.queue.holds > holdsBefore) {
+      await this.delay(this.faults.holdAnswerMs);
+      if (this.closed) return;
     }
     if (faulty && chance(this.faults.dropAfterRate)) {
       req.socket.destroy();
