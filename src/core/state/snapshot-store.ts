@@ -9,6 +9,12 @@
  * - commit() runs when the ack is confirmed; if the process dies between the portal's clear and commit(), the
  *   next start finds the staged entry and the journal tells whether its record is gone (acked: commit) or
  *   comes back (redelivered: compared again with the unchanged acked state).
+ *
+ * A PostgreSQL implementation fits it as two tables, every method one transaction:
+ *   acked(ns text, key text, fields jsonb, seq bigint, primary key (ns, key))
+ *   staged(ns text, ref text, key text, snapshot jsonb null, primary key (ns, ref))
+ * commit = for the refs' rows: upsert into acked where the staged seq is newer (or delete for a null snapshot),
+ * delete from staged. Several instances then share one history; the newer-read rule keeps their commits in order.
  */
 
 /** An object's fields as kept for comparing, and the order of the read that produced them. */
