@@ -119,22 +119,36 @@ function summaryRows(byId) {
       verdict(s8.goal.met),
     ]);
   }
-  const s9 = byId["ops-overhead"];
-  if (s9?.rows?.length) {
-    const b = s9.config.bucket;
-    rows.push([
-      "9",
-      `Operations view: the drain of #1 (limit 50, bucket ${b.burst} burst, ${b.perSecond}/s; ${fmt(s9.config.events)} events) with the Bitrix24 sidebar open and metrics scraped every second`,
-      `${fmt(s9.watched.afterBurstPerSecond)} events/s after the burst; Node-RED CPU ${fmt(s9.watched.cpuMicrosPerEvent)} µs/event`,
-      `same drain, neither: ${fmt(s9.plain.afterBurstPerSecond)} events/s; ${fmt(s9.plain.cpuMicrosPerEvent)} µs/event`,
-      pct(s9.rateRatio),
-      s9.goal.text,
-      verdict(s9.goal.met),
-    ]);
-  }
   for (const r of Object.values(byId)) {
     if (r.error)
       rows.push([r.number ?? "?", r.title, `**failed**: ${r.error.split("\n")[0]}`, "", "", "", "**not met**"]);
+  }
+  const s9 = byId.changes;
+  if (s9?.rows) {
+    const [entityOnly, withChanges] = s9.rows;
+    const t = s9.tracking?.[0];
+    rows.push([
+      "9",
+      `What changed: rate-limited drain with changes on vs entity only (same run, ${fmt(s9.config.events)} events); ${fmt(s9.config.objects)} objects tracked`,
+      `${fmt(withChanges.afterBurstPerSecond)} events/s after the burst; ${withChanges.rejected503} × 503${t ? `; heap ${fmt(t.heapBeforeMb)} → ${fmt(t.heapAfterMb)} MB, ${fmt(t.diskMb)} MB on disk, ${fmt(t.secondPassMsPerEvent)} ms/event` : ""}`,
+      `entity only ${fmt(entityOnly.afterBurstPerSecond)} events/s`,
+      pct(s9.ratioToEntity),
+      "≥ 90 % of entity only, zero 503s, flat heap",
+      verdict(s9.goal.met),
+    ]);
+  }
+  const s10 = byId["ops-overhead"];
+  if (s10?.rows?.length) {
+    const b = s10.config.bucket;
+    rows.push([
+      "10",
+      `Operations view: the drain of #1 (limit 50, bucket ${b.burst} burst, ${b.perSecond}/s; ${fmt(s10.config.events)} events) with the Bitrix24 sidebar open and metrics scraped every second`,
+      `${fmt(s10.watched.afterBurstPerSecond)} events/s after the burst; Node-RED CPU ${fmt(s10.watched.cpuMicrosPerEvent)} µs/event`,
+      `same drain, neither: ${fmt(s10.plain.afterBurstPerSecond)} events/s; ${fmt(s10.plain.cpuMicrosPerEvent)} µs/event`,
+      pct(s10.rateRatio),
+      s10.goal.text,
+      verdict(s10.goal.met),
+    ]);
   }
   return rows;
 }
@@ -433,14 +447,75 @@ function details(byId) {
       "",
     );
   }
-  const s9 = byId["ops-overhead"];
-  if (s9?.rows?.length) {
-    out.push("### 9. Operations view overhead", "");
+  const s9 = byId.changes;
+  if (s9?.rows) {
+    const b = s9.config.bucket;
+    out.push("### 9. What changed (changes option)", "");
+    out.push(
+      `The same queue (${fmt(s9.config.events)} ONCRMDEALUPDATE events of seeded deals, limit 50, bucket ${b.burst} burst / ${b.perSecond} per s)`,
+      "drained twice in this run through Node-RED: with only `entity` on, and with `changes` on watching STAGE_ID and",
+      "OPPORTUNITY. Every event of the second drain is a first sight (a fresh user directory): each one reads the",
+      "embedded store, stages its state before it is emitted and commits it when the clear node's ack is confirmed.",
+      "",
+    );
+    out.push(
+      table(
+        ["variant", "events", "seconds", "events/s after the burst", "bound/s", "ratio to bound", "503s", "requests"],
+        s9.rows.map((r) => [
+          r.label,
+          fmt(r.events),
+          fmt(r.seconds),
+          fmt(r.afterBurstPerSecond),
+          fmt(r.bound),
+          pct(r.ratioToBound),
+          fmt(r.rejected503),
+          fmt(r.requests),
+        ]),
+      ),
+      "",
+      `Changes on / entity only: ${pct(s9.ratioToEntity)}.`,
+      "",
+      `Tracking ${fmt(s9.config.objects)} objects with the built tracker over the embedded store (lmdb), as the get node drives`,
+      "it (batches of 50: read the acked states, compare, stage; then the ack commits). Heap after a full GC, before the",
+      "first object and after the second pass; the second pass brings every object again, one in ten with a new stage.",
+      "",
+      table(
+        [
+          "kept per object",
+          "objects",
+          "heap before",
+          "heap after",
+          "on disk",
+          "bytes/object",
+          "ms/event, first sight",
+          "ms/event, compared",
+          "unchanged",
+        ],
+        s9.tracking.map((t) => [
+          t.label,
+          fmt(t.objects),
+          `${fmt(t.heapBeforeMb)} MB`,
+          `${fmt(t.heapAfterMb)} MB`,
+          `${fmt(t.diskMb)} MB`,
+          fmt(t.bytesPerObject),
+          fmt(t.firstSightMsPerEvent),
+          fmt(t.secondPassMsPerEvent),
+          fmt(t.secondPassUnchanged),
+        ]),
+      ),
+      "",
+      `Goal: ${s9.goal.text} — ${verdict(s9.goal.met)}.`,
+      "",
+    );
+  }
+  const s10 = byId["ops-overhead"];
+  if (s10?.rows?.length) {
+    out.push("### 10. Operations view overhead", "");
     out.push(
       "The drain of #1 (inject → get, limit 50 → clear) twice without and twice with what an open Bitrix24 sidebar and",
       "a Prometheus cause: the editor's comms client subscribed to the sidebar's pushes (lease renewed every 15 s, so",
       "the runtime publishes once a second and looks at the queue once a minute), and metricsPath scraped every second.",
-      `Order ${s9.config.order.join(", ")}, each with a fresh Node-RED and sandbox. CPU is the Node-RED process's own`,
+      `Order ${s10.config.order.join(", ")}, each with a fresh Node-RED and sandbox. CPU is the Node-RED process's own`,
       "(user + system, /proc) from the trigger to the last ack.",
       "",
     );
@@ -458,7 +533,7 @@ function details(byId) {
           "pushes (KB)",
           "scrapes (KB)",
         ],
-        s9.rows.map((r) => [
+        s10.rows.map((r) => [
           r.variant,
           fmt(r.seconds),
           fmt(r.afterBurstPerSecond),
@@ -473,6 +548,15 @@ function details(byId) {
       ),
       "",
     );
+    const c = s10.costs;
+    if (c) {
+      out.push(
+        `In this process, with a finer clock (a portal with 5 get nodes, 10 methods, 20 errors, 15 full minutes of series): one push ${fmt(c.pushMicros)} µs,`,
+        `a tab opening (the whole 15 minutes) ${fmt(c.openMicros)} µs, one scrape ${fmt(c.scrapeMicros)} µs (${fmt(c.scrapeBytes)} bytes); always on, whether watched or`,
+        `not: a 50-event batch delivered and acked ${fmt(c.batchMicros)} µs.`,
+        "",
+      );
+    }
   }
   return out.join("\n");
 }

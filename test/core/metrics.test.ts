@@ -38,7 +38,7 @@ function group(processId: string | null, ids: number[], redelivered = false): De
 }
 
 class FakeConsumer extends EventEmitter<OfflineConsumerEvents> {
-  state: ConsumerState = { phase: "idle", mode: "ack", pending: 0, maxInFlight: 500 };
+  state: ConsumerState = { phase: "idle", mode: "ack", pending: 0, maxInFlight: 500, unchanged: 0 };
 }
 
 /** The value of one sample line of Prometheus text, or undefined when absent. */
@@ -78,7 +78,7 @@ describe("operations metrics (core/metrics)", () => {
     const unwatch = feedFromConsumer(m, { id: "g", name: "get" }, consumer, 50);
     feedFromAcks(m, acks);
     consumer.emit("deliver", group("P1", [1, 2, 3]));
-    consumer.emit("state", { phase: "fetching", mode: "ack", pending: 3, maxInFlight: 500 });
+    consumer.emit("state", { phase: "fetching", mode: "ack", pending: 3, maxInFlight: 500, unchanged: 0 });
     const ack = { kind: "clear" as const, processId: "P1", authConnector: "", messageIds: [], allOfProcess: false };
     acks.emit("acked", { ...ack, ids: [1, 2] });
     acks.emit("acked", { ...ack, ids: [2] }); // the flow acked #2 twice: harmless, counted once
@@ -91,6 +91,7 @@ describe("operations metrics (core/metrics)", () => {
       ms: 12,
       requests: 2,
       redelivered: 1,
+      unchanged: 0,
       empty: true,
       stopped: false,
     });
@@ -120,6 +121,20 @@ describe("operations metrics (core/metrics)", () => {
     unwatch();
     should(m.snapshot().nodes).have.length(0);
     should(m.allNodes()[0]).match({ id: "g", delivered: 4, acked: 3 });
+  });
+
+  it("unchanged: counted only for a node whose changes option is on", () => {
+    const m = new PortalMetrics({ id: "p", name: "P", host: "h", perSecond: 2, burst: 50 });
+    const plain = new FakeConsumer();
+    const watching = new FakeConsumer();
+    feedFromConsumer(m, { id: "a", name: "" }, plain, 50);
+    feedFromConsumer(m, { id: "b", name: "" }, watching, 50, true);
+    plain.emit("state", { ...plain.state, unchanged: 0 });
+    watching.emit("state", { ...watching.state, unchanged: 7 });
+    should(m.snapshot().nodes.map((n) => [n.id, n.unchanged])).eql([
+      ["a", null],
+      ["b", 7],
+    ]);
   });
 
   it("auto mode: the portal deleted the events as it answered, so delivered is acked", () => {
@@ -245,7 +260,7 @@ describe("operations metrics (core/metrics)", () => {
     const consumer = new FakeConsumer();
     feedFromConsumer(m, { id: "g1", name: "get" }, consumer, 50);
     consumer.emit("deliver", group("P1", [1, 2, 3]));
-    consumer.emit("state", { phase: "idle", mode: "ack", pending: 3, maxInFlight: 500 });
+    consumer.emit("state", { phase: "idle", mode: "ack", pending: 3, maxInFlight: 500, unchanged: 0 });
     m.ack({ kind: "clear", processId: "P1", ids: [1], messageIds: [], allOfProcess: false });
     client.emit("request", { method: "batch", status: 200, ms: 5 });
     client.emit("request", { method: "batch", status: 200, ms: 5 });
@@ -273,7 +288,7 @@ describe("operations metrics (core/metrics)", () => {
     should(text).not.match(/SECRET/);
     // issue 21's count: no series until a node counts unchanged events, then one
     should(text).not.match(/bitrix24_events_unchanged_total\{/);
-    m.unchanged("g1", 4);
+    m.state("g1", "idle", 3, 500, 4);
     should(sample(await registry.metrics(), "bitrix24_events_unchanged_total", { portal, node: "g1" })).equal(4);
     // a second scrape gives the same totals (counters are set from the totals, not added to)
     const again = await registry.metrics();

@@ -47,10 +47,13 @@ export function feedFromConsumer(
   node: { id: string; name: string },
   consumer: WatchedConsumer,
   perRequest: number,
+  /** The node's changes option is on: its consumer counts the events it acks unseen. */
+  countsUnchanged = false,
 ): () => void {
   const first = consumer.state;
+  const unchanged = (state: ConsumerState) => (countsUnchanged ? state.unchanged : undefined);
   metrics.watchNode(node.id, node.name, first.mode, first.maxInFlight, perRequest);
-  metrics.state(node.id, first.phase, first.pending, first.maxInFlight);
+  metrics.state(node.id, first.phase, first.pending, first.maxInFlight, unchanged(first));
   const onDeliver = (group: DeliveryGroup) =>
     metrics.deliver(
       node.id,
@@ -59,7 +62,8 @@ export function feedFromConsumer(
     );
   const onDead = (group: DeliveryGroup) => metrics.deadLetter(node.id, group.deliveries.length);
   const onDrained = (summary: DrainSummary) => metrics.drained(node.id, summary);
-  const onState = (state: ConsumerState) => metrics.state(node.id, state.phase, state.pending, state.maxInFlight);
+  const onState = (state: ConsumerState) =>
+    metrics.state(node.id, state.phase, state.pending, state.maxInFlight, unchanged(state));
   consumer.on("deliver", onDeliver);
   consumer.on("dead-letter", onDead);
   consumer.on("drained", onDrained);

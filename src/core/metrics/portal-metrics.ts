@@ -250,12 +250,14 @@ export class PortalMetrics {
     this.retired.set(id, node);
   }
 
-  state(id: string, phase: GetPhase, unacked: number, maxInFlight: number): void {
+  /** A get node's state; `unchanged` (events its changes option acked unseen, since it started) when it counts them. */
+  state(id: string, phase: GetPhase, unacked: number, maxInFlight: number, unchanged?: number): void {
     const node = this.nodes.get(id);
     if (!node) return;
     node.phase = phase;
     node.unacked = unacked;
     node.maxInFlight = maxInFlight;
+    if (unchanged !== undefined) node.unchanged = unchanged;
     // Nothing unacked: the node's records were acked (the ack queue told us first: we listen since the portal
     // node started, before any consumer) or left its hands otherwise (acked by another instance, cleaned up by
     // the portal). Either way nothing of it is left to match.
@@ -290,12 +292,6 @@ export class PortalMetrics {
   deadLetter(id: string, count: number): void {
     const node = this.nodes.get(id);
     if (node) node.deadLettered += count;
-  }
-
-  /** Issue 21's count: events acked without being emitted because nothing watched changed. */
-  unchanged(id: string, count: number): void {
-    const node = this.nodes.get(id);
-    if (node) node.unchanged = (node.unchanged ?? 0) + count;
   }
 
   drained(id: string, summary: { events: number; ms: number; empty: boolean }): void {
