@@ -56,4 +56,23 @@ function clearNode(over = {}) {
   return { type: "bitrix24-offline-clear", portal: "p", by: "id", ...over };
 }
 
-module.exports = { GET_NODE, clearNode, getNode, portalConfig, portalCredentials };
+/** A trigger node on portal "p" that fires only when told to: no endpoint, no poll, nothing on deploy. */
+function triggerNode(over = {}) {
+  return {
+    type: "bitrix24-offline-trigger",
+    portal: "p",
+    path: "",
+    interval: 0,
+    onDeploy: false,
+    bindEvents: "",
+    publicUrl: "",
+    ...over,
+  };
+}
+
+/** A list node on portal "p": the whole queue, every page. */
+function listNode(over = {}) {
+  return { type: "bitrix24-offline-list", portal: "p", filter: "", order: "", allPages: true, ...over };
+}
+
+module.exports = { GET_NODE, clearNode, getNode, listNode, portalConfig, portalCredentials, triggerNode };

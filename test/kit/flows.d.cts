@@ -29,3 +29,5 @@ export declare function portalConfig<T extends FlowNode = FlowNode>(sandbox: San
 export declare const GET_NODE: Readonly<FlowNode>;
 export declare function getNode<T extends FlowNode = FlowNode>(over?: T): Node<T>;
 export declare function clearNode<T extends FlowNode = FlowNode>(over?: T): Node<T>;
+export declare function triggerNode<T extends FlowNode = FlowNode>(over?: T): Node<T>;
+export declare function listNode<T extends FlowNode = FlowNode>(over?: T): Node<T>;

@@ -3,6 +3,12 @@ import type { EventMessage } from "../../src/nodes/shared/msg-contract";
 
 /** What a get node emits (msg-contract.ts), made from a get's records: for tests of the nodes downstream of it. */
 
+/** A msg as a node downstream of the get node passes it on, or as Catch hands it over. */
+export interface OutMsg extends EventMessage {
+  _tag?: string;
+  error?: { message: string; code?: string };
+}
+
 /** One msg per event, as bitrix24-offline-get emits them. */
 export function eventMsgs(
   got: OfflineGetResult,

@@ -129,7 +129,12 @@ export interface NodeRedTest {
  * The life of a Node-RED node test, as mocha hooks: before each test a fresh user directory; after each the
  * flow unloaded (the nodes closed), the sandbox closed and the directory removed, in that order.
  */
-export function nodeRedPerTest(settings: Record<string, unknown> = {}): NodeRedTest {
+export function nodeRedPerTest(
+  settings: Record<string, unknown> = {},
+  /** A sandbox the test starts itself (instead of start()): closed after each test too. */
+  own?: () => Sandbox | undefined,
+): NodeRedTest {
+  let closed: Sandbox | undefined;
   const t = {
     userDir: "",
     async start(options: SandboxOptions = {}) {
@@ -151,7 +156,10 @@ export function nodeRedPerTest(settings: Record<string, unknown> = {}): NodeRedT
   });
   afterEach(async () => {
     await helper.unload();
-    await t.sandbox?.close();
+    // A test's own sandbox variable outlives the test: one already closed is not closed twice.
+    const sandbox = own?.() ?? t.sandbox;
+    if (sandbox && sandbox !== closed) await sandbox.close();
+    closed = sandbox;
     removeDir(t.userDir);
     t.sandbox = undefined as unknown as Sandbox;
   });

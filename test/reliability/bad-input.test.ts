@@ -1,15 +1,14 @@
 import axios from "axios";
 import should from "should";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
+import { nodeRedPerTest } from "../kit/node-red";
 import { recordBadInput, sleep, until } from "./ledger";
 import {
   callsOf,
-  freshUserDir,
   GET_DEFAULTS,
   helper,
   lastStatus,
   loadFlow,
-  removeDir,
   type SpiedNode,
   startHttpNodeServer,
   statusesOf,
@@ -27,18 +26,7 @@ interface Failure {
 describe("reliability: bad input", function () {
   this.timeout(20000);
   let sandbox: Sandbox | undefined;
-  let userDir: string;
-
-  beforeEach(() => {
-    userDir = freshUserDir();
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await sandbox?.close();
-    sandbox = undefined;
-    removeDir(userDir);
-  });
+  nodeRedPerTest({ httpNodeRoot: "/" }, () => sandbox);
 
   async function portal(options: SandboxOptions = {}): Promise<Sandbox> {
     sandbox = await startSandbox({ rateLimit: false, events: 5, ...options });

@@ -6,17 +6,9 @@ import should from "should";
 import { Bitrix24Client } from "../../src/core/client/client";
 import type { Bitrix24Error } from "../../src/core/rest/errors";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
+import { nodeRedPerTest } from "../kit/node-red";
 import { record, until } from "./ledger";
-import {
-  callsOf,
-  freshUserDir,
-  GET_DEFAULTS,
-  helper,
-  loadFlow,
-  removeDir,
-  type SpiedNode,
-  startHttpNodeServer,
-} from "./node-rig";
+import { callsOf, GET_DEFAULTS, helper, loadFlow, type SpiedNode, startHttpNodeServer } from "./node-rig";
 
 // Node-RED's runtime APIs behind GET /flows and GET /credentials/:type/:id, and the debug sidebar's encoder.
 const flowsApi = require("@node-red/runtime/lib/api/flows");
@@ -42,7 +34,7 @@ const CANARY = {
 describe("reliability: secrets never leak", function () {
   this.timeout(30000);
   let sandbox: Sandbox;
-  let userDir: string;
+  const t = nodeRedPerTest({ httpNodeRoot: "/" }, () => sandbox);
   let server: Awaited<ReturnType<typeof startHttpNodeServer>>;
 
   before(async () => {
@@ -54,7 +46,6 @@ describe("reliability: secrets never leak", function () {
   });
 
   beforeEach(async () => {
-    userDir = freshUserDir();
     sandbox = await startSandbox({
       rateLimit: false,
       events: 40,
@@ -66,12 +57,6 @@ describe("reliability: secrets never leak", function () {
         webhookUrl: `http://127.0.0.1/rest/1/${CANARY.webhookSecret}/`,
       },
     });
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await sandbox.close();
-    removeDir(userDir);
   });
 
   /** On a tab, as in a real flows file (ids must not equal a type: Node-RED would read that as a reference). */
@@ -247,9 +232,9 @@ describe("reliability: secrets never leak", function () {
       "log entries as objects": log.objects,
       "Test connection answers": JSON.stringify([tested.body, testedWrong.body]),
       "Authorize answer": JSON.stringify(authorize.body),
-      "journal files": readdirSync(join(userDir, ".bitrix24-offline-events"))
+      "journal files": readdirSync(join(t.userDir, ".bitrix24-offline-events"))
         .filter((f) => !f.endsWith(".tokens.json"))
-        .map((f) => readFileSync(join(userDir, ".bitrix24-offline-events", f), "utf8"))
+        .map((f) => readFileSync(join(t.userDir, ".bitrix24-offline-events", f), "utf8"))
         .join("\n"),
     };
     const secrets = [...Object.values(CANARY), ...rotated.filter((t) => t.length >= 16)];
@@ -273,7 +258,7 @@ describe("reliability: secrets never leak", function () {
     should(log.console).match(/NETWORK_ERROR/); // the background failure: logged, no Catch
 
     // The token file is where the rotated tokens live: owner-only.
-    const dir = join(userDir, ".bitrix24-offline-events");
+    const dir = join(t.userDir, ".bitrix24-offline-events");
     const tokenFile = readdirSync(dir).find((f) => f.endsWith(".tokens.json"));
     should(statSync(join(dir, tokenFile!)).mode & 0o777).equal(0o600);
   });
