@@ -1,5 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from "node-red";
 import should from "should";
+import { parseGetConfig } from "../../src/nodes/bitrix24-offline-get/bitrix24-offline-get";
 import type { PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
 import type { EventMessage } from "../../src/nodes/shared/msg-contract";
 import type { Sandbox, SandboxOptions } from "../../src/sandbox";
@@ -318,6 +319,26 @@ describe("bitrix24-offline-get node", function () {
     should(sandbox.stats().queue.total).equal(0);
   });
 
+  it("a plan without auth_connector: the portal's WRONG_LICENSE reaches Catch as what it is, never taken for a missing extended mode (no at-most-once fallback)", async () => {
+    await start({ events: 3, authConnector: false });
+    sandbox.addEvents(3, { connector: "key1" });
+    const { node, out } = await load({ authConnector: "key1", allowAtMostOnce: true }, { ack: false });
+    node.receive({ _tag: "t1" });
+    await until(() => node.error.args.length > 0);
+    const [err, msg] = node.error.args[0] as [{ code: string; message: string }, { _tag: string }];
+    should(err.code).equal("WRONG_LICENSE");
+    // The portal's words, naming auth_connector: not the extended-mode message (extended-mode.ts's regex).
+    should(err.message).match(/auth_connector/);
+    should(err.message).not.match(/rest_offline_extended/);
+    should(msg._tag).equal("t1");
+    should(lastStatus(node)?.fill).equal("red");
+    should(node.warn.args.map((a) => String(a[0]))).not.containEql("bitrix24-offline-get.warnings.fallback");
+    should(out.msgs).have.length(0);
+    // Nothing was fetched, nothing deleted: a clear=1 fallback would have lost the events.
+    should(sandbox.stats().queue.total).equal(6);
+    should(sandbox.stats().queue.held).equal(0);
+  });
+
   it("refuses a bad config filter on deploy naming the field, and fails msgs with it", async () => {
     await start({ events: 3 });
     const { node } = await load({ filter: '{"=PROCESS_ID": "x"}' });
@@ -398,6 +419,11 @@ describe("bitrix24-offline-get node", function () {
     await sleep(20);
     should(timers()).be.belowOrEqual(before);
   });
+  it("externalConsumers: absent in a saved flow means none (orphans no live consumer can own are taken at once)", () => {
+    should(parseGetConfig({}).externalConsumers).be.false();
+    should(parseGetConfig({ externalConsumers: true }).externalConsumers).be.true();
+  });
+
   describe("entity option (msg.entity)", () => {
     function queue(name: string, ids: number[]): void {
       sandbox.addEvents(ids.length, { name, data: (i) => ({ FIELDS: { ID: String(ids[i]) } }) });

@@ -1,4 +1,11 @@
-import { type JournalHandle, type JournalKey, type JournalProcess, openJournal } from "../state/process-journal";
+import type { InstanceRegistry } from "../state/instance-registry";
+import {
+  type JournalHandle,
+  type JournalKey,
+  type JournalProcess,
+  openJournal,
+  type PeerJournal,
+} from "../state/process-journal";
 
 /**
  * Journal persistence of one consumer: the process-id journal opened on first use, whole snapshots written
@@ -26,12 +33,47 @@ export class JournalWriter {
     private readonly dir: string,
     private readonly key: JournalKey,
     private readonly hooks: JournalWriterHooks,
+    private readonly registry: InstanceRegistry,
   ) {}
 
-  /** Opens the journal (once) and takes over the processes no live consumer of the same key holds. */
+  /**
+   * Opens the journal (once) and takes over the processes no live consumer of the same key holds: on the first
+   * call what our file lists, and every time the journals of instances that died.
+   */
   adopt(): ReturnType<JournalHandle["adopt"]> {
-    this.handle ??= openJournal(this.dir, this.key);
+    this.handle ??= openJournal(this.dir, this.key, this.registry);
     return this.handle.adopt();
+  }
+
+  /**
+   * A get that may hold records is about to go out: the mark is written first (see process-journal.ts), so that
+   * neither a neighbour nor our own sweep takes its batch for an orphan before its process id is journaled.
+   * Returns the mark's time, for endFetch.
+   */
+  async beginFetch(): Promise<number> {
+    const since = Date.now();
+    await this.handle?.beginFetch(since);
+    return since;
+  }
+
+  /** The get answered (its process ids are in the ledger now) or failed. `write`: no save follows to drop the mark. */
+  endFetch(since: number, write: boolean): void {
+    const ended = this.handle?.endFetch(since, write);
+    if (write && ended) this.hooks.track(ended.catch((err) => this.hooks.failed(err)));
+  }
+
+  /** Start of the oldest get in flight of this key's consumers in this process. */
+  fetchingSince(): number | undefined {
+    return this.handle?.fetchingSince();
+  }
+
+  peers(): Promise<PeerJournal[]> {
+    return this.handle?.peers() ?? Promise.resolve([]);
+  }
+
+  /** A journal of a dead instance of the key is there to take over. */
+  abandoned(): Promise<boolean> {
+    return this.handle?.abandoned() ?? Promise.resolve(false);
   }
 
   get opened(): boolean {

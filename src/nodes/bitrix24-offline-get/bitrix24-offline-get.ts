@@ -36,6 +36,8 @@ export interface GetConfig extends NodeDef {
   prefetch?: string | number;
   allowAtMostOnce?: boolean;
   orphanSweep?: boolean;
+  /** Other consumers the instance registry cannot see drain this queue (absent in older flows: none). */
+  externalConsumers?: boolean;
   entity?: boolean;
   entityMap?: string;
 }
@@ -121,6 +123,7 @@ export function parseGetConfig(config: Partial<GetConfig>): GetSettings {
     prefetch: numberSetting(config.prefetch, "prefetch", 1, { min: 1, max: 50, integer: true }),
     allowAtMostOnce: config.allowAtMostOnce === true,
     orphanSweep: config.orphanSweep !== false,
+    externalConsumers: config.externalConsumers === true,
     entity: config.entity === true,
     // Checked even with the option off: a map that would fail once switched on is wrong now.
     entityMap: parseEntityMap(config.entityMap),
