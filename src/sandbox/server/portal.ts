@@ -13,6 +13,8 @@ import type {
   SandboxStats,
   SandboxSwitches,
 } from "../index";
+import { LeakyBucket } from "../limits/leaky-bucket";
+import { appInfo, DEFAULT_CUTOFF_MS, SpentBudgets, sendCutOff } from "../limits/real-portal-limits";
 import { type InstallResult, type InstallShape, sendInstallation } from "../oauth/app-install";
 import { authorize, type OAuthApp, token, tokenAnswer } from "../oauth/oauth-endpoints";
 import { randomToken, TokenStore } from "../oauth/token-store";
@@ -24,8 +26,6 @@ import { OfflineQueue } from "../queue/offline-queue";
 import { runBatch } from "./batch";
 import { ExtraListeners, redirectToRenamed } from "./extra-listeners";
 import { readBody, requestParams, sendJson } from "./http-io";
-import { LeakyBucket } from "./leaky-bucket";
-import { appInfo, DEFAULT_CUTOFF_MS, SpentBudgets, sendCutOff } from "./real-portal-limits";
 import { RestError, systemError } from "./rest-error";
 import { type CallContext, callMethod, isOfflineMethod, type PortalState } from "./rest-methods";
 import { isoFromSeconds, restTime } from "./rest-time";
