@@ -26,8 +26,9 @@ import { OfflineQueue } from "../queue/offline-queue";
 import { runBatch } from "./batch";
 import { ExtraListeners, redirectToRenamed } from "./extra-listeners";
 import { readBody, requestParams, sendJson } from "./http-io";
+import type { CallContext, PortalState } from "./method-types";
 import { RestError, systemError } from "./rest-error";
-import { type CallContext, callMethod, isOfflineMethod, type PortalState } from "./rest-methods";
+import { callMethod, isOfflineMethod } from "./rest-methods";
 import { isoFromSeconds, restTime } from "./rest-time";
 
 const SEED_EVENT_NAMES = ["ONCRMDEALUPDATE", "ONCRMDEALADD", "ONCRMCONTACTUPDATE", "ONCRMLEADADD"];
