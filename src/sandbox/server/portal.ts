@@ -1,18 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { handleControl } from "../control/control-api";
 import { CrmStore } from "../crm/crm-store";
-import type {
-  AddEventsSpec,
-  Faults,
-  Sandbox,
-  SandboxCredentials,
-  SandboxOptions,
-  SandboxRecord,
-  SandboxStats,
-  SandboxSwitches,
-} from "../index";
 import { LeakyBucket } from "../limits/leaky-bucket";
 import { appInfo, DEFAULT_CUTOFF_MS, SpentBudgets, sendCutOff } from "../limits/real-portal-limits";
 import { type InstallResult, type InstallShape, sendInstallation } from "../oauth/app-install";
@@ -23,6 +12,16 @@ import { EventBindings } from "../queue/event-bindings";
 import { EVENT_ADDITIONAL, ObjectEvents } from "../queue/object-events";
 import { OfflineNotifier } from "../queue/offline-notifier";
 import { OfflineQueue } from "../queue/offline-queue";
+import type {
+  AddEventsSpec,
+  Faults,
+  Sandbox,
+  SandboxCredentials,
+  SandboxOptions,
+  SandboxRecord,
+  SandboxStats,
+  SandboxSwitches,
+} from "../sandbox-types";
 import { runBatch } from "./batch";
 import { ExtraListeners, redirectToRenamed } from "./extra-listeners";
 import { readBody, requestParams, sendJson } from "./http-io";
@@ -46,6 +45,15 @@ interface RealPortalSwitches {
   licenseFamily: string;
   renameStatus: number;
 }
+
+/** Answers a request to the control API (`/_sandbox/...`). */
+export type ControlHandler = (
+  portal: SandboxPortal,
+  method: string,
+  path: string,
+  body: string,
+  res: ServerResponse,
+) => void;
 
 interface Operating {
   seconds: number;
@@ -84,6 +92,8 @@ export class SandboxPortal implements Sandbox {
   private listeners!: ExtraListeners;
   private readonly budgets = new SpentBudgets();
   private real: RealPortalSwitches;
+  /** `/_sandbox/*` (control/control-api.ts), given by index.ts: the control API imports this class, not back. */
+  private control: ControlHandler | undefined;
 
   private constructor(options: SandboxOptions) {
     this.log = options.log ?? (() => {});
@@ -126,8 +136,9 @@ export class SandboxPortal implements Sandbox {
     });
   };
 
-  static async start(options: SandboxOptions): Promise<SandboxPortal> {
+  static async start(options: SandboxOptions, control?: ControlHandler): Promise<SandboxPortal> {
     const portal = new SandboxPortal(options);
+    portal.control = control;
     // Longer than Node's 5 s default, as portals' front ends keep idle connections: a client reusing a socket
     // after a pause then does not race the server closing it.
     portal.server.keepAliveTimeout = 65_000;
@@ -394,7 +405,9 @@ export class SandboxPortal implements Sandbox {
       if (tokenPath) return token(this.oauthApp, params, res, servedBy);
       return sendJson(res, 404, { error: "NOT_FOUND", error_description: "Not found" });
     }
-    if (path.startsWith("/_sandbox/")) return handleControl(this, req.method ?? "GET", path, body, res);
+    if (path.startsWith("/_sandbox/") && this.control) {
+      return this.control(this, req.method ?? "GET", path, body, res);
+    }
     // The OAuth server (oauth.bitrix.info's part) is not renamed with the portal: the portal's pages are.
     if (role === "renamed-away" && !tokenPath) {
       return redirectToRenamed(req, res, this.listeners.current, this.real.renameStatus);
