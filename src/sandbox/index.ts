@@ -10,16 +10,7 @@ import { SandboxPortal } from "./server/portal";
 
 export type { CrmStore, SeedCounts } from "./crm/crm-store";
 export type { InstallResult, InstallShape } from "./oauth/app-install";
-export type {
-  AddEventsSpec,
-  Faults,
-  Sandbox,
-  SandboxCredentials,
-  SandboxOptions,
-  SandboxRecord,
-  SandboxStats,
-  SandboxSwitches,
-} from "./sandbox-types";
+export type * from "./sandbox-types";
 
 /** Starts a sandbox; its control API (`/_sandbox/*`) is wired in here, where both sides are known. */
 export function startSandbox(options: SandboxOptions = {}): Promise<Sandbox> {

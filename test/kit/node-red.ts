@@ -97,6 +97,17 @@ export function caught(scope: string[]): Array<{ id: string; type: string; [key:
   ];
 }
 
+/**
+ * A POST from the editor to one of the portal node's admin endpoints (Test connection, Authorize) about portal
+ * "p" at `portalUrl`; `body` adds what differs. Answers as supertest does (`.expect(200)`, `.body`).
+ */
+export function adminPost(path: string, portalUrl: string, body: Record<string, unknown>) {
+  return helper
+    .request()
+    .post(path)
+    .send({ id: "p", portalUrl, ...body });
+}
+
 export function freshUserDir(settings: Record<string, unknown> = { httpNodeRoot: "/" }): string {
   const dir = mkdtempSync(join(tmpdir(), "b24-nr-"));
   helper.settings({ userDir: dir, ...settings });

@@ -1,6 +1,7 @@
 import axios from "axios";
 import should from "should";
 import type { Sandbox } from "../../src/sandbox";
+import { listNode } from "../kit/flows.cjs";
 import { nextMsg, nodeRedPerTest, nodes, spied } from "../kit/node-red";
 
 interface ListMsg {
@@ -27,19 +28,7 @@ describe("bitrix24-offline-list node", () => {
   });
 
   async function load(list: Record<string, unknown> = {}) {
-    const flow = [
-      {
-        id: "l",
-        type: "bitrix24-offline-list",
-        portal: "p",
-        filter: "",
-        order: "",
-        allPages: true,
-        ...list,
-        wires: [["out"]],
-      },
-      { id: "out", type: "helper" },
-    ];
+    const flow = [listNode({ id: "l", ...list, wires: [["out"]] }), { id: "out", type: "helper" }];
     await t.load([nodes.list], flow, { portal: { rateLimit: 2, rateBurst: 50 } });
     return spied("l");
   }

@@ -1,7 +1,7 @@
 import axios from "axios";
 import should from "should";
 import type { Sandbox } from "../../src/sandbox";
-import { helper, nodeRedPerTest } from "../kit/node-red";
+import { adminPost, helper, nodeRedPerTest } from "../kit/node-red";
 
 interface LoadedPortal {
   client?: { portalHost: string };
@@ -50,22 +50,16 @@ describe("bitrix24-portal config node", () => {
     sandbox.addEvents(7);
     await load();
     const c = sandbox.credentials;
-    const res = await helper
-      .request()
-      .post("/bitrix24-portal/test")
-      .send({
-        id: "p",
-        portalUrl: sandbox.url,
-        oauthServer: sandbox.url,
-        // the editor sends placeholders for passwords it did not change: the stored ones must be used
-        credentials: {
-          clientId: c.clientId,
-          clientSecret: "__PWRD__",
-          accessToken: "__PWRD__",
-          refreshToken: "__PWRD__",
-        },
-      })
-      .expect(200);
+    const res = await adminPost("/bitrix24-portal/test", sandbox.url, {
+      oauthServer: sandbox.url,
+      // the editor sends placeholders for passwords it did not change: the stored ones must be used
+      credentials: {
+        clientId: c.clientId,
+        clientSecret: "__PWRD__",
+        accessToken: "__PWRD__",
+        refreshToken: "__PWRD__",
+      },
+    }).expect(200);
     should(res.body).match({ ok: true, reachable: true, auth: true, offline: true, extended: true, queued: 7 });
   });
 
@@ -110,17 +104,11 @@ describe("bitrix24-portal config node", () => {
     // The application's handler path (its form) is the callback: the portal redirects there, whatever the
     // authorize URL says (README, "One handler path for Authorize and push").
     sandbox.setOptions({ handlerUrl: "http://127.0.0.1:1880/bitrix24-portal/callback" });
-    const start = await helper
-      .request()
-      .post("/bitrix24-portal/authorize")
-      .send({
-        id: "p",
-        portalUrl: sandbox.url,
-        oauthServer: sandbox.url,
-        callbackUrl: "http://127.0.0.1:1880/bitrix24-portal/callback",
-        credentials: { clientId: c.clientId, clientSecret: "__PWRD__" },
-      })
-      .expect(200);
+    const start = await adminPost("/bitrix24-portal/authorize", sandbox.url, {
+      oauthServer: sandbox.url,
+      callbackUrl: "http://127.0.0.1:1880/bitrix24-portal/callback",
+      credentials: { clientId: c.clientId, clientSecret: "__PWRD__" },
+    }).expect(200);
     const authorizeUrl = new URL(start.body.url);
     should(authorizeUrl.pathname).equal("/oauth/authorize/");
     should(authorizeUrl.searchParams.get("client_id")).equal(c.clientId);

@@ -4,7 +4,7 @@ import should from "should";
 import type { RetryInfo } from "../../src/core/client/client";
 import { clientOptionsFor, type PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
 import type { Sandbox, SandboxOptions } from "../../src/sandbox";
-import { nodeRedPerTest } from "../kit/node-red";
+import { adminPost, nodeRedPerTest } from "../kit/node-red";
 import {
   callsOf,
   GET_DEFAULTS,
@@ -170,17 +170,11 @@ describe("nodes against what real portals do (renames, OAuth regions, limits)", 
     await load({ credentials: { accessToken: "", refreshToken: "" } });
     const c = sandbox.credentials;
     sandbox.setOptions({ handlerUrl: "http://127.0.0.1:1880/bitrix24-portal/callback" });
-    const begin = await helper
-      .request()
-      .post("/bitrix24-portal/authorize")
-      .send({
-        id: "p",
-        portalUrl: sandbox.url,
-        oauthServer: sandbox.url, // the first guess, which refuses codes of the second region
-        callbackUrl: "http://127.0.0.1:1880/bitrix24-portal/callback",
-        credentials: { clientId: c.clientId, clientSecret: "__PWRD__" },
-      })
-      .expect(200);
+    const begin = await adminPost("/bitrix24-portal/authorize", sandbox.url, {
+      oauthServer: sandbox.url, // the first guess, which refuses codes of the second region
+      callbackUrl: "http://127.0.0.1:1880/bitrix24-portal/callback",
+      credentials: { clientId: c.clientId, clientSecret: "__PWRD__" },
+    }).expect(200);
     const consent = await fetch(begin.body.url, { redirect: "manual" });
     const back = new URL(consent.headers.get("location") ?? "");
     should(back.searchParams.get("server_domain")).equal(new URL(String(sandbox.secondOAuthUrl)).host);

@@ -6,7 +6,8 @@ import should from "should";
 import { Bitrix24Client } from "../../src/core/client/client";
 import type { Bitrix24Error } from "../../src/core/rest/errors";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
-import { nodeRedPerTest } from "../kit/node-red";
+import { listNode, triggerNode } from "../kit/flows.cjs";
+import { adminPost, nodeRedPerTest } from "../kit/node-red";
 import { record, until } from "./ledger";
 import { callsOf, GET_DEFAULTS, helper, loadFlow, type SpiedNode, startHttpNodeServer } from "./node-rig";
 
@@ -92,31 +93,11 @@ describe("reliability: secrets never leak", function () {
     const flow = await loadFlow(
       sandbox,
       inTab([
-        {
-          id: "t",
-          type: "bitrix24-offline-trigger",
-          portal: "p",
-          path: "/b24/secret",
-          interval: 0,
-          onDeploy: false,
-          bindEvents: "",
-          publicUrl: "",
-          followUp: 0,
-          minGap: 0,
-          wires: [["g", "pushes"]],
-        },
+        triggerNode({ id: "t", path: "/b24/secret", followUp: 0, minGap: 0, wires: [["g", "pushes"]] }),
         { id: "g", ...GET_DEFAULTS, limit: 10, wires: [["out", "c"], ["empty"], ["dead"]] },
         { id: "c", type: "bitrix24-offline-clear", portal: "p", wires: [["acked"]] },
         { id: "e", type: "bitrix24-offline-error", portal: "p", wires: [["marked"]] },
-        {
-          id: "l",
-          type: "bitrix24-offline-list",
-          portal: "p",
-          filter: "",
-          order: "",
-          allPages: true,
-          wires: [["listed"]],
-        },
+        listNode({ id: "l", wires: [["listed"]] }),
         { id: "cat", type: "catch", scope: null, uncaught: false, wires: [["caught"]] },
         { id: "st", type: "status", scope: null, wires: [["statuses"]] },
         // A second get on its own queue (another connector) that nobody acks: its redeliveries fail in the
@@ -190,23 +171,17 @@ describe("reliability: secrets never leak", function () {
     await failWith({}, list, {});
 
     // 3. The admin endpoints the editor calls.
-    const tested = await helper
-      .request()
-      .post("/bitrix24-portal/test")
-      .send({
-        id: "p",
-        portalUrl: sandbox.url,
-        oauthServer: sandbox.url,
-        credentials: { clientId: sandbox.credentials.clientId, clientSecret: "__PWRD__", accessToken: "__PWRD__" },
-      });
-    const testedWrong = await helper
-      .request()
-      .post("/bitrix24-portal/test")
-      .send({
-        id: "p",
-        portalUrl: `http://admin:${CANARY.clientSecret}@example.bitrix24.com`,
+    const tested = await adminPost("/bitrix24-portal/test", sandbox.url, {
+      oauthServer: sandbox.url,
+      credentials: { clientId: sandbox.credentials.clientId, clientSecret: "__PWRD__", accessToken: "__PWRD__" },
+    });
+    const testedWrong = await adminPost(
+      "/bitrix24-portal/test",
+      `http://admin:${CANARY.clientSecret}@example.bitrix24.com`,
+      {
         credentials: { clientSecret: CANARY.clientSecret },
-      });
+      },
+    );
     const authorize = await helper
       .request()
       .post("/bitrix24-portal/authorize")

@@ -33,21 +33,7 @@ import {
 export { validatePortalUrl } from "../rest/portal-url";
 export type { TokenSet } from "../state/token-store";
 // The client's types and defaults live in client-types.ts; callers name them by this file.
-export {
-  type BatchOutcome,
-  type CallOptions,
-  type ClientOptions,
-  DEFAULT_OAUTH_SERVER,
-  DEFAULT_RATE_LIMIT,
-  DEFAULT_TIMEOUT_MS,
-  MAX_BATCH_COMMANDS,
-  type MethodPause,
-  type OAuthAuth,
-  type PortalMove,
-  type RequestInfo,
-  type RetryInfo,
-  type WebhookAuth,
-} from "./client-types";
+export * from "./client-types";
 
 // The portal's answers to a stale or bad access token: refresh and resend once. A real portal may answer a
 // wrong token with NO_AUTH_FOUND ("Wrong authorization data") rather than invalid_token.

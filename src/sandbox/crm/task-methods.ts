@@ -5,15 +5,8 @@ import { RestError } from "../server/rest-error";
 import { isoFromSeconds } from "../server/rest-time";
 import { camelCase } from "./camel-case";
 import { scalarInput } from "./crm-entities";
-import {
-  type FieldDef,
-  listPage,
-  pagingOf,
-  parseFilter,
-  parseOrder,
-  type QueryPolicy,
-  type Schema,
-} from "./list-query";
+import type { FieldDef, QueryPolicy, Schema } from "./list-query";
+import { listPage, pagingOf, parseFilter, parseOrder } from "./list-query";
 import { taskView } from "./object-fields";
 
 /**
@@ -23,9 +16,7 @@ import { taskView } from "./object-fields";
  * ONTASKADD / ONTASKUPDATE / ONTASKDELETE with FIELDS_BEFORE / FIELDS_AFTER.
  */
 
-function taskError(code: string, description: string): RestError {
-  return new RestError(code, description, 400);
-}
+const taskError = (code: string, description: string): RestError => new RestError(code, description, 400);
 
 const TASK_POLICY: QueryPolicy = {
   unknownFilterField: () => null,
