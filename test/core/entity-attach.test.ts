@@ -9,6 +9,7 @@ import { OfflineConsumer, type OfflineConsumerOptions } from "../../src/core/con
 import { parseEntityMap } from "../../src/core/entities/entity-reads";
 import { OfflineEventsApi } from "../../src/core/queue/offline-api";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
+import { consumerOptions } from "../kit/consumer";
 import { until } from "../wait";
 import { sandboxClient } from "./fixtures/sandbox-client";
 
@@ -44,24 +45,11 @@ describe("entity attach (against the sandbox's CRM objects)", function () {
   });
 
   function make(options: Partial<OfflineConsumerOptions> = {}) {
-    const consumer = new OfflineConsumer(api, acks, {
-      portalHost: client.portalHost,
-      clientId: sandbox.credentials.clientId,
-      stateDir,
-      mode: "ack",
-      limit: 50,
-      errorRecords: false,
-      authConnector: "",
-      drain: true,
-      maxInFlight: 0,
-      ackTimeoutMs: 60_000,
-      maxDeliveries: 5,
-      prefetch: 1,
-      allowAtMostOnce: false,
-      orphanSweep: false,
-      entity: true,
-      ...options,
-    });
+    const consumer = new OfflineConsumer(
+      api,
+      acks,
+      consumerOptions(client, sandbox.credentials.clientId, stateDir, { maxDeliveries: 5, entity: true, ...options }),
+    );
     consumers.push(consumer);
     const delivered: DeliveryGroup[] = [];
     const warnings: ConsumerWarning[] = [];

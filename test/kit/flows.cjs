@@ -16,6 +16,19 @@ function portalCredentials(sandbox, extra = {}) {
   };
 }
 
+/** The `auth` of a core client with the sandbox's OAuth application and start tokens. */
+function sandboxAuth(sandbox, oauthServer = sandbox.oauthUrl) {
+  const c = sandbox.credentials;
+  return {
+    type: "oauth",
+    clientId: c.clientId,
+    clientSecret: c.clientSecret,
+    accessToken: c.accessToken,
+    refreshToken: c.refreshToken,
+    oauthServer,
+  };
+}
+
 /** A bitrix24-portal config node "p" on the sandbox, its OAuth server the sandbox too; `extra` wins. */
 function portalConfig(sandbox, extra = {}) {
   return {
@@ -75,4 +88,4 @@ function listNode(over = {}) {
   return { type: "bitrix24-offline-list", portal: "p", filter: "", order: "", allPages: true, ...over };
 }
 
-module.exports = { GET_NODE, clearNode, getNode, listNode, portalConfig, portalCredentials, triggerNode };
+module.exports = { GET_NODE, clearNode, getNode, listNode, portalConfig, portalCredentials, sandboxAuth, triggerNode };

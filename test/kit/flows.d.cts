@@ -1,6 +1,7 @@
 /** Types of flows.cjs (shared by the tests and the benchmark). */
 interface SandboxLike {
   url: string;
+  oauthUrl?: string;
   credentials: {
     clientId: string;
     clientSecret: string;
@@ -31,3 +32,14 @@ export declare function getNode<T extends FlowNode = FlowNode>(over?: T): Node<T
 export declare function clearNode<T extends FlowNode = FlowNode>(over?: T): Node<T>;
 export declare function triggerNode<T extends FlowNode = FlowNode>(over?: T): Node<T>;
 export declare function listNode<T extends FlowNode = FlowNode>(over?: T): Node<T>;
+export declare function sandboxAuth(
+  sandbox: SandboxLike,
+  oauthServer?: string,
+): {
+  type: "oauth";
+  clientId: string;
+  clientSecret: string;
+  accessToken: string;
+  refreshToken: string;
+  oauthServer: string;
+};
