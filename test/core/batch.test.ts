@@ -3,7 +3,7 @@ import { Bitrix24Error } from "../../src/core/rest/errors";
 import { phpQueryString } from "../../src/core/rest/php-query";
 import type { BatchCommand } from "../../src/core/rest/types";
 import { fakePortalPerTest, webhookClientsPerTest } from "../kit/clients";
-import { type FakePortal, type SeenRequest, sendError, sendResult } from "./fixtures/fake-portal";
+import { type FakePortal, type SeenRequest, sendError, sendResult } from "../kit/fake-portal";
 
 const MID = "0123456789abcdef0123456789abcdef";
 

@@ -2,8 +2,8 @@ import should from "should";
 import { Bitrix24Client, type RequestInfo } from "../../src/core/client/client";
 import { type Bitrix24Error, SYSTEM_ERRORS } from "../../src/core/rest/errors";
 import { fakePortalPerTest, webhookClientsPerTest } from "../kit/clients";
-import { type FakePortal, type Handler, sendError, sendJson, sendResult } from "./fixtures/fake-portal";
-import { rejection } from "./fixtures/rejection";
+import { type FakePortal, type Handler, sendError, sendJson, sendResult } from "../kit/fake-portal";
+import { rejection } from "../kit/rejection";
 
 /** The seeds' "Statuses and System Error Codes" table, and whether a retry may help. */
 const SEED_ERRORS: Array<[number, string, boolean]> = [

@@ -10,8 +10,8 @@ import { parseEntityMap } from "../../src/core/entities/entity-reads";
 import { OfflineEventsApi } from "../../src/core/queue/offline-api";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
 import { consumerOptions } from "../kit/consumer";
+import { sandboxClient } from "../kit/sandbox-client";
 import { until } from "../wait";
-import { sandboxClient } from "./fixtures/sandbox-client";
 
 /** The get side attaching each event's object (entity stage) against the sandbox's CRM objects. */
 

@@ -3,8 +3,8 @@ import should from "should";
 import type { Bitrix24Error } from "../../src/core/rest/errors";
 import { isLossyGet } from "../../src/core/transport/delivery-safety";
 import { fakePortalPerTest, webhookClientsPerTest } from "../kit/clients";
-import { type FakePortal, sendError, sendResult } from "./fixtures/fake-portal";
-import { rejection } from "./fixtures/rejection";
+import { type FakePortal, sendError, sendResult } from "../kit/fake-portal";
+import { rejection } from "../kit/rejection";
 
 const EVENTS = { process_id: null, events: [{ ID: "1", EVENT_NAME: "ONCRMLEADADD", MESSAGE_ID: "a".repeat(32) }] };
 

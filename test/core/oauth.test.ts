@@ -5,7 +5,7 @@ import should from "should";
 import { Bitrix24Client, type ClientOptions, type TokenSet } from "../../src/core/client/client";
 import { Bitrix24Error } from "../../src/core/rest/errors";
 import { FileTokenStore, fingerprint, tokenStoreKey } from "../../src/core/state/token-store";
-import { OAuthPortal } from "./fixtures/fake-portal";
+import { OAuthPortal } from "../kit/fake-portal";
 
 describe("core/client OAuth refresh and token persistence", () => {
   let portal: OAuthPortal;

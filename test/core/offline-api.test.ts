@@ -2,7 +2,7 @@ import should from "should";
 import { Bitrix24Client } from "../../src/core/client/client";
 import { OfflineEventsApi, parseGetResult, validateFilter, validateOrder } from "../../src/core/queue/offline-api";
 import { Bitrix24Error } from "../../src/core/rest/errors";
-import { FakePortal, type SeenRequest, sendResult } from "./fixtures/fake-portal";
+import { FakePortal, type SeenRequest, sendResult } from "../kit/fake-portal";
 
 const MID = "0123456789abcdef0123456789abcdef";
 

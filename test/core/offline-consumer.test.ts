@@ -19,8 +19,8 @@ import { queueKeyDigest } from "../../src/core/state/instance-registry";
 import { journalFileName } from "../../src/core/state/process-journal";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
 import { consumerOptions } from "../kit/consumer";
+import { sandboxClient } from "../kit/sandbox-client";
 import { sleep, until } from "../wait";
-import { sandboxClient } from "./fixtures/sandbox-client";
 
 interface Rig {
   sandbox: Sandbox;

@@ -13,9 +13,9 @@ import { oauthServerFromDomain, oauthServerFromEndpoint } from "../../src/core/r
 import { FileTokenStore, fingerprint, tokenStoreKey } from "../../src/core/state/token-store";
 import { MethodPauses } from "../../src/core/transport/method-pauses";
 import { MAX_REDIRECT_HOPS } from "../../src/core/transport/portal-move";
+import { FakePortal, type SeenRequest, sendError, sendJson, sendResult } from "../kit/fake-portal";
+import { rejection } from "../kit/rejection";
 import { sleep, until } from "../wait";
-import { FakePortal, type SeenRequest, sendError, sendJson, sendResult } from "./fixtures/fake-portal";
-import { rejection } from "./fixtures/rejection";
 
 /** What a real portal does beyond the method pages (REFERENCE.md "Real portals"), against the core client. */
 describe("core/client against what real portals do (renames, OAuth regions, limits)", () => {

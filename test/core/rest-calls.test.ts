@@ -3,9 +3,9 @@ import { isReadMethod, RestCalls } from "../../src/core/calls/rest-calls";
 import type { ClientOptions } from "../../src/core/client/client";
 import type { Bitrix24Error } from "../../src/core/rest/errors";
 import { webhookClientsPerTest } from "../kit/clients";
-import { FakeCrm, type Unresolved } from "./fixtures/fake-crm";
-import { sendError } from "./fixtures/fake-portal";
-import { rejection } from "./fixtures/rejection";
+import { FakeCrm, type Unresolved } from "../kit/fake-crm";
+import { sendError } from "../kit/fake-portal";
+import { rejection } from "../kit/rejection";
 
 const bound = (n: number) => Math.ceil(n / 2500) + 1;
 

@@ -1,6 +1,6 @@
 import { Bitrix24Client, type ClientOptions } from "../../src/core/client/client";
 import type { RetryPolicy } from "../../src/core/transport/backoff";
-import { FakePortal, type Handler, sendResult } from "../core/fixtures/fake-portal";
+import { FakePortal, type Handler, sendResult } from "../kit/fake-portal";
 
 /** Core tests against a fake portal: the portal per test, and webhook clients on it that close after each test. */
 

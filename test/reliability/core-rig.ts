@@ -8,8 +8,8 @@ import { OfflineEventsApi } from "../../src/core/queue/offline-api";
 import type { Bitrix24Error } from "../../src/core/rest/errors";
 import { FileTokenStore } from "../../src/core/state/token-store";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
-import { sandboxClient } from "../core/fixtures/sandbox-client";
 import { consumerOptions } from "../kit/consumer";
+import { sandboxClient } from "../kit/sandbox-client";
 import { DeliveryBook, FaultCounter, sleep } from "./ledger";
 
 /**
