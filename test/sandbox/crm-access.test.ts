@@ -1,12 +1,11 @@
 import should from "should";
 import type { Sandbox } from "../../src/sandbox";
-import { rest, sandboxPerSuite, webhookCall } from "./rest-call";
+import { rest, sharedSandbox, webhookCall } from "./rest-call";
 
 describe("sandbox: CRM methods share auth, the rate limit, time.operating and scopes", () => {
   let sandbox: Sandbox;
-  const started = sandboxPerSuite();
-  beforeEach(() => {
-    sandbox = started();
+  sharedSandbox((s) => {
+    sandbox = s;
     sandbox.setOptions({ rateLimit: false, scopes: null });
   });
 

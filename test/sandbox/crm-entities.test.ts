@@ -1,12 +1,11 @@
 import should from "should";
 import type { Sandbox } from "../../src/sandbox";
-import { bindOffline, rest, sandboxPerSuite } from "./rest-call";
+import { bindOffline, rest, sharedSandbox } from "./rest-call";
 
 describe("sandbox: crm.contact.*, crm.lead.*, crm.company.*", () => {
   let sandbox: Sandbox;
-  const started = sandboxPerSuite();
-  beforeEach(() => {
-    sandbox = started();
+  sharedSandbox((s) => {
+    sandbox = s;
   });
 
   for (const [entity, event] of [

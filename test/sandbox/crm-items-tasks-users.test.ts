@@ -1,12 +1,11 @@
 import should from "should";
 import type { Sandbox } from "../../src/sandbox";
-import { bindOffline, rest, sandboxPerSuite } from "./rest-call";
+import { bindOffline, rest, sharedSandbox } from "./rest-call";
 
 describe("sandbox: crm.item.* (smart process 128), tasks.task.*, user.get", () => {
   let sandbox: Sandbox;
-  const started = sandboxPerSuite();
-  beforeEach(() => {
-    sandbox = started();
+  sharedSandbox((s) => {
+    sandbox = s;
   });
 
   describe("crm.item.*", () => {

@@ -59,6 +59,25 @@ export function sandboxPerSuite(options: SandboxOptions = { rateLimit: false }):
   };
 }
 
+/** sandboxPerSuite for a suite that keeps its sandbox in a variable: `take` gets it before each test. */
+export function sharedSandbox(take: (sandbox: Sandbox) => void, options?: SandboxOptions): void {
+  const started = sandboxPerSuite(options);
+  beforeEach(() => take(started()));
+}
+
+/** A fresh sandbox for each test (without its rate limit unless told), closed after it. */
+export function sandboxPerTest(take: (sandbox: Sandbox) => void, options: SandboxOptions = { rateLimit: false }): void {
+  let sandbox: Sandbox | undefined;
+  beforeEach(async () => {
+    sandbox = await startSandbox(options);
+    take(sandbox);
+  });
+  afterEach(async () => {
+    await sandbox?.close();
+    sandbox = undefined;
+  });
+}
+
 /** event.bind with event_type=offline for each event name, under one connector. */
 export async function bindOffline(sandbox: Sandbox, events: string[], connector = ""): Promise<void> {
   for (const event of events) {

@@ -1,19 +1,13 @@
 import should from "should";
-import { type Sandbox, startSandbox } from "../../src/sandbox";
+import type { Sandbox } from "../../src/sandbox";
 import { until } from "../wait";
-import { rest, restForm, webhookCall } from "./rest-call";
+import { rest, restForm, sharedSandbox, webhookCall } from "./rest-call";
 
 describe("sandbox: requests, auth, batch, rate limit, faults", () => {
   let sandbox: Sandbox;
 
-  before(async () => {
-    sandbox = await startSandbox({ rateLimit: false });
-  });
-  after(async () => {
-    await sandbox.close();
-  });
-  beforeEach(() => {
-    sandbox.reset();
+  sharedSandbox((s) => {
+    sandbox = s;
     sandbox.setOptions({ rateLimit: false, batchAllowsOffline: true });
   });
 
