@@ -1,4 +1,4 @@
-import { Bitrix24Client, type ClientOptions } from "../../src/core/client/client";
+import { Bitrix24Client, type ClientOptions, type OAuthAuth } from "../../src/core/client/client";
 import type { RetryPolicy } from "../../src/core/transport/backoff";
 import { FakePortal, type Handler, sendResult } from "../kit/fake-portal";
 
@@ -45,5 +45,18 @@ export function webhookClientsPerTest(
     });
     clients.push(c);
     return c;
+  };
+}
+
+/** The OAuth application of the fake-portal tests ("app.1" with its start tokens); `over` wins. */
+export function fakeAppAuth(oauthServer: string, over: Partial<OAuthAuth> = {}): OAuthAuth {
+  return {
+    type: "oauth",
+    clientId: "app.1",
+    clientSecret: "secret",
+    accessToken: "access-0",
+    refreshToken: "refresh-0",
+    oauthServer,
+    ...over,
   };
 }
