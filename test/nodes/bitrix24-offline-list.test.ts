@@ -1,5 +1,6 @@
 import axios from "axios";
 import should from "should";
+import type { QueueSummary } from "../../src/core/queue/queue-summary";
 import type { Sandbox } from "../../src/sandbox";
 import { listNode } from "../kit/flows.cjs";
 import { nextMsg, nodeRedPerTest, nodes, spied } from "../kit/node-red";
@@ -8,15 +9,7 @@ interface ListMsg {
   payload: Array<{ ID: string; PROCESS_ID: string | null; ERROR: string; EVENT_NAME: string }>;
   total: number;
   next?: number;
-  summary: {
-    total: number;
-    counted: number;
-    held: number;
-    error: number;
-    unprocessed: number;
-    byEvent: Record<string, number>;
-    oldest: string | null;
-  };
+  summary: QueueSummary;
 }
 
 describe("bitrix24-offline-list node", () => {
