@@ -14,10 +14,7 @@ async function addDeals(sandbox: Sandbox, count: number, fields: (i: number) => 
 }
 
 describe("sandbox: crm.deal.*", () => {
-  let sandbox: Sandbox;
-  sharedSandbox((s) => {
-    sandbox = s;
-  });
+  const sandbox = sharedSandbox();
 
   describe("add / get / update / delete", () => {
     it("add answers the new id as a number; get answers the deal with the portal's value shapes", async () => {

@@ -1,12 +1,8 @@
 import should from "should";
-import type { Sandbox } from "../../src/sandbox";
 import { bindOffline, rest, sharedSandbox } from "./rest-call";
 
 describe("sandbox: crm.contact.*, crm.lead.*, crm.company.*", () => {
-  let sandbox: Sandbox;
-  sharedSandbox((s) => {
-    sandbox = s;
-  });
+  const sandbox = sharedSandbox();
 
   for (const [entity, event] of [
     ["contact", "ONCRMCONTACT"],

@@ -59,10 +59,20 @@ export function sandboxPerSuite(options: SandboxOptions = { rateLimit: false }):
   };
 }
 
-/** sandboxPerSuite for a suite that keeps its sandbox in a variable: `take` gets it before each test. */
-export function sharedSandbox(take: (sandbox: Sandbox) => void, options?: SandboxOptions): void {
+/**
+ * sandboxPerSuite as a Sandbox to write `sandbox.x` with: each use reaches the suite's sandbox of the moment
+ * (started in `before`), so a suite declares it in one line; `prepare` runs after the reset before each test.
+ */
+export function sharedSandbox(prepare?: (sandbox: Sandbox) => void, options?: SandboxOptions): Sandbox {
   const started = sandboxPerSuite(options);
-  beforeEach(() => take(started()));
+  if (prepare) beforeEach(() => prepare(started()));
+  return new Proxy({} as Sandbox, {
+    get(_target, property) {
+      const sandbox = started();
+      const value: unknown = Reflect.get(sandbox, property, sandbox);
+      return typeof value === "function" ? value.bind(sandbox) : value;
+    },
+  });
 }
 
 /** A fresh sandbox for each test (without its rate limit unless told), closed after it. */

@@ -1,15 +1,9 @@
 import should from "should";
-import type { Sandbox } from "../../src/sandbox";
 import { until } from "../wait";
 import { rest, restForm, sharedSandbox, webhookCall } from "./rest-call";
 
 describe("sandbox: requests, auth, batch, rate limit, faults", () => {
-  let sandbox: Sandbox;
-
-  sharedSandbox((s) => {
-    sandbox = s;
-    sandbox.setOptions({ rateLimit: false, batchAllowsOffline: true });
-  });
+  const sandbox = sharedSandbox((s) => s.setOptions({ rateLimit: false, batchAllowsOffline: true }));
 
   describe("request forms", () => {
     it("takes /rest/<method> and /rest/<method>.json, JSON, form and query-string parameters", async () => {
