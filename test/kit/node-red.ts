@@ -121,6 +121,8 @@ export function removeDir(dir: string): void {
 export interface NodeRedTest {
   /** The sandbox of the current test (after start(); undefined before). */
   sandbox: Sandbox;
+  /** The sandbox of whichever test runs when it is used: for a suite to hold in a `const`. */
+  readonly current: Sandbox;
   /** This test's Node-RED user directory. */
   userDir: string;
   /** Starts the sandbox, by default without its rate limit. */
@@ -162,6 +164,15 @@ export function nodeRedPerTest(
       await helper.load([nodes.portal, ...types] as Parameters<typeof helper.load>[0], all, credentials);
     },
   } as NodeRedTest;
+  Object.defineProperty(t, "current", {
+    value: new Proxy({} as Sandbox, {
+      get(_target, property) {
+        if (!t.sandbox) throw new Error("no sandbox: start() it in the test or a beforeEach");
+        const value: unknown = Reflect.get(t.sandbox, property, t.sandbox);
+        return typeof value === "function" ? value.bind(t.sandbox) : value;
+      },
+    }),
+  });
   beforeEach(() => {
     t.userDir = freshUserDir(settings);
   });

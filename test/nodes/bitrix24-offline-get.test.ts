@@ -3,7 +3,6 @@ import should from "should";
 import { parseGetConfig } from "../../src/nodes/bitrix24-offline-get/bitrix24-offline-get";
 import type { PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
 import type { EventMessage } from "../../src/nodes/shared/msg-contract";
-import type { Sandbox, SandboxOptions } from "../../src/sandbox";
 import { getNode } from "../kit/flows.cjs";
 import { collect, helper, helpers, lastStatus, nodeRedPerTest, nodes, spied } from "../kit/node-red";
 import { sleep, until } from "../wait";
@@ -29,11 +28,7 @@ function ackerNode(RED: NodeAPI): void {
 describe("bitrix24-offline-get node", function () {
   this.timeout(15000);
   const t = nodeRedPerTest();
-  let sandbox: Sandbox;
-
-  async function start(options: SandboxOptions = {}): Promise<void> {
-    sandbox = await t.start(options);
-  }
+  const { current: sandbox, start } = t;
 
   /** Loads portal + get (+ acker when `ack`), collecting outputs. */
   async function load(

@@ -1,7 +1,6 @@
 import axios from "axios";
 import should from "should";
 import type { QueueSummary } from "../../src/core/queue/queue-summary";
-import type { Sandbox } from "../../src/sandbox";
 import { listNode } from "../kit/flows.cjs";
 import { nextMsg, nodeRedPerTest, nodes, spied } from "../kit/node-red";
 
@@ -14,11 +13,8 @@ interface ListMsg {
 
 describe("bitrix24-offline-list node", () => {
   const t = nodeRedPerTest();
-  let sandbox: Sandbox;
-
-  beforeEach(async () => {
-    sandbox = await t.start();
-  });
+  const sandbox = t.current;
+  beforeEach(() => t.start());
 
   async function load(list: Record<string, unknown> = {}) {
     const flow = [listNode({ id: "l", ...list, wires: [["out"]] }), { id: "out", type: "helper" }];

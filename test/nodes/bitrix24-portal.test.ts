@@ -1,6 +1,5 @@
 import axios from "axios";
 import should from "should";
-import type { Sandbox } from "../../src/sandbox";
 import { adminPost, helper, nodeRedPerTest } from "../kit/node-red";
 
 interface LoadedPortal {
@@ -12,11 +11,8 @@ interface LoadedPortal {
 
 describe("bitrix24-portal config node", () => {
   const t = nodeRedPerTest();
-  let sandbox: Sandbox;
-
-  beforeEach(async () => {
-    sandbox = await t.start();
-  });
+  const sandbox = t.current;
+  beforeEach(() => t.start());
 
   /** Portal "p" (named, at the default bucket) with the sandbox's credentials, `portal` and `credentials` winning. */
   function load(portal: Record<string, unknown> = {}, credentials: Record<string, string> = {}): Promise<void> {
