@@ -94,6 +94,8 @@ export function drainFlow(sandbox, o) {
       prefetch: o.prefetch ?? 1,
       entity: o.entity ?? false,
       entityMap: "",
+      changes: o.changes ?? false,
+      watchFields: o.watchFields ?? "",
       wires: [firstOutput, [], []],
     }),
     clearNode({ id: "clear", z: TAB, name: "clear", portal: "portal", wires: [[]] }),

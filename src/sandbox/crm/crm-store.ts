@@ -19,6 +19,7 @@ import {
   userView,
 } from "./object-fields";
 import { ObjectTable } from "./object-table";
+import { StatusDirectory } from "./status-methods";
 
 /**
  * The sandbox portal's objects: one table per entity, the schemas (per sandbox, because a write may add a
@@ -71,6 +72,8 @@ export class CrmStore {
   readonly items = new ObjectTable();
   readonly tasks = new ObjectTable();
   readonly users = new ObjectTable();
+  /** crm.status.list's directories (stages, statuses, sources). */
+  readonly statuses = new StatusDirectory();
   itemSchema: Schema = itemSchema();
   taskSchema: Schema = taskSchema();
   userSchema: Schema = userSchema();

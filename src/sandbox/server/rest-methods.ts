@@ -1,5 +1,6 @@
 import { CRM_HANDLERS } from "../crm/crm-methods";
 import { ITEM_HANDLERS } from "../crm/item-methods";
+import { STATUS_HANDLERS } from "../crm/status-methods";
 import { TASK_HANDLERS } from "../crm/task-methods";
 import { USER_HANDLERS } from "../crm/user-methods";
 import { intval, text } from "../php/param-values";
@@ -280,6 +281,7 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
   ...ITEM_HANDLERS,
   ...TASK_HANDLERS,
   ...USER_HANDLERS,
+  ...STATUS_HANDLERS,
 };
 
 /** The scope a method needs; the event.* and feature.get methods need none an app could lack. */
