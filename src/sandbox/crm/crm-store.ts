@@ -19,7 +19,7 @@ import {
   userView,
 } from "./object-fields";
 import { ObjectTable } from "./object-table";
-import { StatusDirectory } from "./status-methods";
+import { StatusDirectory } from "./status-directory";
 
 /**
  * The sandbox portal's objects: one table per entity, the schemas (per sandbox, because a write may add a
