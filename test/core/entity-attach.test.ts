@@ -1,16 +1,12 @@
-import { promises as fs } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import should from "should";
-import { AckQueue } from "../../src/core/acks/ack-queue";
+import type { AckQueue } from "../../src/core/acks/ack-queue";
 import type { Bitrix24Client } from "../../src/core/client/client";
 import type { ConsumerWarning, Delivery, DeliveryGroup } from "../../src/core/consumer/consumer-types";
 import { OfflineConsumer, type OfflineConsumerOptions } from "../../src/core/consumer/offline-consumer";
 import { parseEntityMap } from "../../src/core/entities/entity-reads";
-import { OfflineEventsApi } from "../../src/core/queue/offline-api";
-import { type Sandbox, startSandbox } from "../../src/sandbox";
-import { consumerOptions } from "../kit/consumer";
-import { sandboxClient } from "../kit/sandbox-client";
+import type { OfflineEventsApi } from "../../src/core/queue/offline-api";
+import type { Sandbox } from "../../src/sandbox";
+import { consumerOptions, consumerPartsPerTest } from "../kit/consumer";
 import { until } from "../wait";
 
 /** The get side attaching each event's object (entity stage) against the sandbox's CRM objects. */
@@ -26,22 +22,8 @@ describe("entity attach (against the sandbox's CRM objects)", function () {
   let api: OfflineEventsApi;
   let acks: AckQueue;
   let stateDir: string;
-  const consumers: OfflineConsumer[] = [];
-
-  beforeEach(async () => {
-    sandbox = await startSandbox({ rateLimit: false });
-    client = sandboxClient(sandbox, { retry: { maxAttempts: 1 } });
-    api = new OfflineEventsApi(client);
-    acks = new AckQueue(api);
-    stateDir = await fs.mkdtemp(join(tmpdir(), "b24-entity-"));
-  });
-
-  afterEach(async () => {
-    for (const c of consumers.splice(0)) await c.close();
-    await acks.close().catch(() => undefined);
-    client.close();
-    await sandbox.close();
-    await fs.rm(stateDir, { recursive: true, force: true });
+  const consumers = consumerPartsPerTest("b24-entity-", async (parts) => {
+    ({ sandbox, client, api, acks, stateDir } = parts);
   });
 
   function make(options: Partial<OfflineConsumerOptions> = {}) {

@@ -5,6 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Node, NodeAPI, NodeDef } from "node-red";
 import helper from "node-red-node-test-helper";
+import type { PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
+import type { EventMessage } from "../../src/nodes/shared/msg-contract";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
 import { type FlowNode, portalConfig, portalCredentials } from "./flows.cjs";
 
@@ -213,6 +215,27 @@ export async function startHttpNodeServer(): Promise<{ url: string; close(): Pro
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
+}
+
+/**
+ * "test-acker": stands in for the clear node where a test is about the get node: acks each msg (one event or a
+ * batch) through the portal's ack queue, then passes it on.
+ */
+export function ackerNode(RED: NodeAPI): void {
+  function TestAcker(this: Node, config: NodeDef & { portal: string }) {
+    RED.nodes.createNode(this, config);
+    const portal = RED.nodes.getNode(config.portal) as PortalNode;
+    this.on("input", (input, send, done) => {
+      const msg = input as unknown as EventMessage;
+      const meta = msg.bitrix24;
+      const ids = Array.isArray(msg.payload) ? msg.payload.map((e) => Number(e.ID)) : [meta.id];
+      portal.acks!.clear({ processId: meta.processId!, authConnector: meta.authConnector, ids }).then(() => {
+        send(input);
+        done();
+      }, done);
+    });
+  }
+  RED.nodes.registerType("test-acker", TestAcker);
 }
 
 /** A flow stage that holds every msg (a flow that dies before it acks): nothing passes on. */
