@@ -11,7 +11,7 @@ import { parseEntityMap } from "../../src/core/entities/entity-reads";
 import type { OfflineEventsApi } from "../../src/core/queue/offline-api";
 import { LmdbSnapshotStore } from "../../src/core/state/lmdb-snapshot-store";
 import type { Sandbox } from "../../src/sandbox";
-import { consumerOptions, consumerPartsPerTest } from "../kit/consumer";
+import { consumerOptions, consumerPartsPerTest, objectIdOf } from "../kit/consumer";
 import { bindOffline } from "../sandbox/rest-call";
 import { until } from "../wait";
 
@@ -79,9 +79,7 @@ describe("changes: the embedded snapshot store (lmdb)", () => {
   });
 });
 
-function objectId(d: Delivery): number {
-  return Number((d.event.EVENT_DATA as { FIELDS: { ID: string } }).FIELDS.ID);
-}
+const objectId = (d: Delivery): number => Number(objectIdOf(d));
 
 describe("changes: the consumer against the sandbox", function () {
   this.timeout(20000);

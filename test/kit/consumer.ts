@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AckQueue } from "../../src/core/acks/ack-queue";
 import type { Bitrix24Client } from "../../src/core/client/client";
-import type { OfflineConsumerOptions } from "../../src/core/consumer/consumer-types";
+import type { Delivery, OfflineConsumerOptions } from "../../src/core/consumer/consumer-types";
 import type { OfflineConsumer } from "../../src/core/consumer/offline-consumer";
 import { OfflineEventsApi } from "../../src/core/queue/offline-api";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
@@ -74,4 +74,9 @@ export function consumerPartsPerTest(
     parts = undefined;
   });
   return consumers;
+}
+
+/** The ID of the object a delivered event names (`EVENT_DATA.FIELDS.ID`, as CRM events carry it). */
+export function objectIdOf(d: Delivery): string {
+  return String((d.event.EVENT_DATA as { FIELDS: { ID: string } }).FIELDS.ID);
 }
