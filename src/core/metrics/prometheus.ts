@@ -1,5 +1,6 @@
 import { Counter, Gauge, Registry } from "prom-client";
-import { OPERATING_BUDGET_SECONDS, type PortalMetrics } from "./portal-metrics";
+import { OPERATING_BUDGET_SECONDS } from "./ops-snapshot";
+import type { PortalMetrics } from "./portal-metrics";
 
 /**
  * A portal's numbers in Prometheus' text format, through prom-client (the format's escaping, TYPE/HELP lines

@@ -1,4 +1,4 @@
-import type { OpsSnapshot } from "../../core/metrics/portal-metrics";
+import type { OpsSnapshot } from "../../core/metrics/ops-snapshot";
 import { opsPortals } from "../../nodes/shared/ops-hub";
 
 /** What an editor gets: the portals in use, each with its series from `sinceSecond` on. */
