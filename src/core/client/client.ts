@@ -2,11 +2,11 @@ import { EventEmitter, setMaxListeners } from "node:events";
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import { performance } from "node:perf_hooks";
-import { OAuthSession } from "../auth/oauth-session";
+import type { OAuthSession } from "../auth/oauth-session";
 import { Bitrix24Error } from "../rest/errors";
-import { validateOAuthServerUrl, validatePortalUrl, validateWebhookUrl } from "../rest/portal-url";
+import { validatePortalUrl } from "../rest/portal-url";
 import type { BatchCommand, CallResult, RestTime } from "../rest/types";
-import { type TokenSet, tokenStoreKey } from "../state/token-store";
+import type { TokenSet } from "../state/token-store";
 import { backoffDelay, type RetryPolicy, sleep } from "../transport/backoff";
 import { batchRisk, callRisk, type DeliveryRisk, mayHaveRun, mayHaveRunError } from "../transport/delivery-safety";
 import { MethodPauses } from "../transport/method-pauses";
@@ -14,11 +14,11 @@ import { movedOrigin } from "../transport/portal-move";
 import { type LeakyBucket, sharedBucket } from "../transport/rate-limiter";
 import { type Exchange, operatingResetAt, RestTransport } from "../transport/rest-transport";
 import { checkCommands, encodeCommands, METHOD_NAME, optionalNumber, readBatchAnswer } from "./batch-wire";
+import { clientAuth } from "./client-auth";
 import {
   type BatchOutcome,
   type CallOptions,
   type ClientOptions,
-  DEFAULT_OAUTH_SERVER,
   DEFAULT_RATE_LIMIT,
   DEFAULT_TIMEOUT_MS,
   MAX_BATCH_COMMANDS,
@@ -60,6 +60,9 @@ function invalidArgument(method: string, description: string): Bitrix24Error {
  * "portal-moved" (PortalMove) when a redirect moved every later call to a renamed portal's new address;
  * "method-paused" (MethodPause) when OPERATION_TIME_LIMIT pauses one method until its budget resets;
  * "operating" (OperatingInfo) for each answer (and batch command) that reported `time.operating`.
+ *
+ * Its options and events are typed in client-types.ts, how it authenticates is client-auth.ts, a batch on the
+ * wire is batch-wire.ts: this file is the call path (waits, the request, refresh, backoff, moves).
  */
 export class Bitrix24Client extends EventEmitter {
   readonly portalUrl: string;
@@ -96,44 +99,18 @@ export class Bitrix24Client extends EventEmitter {
     this.agents = [keepAlive.http, keepAlive.https, fresh.http, fresh.https];
     this.transport = new RestTransport({ timeoutMs, signal: this.closer.signal, keepAlive, fresh });
 
-    const auth = options.auth;
-    if (auth.type === "oauth") {
-      this.clientId = String(auth.clientId ?? "").trim();
-      const clientSecret = String(auth.clientSecret ?? "").trim();
-      if (!this.clientId || !clientSecret) {
-        throw new Bitrix24Error({ code: "INVALID_CONFIG", description: "OAuth needs a client id and a client secret" });
-      }
-      // With a token store the tokens may come later: from another process, or from the portal's installation.
-      if (!auth.accessToken && !auth.refreshToken && !options.tokenStore) {
-        throw new Bitrix24Error({
-          code: "INVALID_CONFIG",
-          description: "OAuth needs an access token or a refresh token: authorise the application first",
-        });
-      }
-      this.session = new OAuthSession({
-        clientId: this.clientId,
-        clientSecret,
-        accessToken: auth.accessToken,
-        refreshToken: auth.refreshToken,
-        oauthServer: validateOAuthServerUrl(auth.oauthServer || DEFAULT_OAUTH_SERVER),
-        serverEndpoint: auth.serverEndpoint,
-        store: options.tokenStore,
-        storeKey: tokenStoreKey(this.portalHost, this.clientId),
-        timeoutMs,
-        signal: this.closer.signal,
-        agents: keepAlive,
-        onTokens: (tokens: TokenSet) => this.emit("tokens", tokens),
-        onRequest: (info: RequestInfo) => this.emit("request", info),
-        onStoreError: (err: Bitrix24Error) => this.emit("token-store-error", err),
-      });
-    } else if (auth.type === "webhook") {
-      this.clientId = "";
-      const webhook = new URL(validateWebhookUrl(auth.webhookUrl));
-      this.webhookPath = webhook.pathname;
-      this.origin = webhook.origin;
-    } else {
-      throw new Bitrix24Error({ code: "INVALID_CONFIG", description: "auth.type must be oauth or webhook" });
-    }
+    const auth = clientAuth(options, this.portalHost, {
+      timeoutMs,
+      signal: this.closer.signal,
+      agents: keepAlive,
+      onTokens: (tokens: TokenSet) => this.emit("tokens", tokens),
+      onRequest: (info: RequestInfo) => this.emit("request", info),
+      onStoreError: (err: Bitrix24Error) => this.emit("token-store-error", err),
+    });
+    this.clientId = auth.clientId;
+    this.session = auth.session;
+    this.webhookPath = auth.webhook?.path;
+    if (auth.webhook) this.origin = auth.webhook.origin;
 
     const rate = options.rateLimit === undefined ? DEFAULT_RATE_LIMIT : options.rateLimit;
     this.bucket = rate === false ? undefined : sharedBucket(`${this.portalHost}\n${this.clientId || "webhook"}`, rate);
