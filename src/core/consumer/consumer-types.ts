@@ -1,5 +1,6 @@
 import type { AckQueue } from "../acks/ack-queue";
 import type { DeliveryChanges } from "../changes/change-tracker";
+import { parseWatchFields } from "../changes/compare";
 import type { EntityAttachment, EntityMap } from "../entities/entity-reads";
 import type { OfflineEventsApi } from "../queue/offline-api";
 import { Bitrix24Error } from "../rest/errors";
@@ -80,6 +81,31 @@ export type ConsumerSettings = Required<
   Omit<OfflineConsumerOptions, "filter" | "order" | "entityMap" | "registry" | "snapshots">
 > &
   Pick<OfflineConsumerOptions, "filter" | "order" | "entityMap" | "snapshots">;
+
+/** At most this many gets go in one batch request (the portal's limit of commands per batch). */
+const MAX_BATCH = 50;
+
+export function consumerSettings(options: OfflineConsumerOptions): ConsumerSettings {
+  const ackTimeoutMs = Math.max(1, options.ackTimeoutMs);
+  const maxDeliveries = Math.max(1, Math.floor(options.maxDeliveries));
+  return {
+    ...options,
+    limit: Math.max(1, Math.floor(options.limit)),
+    maxInFlight: Math.max(0, Math.floor(options.maxInFlight)),
+    prefetch: Math.min(MAX_BATCH, Math.max(1, Math.floor(options.prefetch))),
+    ackTimeoutMs,
+    maxDeliveries,
+    externalConsumers: options.externalConsumers === true,
+    orphanAgeMs: options.orphanAgeMs ?? ackTimeoutMs * (maxDeliveries + 1),
+    sweepPages: options.sweepPages ?? 20,
+    ackWindowMs: options.ackWindowMs ?? 3,
+    closeWaitMs: options.closeWaitMs ?? 5000,
+    changes: options.changes === true,
+    watchFields: parseWatchFields(options.watchFields),
+    // What changed is found by comparing objects: the changes option reads them.
+    entity: options.entity === true || options.changes === true,
+  };
+}
 
 /** The consumer's flags as its parts read them (live: getters on the consumer, not copies). */
 export interface ConsumerFlags {

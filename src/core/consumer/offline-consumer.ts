@@ -1,16 +1,11 @@
 import { EventEmitter } from "node:events";
 import type { AckedNotice } from "../acks/ack-queue";
-import { ChangeTracker } from "../changes/change-tracker";
-import { parseWatchFields } from "../changes/compare";
-import { FieldLabels } from "../changes/field-labels";
-import { BUILTIN_ENTITY_MAP, type ObjectRef, objectRefOf } from "../entities/entity-reads";
+import { BUILTIN_ENTITY_MAP } from "../entities/entity-reads";
 import { EntityStage } from "../entities/entity-stage";
-import { EXTENDED_MODE_FEATURE, extendedModeError, isExtendedModeRefusal } from "../queue/extended-mode";
-import type { Bitrix24Error } from "../rest/errors";
+import { isExtendedModeRefusal } from "../queue/extended-mode";
 import type { OfflineGetResult } from "../rest/types";
 import { fileInstanceRegistry } from "../state/file-instance-registry";
-import { LmdbSnapshotStores } from "../state/lmdb-snapshot-store";
-import { sendChunked } from "./consumer-batch";
+import { ConsumerChanges } from "./consumer-changes";
 import {
   asError,
   type ConsumerAcks,
@@ -20,6 +15,7 @@ import {
   type ConsumerPhase,
   type ConsumerSettings,
   type ConsumerState,
+  consumerSettings,
   type DeliveryGroup,
   type DrainOverrides,
   type DrainSummary,
@@ -33,6 +29,7 @@ import { DrainRound } from "./drain-round";
 import { HeldLedger, RedeliveryTimer } from "./held-ledger";
 import { JournalWriter } from "./journal-writer";
 import { Recovery } from "./recovery";
+import { StartUp } from "./start-up";
 import { Takeover } from "./takeover";
 
 /**
@@ -44,8 +41,10 @@ import { Takeover } from "./takeover";
  * - recovery.ts: re-selects with clear=0 (start-up recovery, redelivery, orphan adoption, msg.processId);
  * - takeover.ts (+ orphan-sweep.ts): what dead consumers of the queue held, found through the instance registry;
  * - journal-writer.ts: the process-id journal, written before events are emitted (and a mark before each get);
- * - entity-stage.ts (with the entity option): the objects events name, read by the next round's request.
- * This class holds start-up, delivery (persist, then emit), redelivery timing, pause/resume and close.
+ * - entity-stage.ts (with the entity option): the objects events name, read by the next round's request;
+ * - consumer-changes.ts (with the changes option): what changed, attached before emitting, committed on ack.
+ * - start-up.ts: the extended-mode check and the takeover before the first fetch, the fallback or refusal.
+ * This class holds delivery (persist, then emit), redelivery timing, pause/resume and close.
  */
 
 export { EXTENDED_MODE_FEATURE, isExtendedModeRefusal, NO_EXTENDED_MODE } from "../queue/extended-mode";
@@ -64,8 +63,6 @@ export type {
   OfflineConsumerOptions,
 } from "./consumer-types";
 
-const MAX_BATCH = 50;
-
 export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
   private readonly o: ConsumerSettings;
   private modeNow: ConsumerMode;
@@ -78,13 +75,9 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
   private readonly round: DrainRound;
   private readonly loop: DrainLoop;
   private readonly entities: EntityStage<DeliveryGroup> | undefined;
-  /** Changes option: the tracker, once its store is open. */
-  private readonly tracker: Promise<ChangeTracker> | undefined;
-  private readonly labels: FieldLabels | undefined;
-  private unchangedTotal = 0;
-  private started: Promise<void> | undefined;
-  /** Set once the portal refused ack mode for good; every later trigger is refused with a fresh error. */
-  private refusal: { cause?: Bitrix24Error } | undefined;
+  /** The changes option's tracker and its hooks. */
+  private readonly changes: ConsumerChanges | undefined;
+  private readonly startUp: StartUp;
   private phase: ConsumerPhase = "idle";
   private paused = false;
   private closed = false;
@@ -99,31 +92,18 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
     options: OfflineConsumerOptions,
   ) {
     super();
-    const ackTimeoutMs = Math.max(1, options.ackTimeoutMs);
-    const maxDeliveries = Math.max(1, Math.floor(options.maxDeliveries));
-    const o: ConsumerSettings = {
-      ...options,
-      limit: Math.max(1, Math.floor(options.limit)),
-      maxInFlight: Math.max(0, Math.floor(options.maxInFlight)),
-      prefetch: Math.min(MAX_BATCH, Math.max(1, Math.floor(options.prefetch))),
-      ackTimeoutMs,
-      maxDeliveries,
-      externalConsumers: options.externalConsumers === true,
-      orphanAgeMs: options.orphanAgeMs ?? ackTimeoutMs * (maxDeliveries + 1),
-      sweepPages: options.sweepPages ?? 20,
-      ackWindowMs: options.ackWindowMs ?? 3,
-      closeWaitMs: options.closeWaitMs ?? 5000,
-      changes: options.changes === true,
-      watchFields: parseWatchFields(options.watchFields),
-      // What changed is found by comparing objects: the changes option reads them.
-      entity: options.entity === true || options.changes === true,
-    };
+    const o = consumerSettings(options);
     this.o = o;
     this.modeNow = options.mode;
     const errorFlag: 0 | 1 = options.errorRecords ? 1 : 0;
     this.errorFlag = errorFlag;
     const authConnector = o.authConnector;
-    this.ledger = new HeldLedger({ errorFlag, authConnector, maxDeliveries, ackTimeoutMs });
+    this.ledger = new HeldLedger({
+      errorFlag,
+      authConnector,
+      maxDeliveries: o.maxDeliveries,
+      ackTimeoutMs: o.ackTimeoutMs,
+    });
     this.redelivery = new RedeliveryTimer(this.ledger, () => this.onRedeliveryDue());
     const queue = { portalHost: o.portalHost, clientId: o.clientId, authConnector, error: errorFlag };
     const registry = options.registry ?? fileInstanceRegistry(o.stateDir);
@@ -135,27 +115,17 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
       registry,
     );
     const entityMap = o.entityMap ?? BUILTIN_ENTITY_MAP;
-    // Changes: the field metadata for labels rides in the entity stage's requests, like the objects.
-    this.labels = o.changes ? new FieldLabels(o.watchFields) : undefined;
-    const labels = this.labels;
+    this.changes = o.changes
+      ? new ConsumerChanges(o, api, acks, { mode: () => this.modeNow, track: (work) => this.track(work), fail })
+      : undefined;
     this.entities = o.entity
       ? new EntityStage(
           entityMap,
           ({ method, error }) => this.emit("warning", { code: "ENTITY_READ_FAILED", method, error }),
           (method) => this.emit("entity-read-recovered", method),
-          labels && {
-            commands: (events) =>
-              labels.preload(
-                events.map((e) => objectRefOf(e, entityMap)).filter((r): r is ObjectRef => r !== undefined),
-              ),
-            absorb: (commands, outcome) => labels.absorb(commands, outcome),
-          },
+          this.changes?.ridingReads(entityMap),
         )
       : undefined;
-    this.tracker = o.changes ? this.openTracker() : undefined;
-    // Without a listener an open failure would be unhandled until the first drain reports it.
-    this.tracker?.catch(() => undefined);
-    const tracker = this.tracker;
     const consumer = this;
     const flags: ConsumerFlags = {
       get mode() {
@@ -185,13 +155,10 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
         track: (work) => this.track(work),
         emitState: () => this.emitState(),
         failed: (err) => {
-          if (isExtendedModeRefusal(err)) this.extendedModeMissing(err);
+          if (isExtendedModeRefusal(err)) this.startUp.extendedModeMissing(err);
         },
         scheduleRedelivery: () => this.scheduleRedelivery(),
-        changes: tracker && {
-          reselected: async (processId, events) => (await tracker).reselected(processId, events),
-          compare: (groups, tally, drop) => this.withChanges(groups, tally, drop),
-        },
+        changes: this.changes,
       },
       this.entities,
     );
@@ -199,7 +166,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
       api,
       this.journal,
       registry,
-      { ...o, queue, sweepEveryMs: ackTimeoutMs },
+      { ...o, queue, sweepEveryMs: o.ackTimeoutMs },
       {
         flags,
         heldHere: () => this.ledger.processIds(),
@@ -223,16 +190,22 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
         fetchFailed: (since) => this.journal.endFetch(since, true),
         recordFetched: (results, since) => this.recordFetched(results, since),
         emit: (groups, tally) => this.emitFetched(groups, tally),
-        extendedModeMissing: (cause) => this.extendedModeMissing(cause),
+        extendedModeMissing: (cause) => this.startUp.extendedModeMissing(cause),
       },
       this.entities,
     );
+    this.startUp = new StartUp(api, {
+      mode: () => this.modeNow,
+      allowAtMostOnce: o.allowAtMostOnce,
+      fallBack: () => this.fallBackToAuto(),
+      takeover: (tally) => this.takeover.start(tally),
+    });
     this.loop = new DrainLoop(this.round, o, {
       flags,
       wantResume: () => {
         this.resumeWanted = true;
       },
-      ensureStarted: (tally) => this.ensureStarted(tally),
+      ensureStarted: (tally) => this.startUp.ensure(tally),
       setPhase: (phase) => this.setPhase(phase),
       drained: (summary) => this.emit("drained", summary),
     });
@@ -250,7 +223,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
       mode: this.modeNow,
       pending: this.ledger.pending,
       maxInFlight: this.o.maxInFlight,
-      unchanged: this.unchangedTotal,
+      unchanged: this.changes?.unchangedTotal ?? 0,
     };
   }
 
@@ -276,7 +249,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
     const startedAt = Date.now();
     const tally = newTally();
     if (this.closed) return stoppedSummary();
-    await this.ensureStarted(tally);
+    await this.startUp.ensure(tally);
     const limit = Math.max(overrides.limit ?? this.o.limit, this.ledger.sizeOf(processId));
     const result = await this.api.get(this.recovery.params(processId, limit));
     tally.requests++;
@@ -337,9 +310,9 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
     }
     this.acks?.off("acked", this.onAcked);
     // Changes: the flushed acks' state commits (and their ledger updates) go before the journal and store close.
-    if (this.tracker) await Promise.allSettled([...this.background]);
+    if (this.changes) await Promise.allSettled([...this.background]);
     await this.journal.close();
-    await this.tracker?.then((t) => t.close()).catch(() => undefined);
+    await this.changes?.close();
     await this.takeover.close();
     this.clearTimers(); // a late answer may have scheduled one
   }
@@ -371,7 +344,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
     if (fetched.length === 0) return;
     // Closing: the records are in the journal and come back after the restart; nobody would receive them now.
     if (this.closed && this.modeNow === "ack") return;
-    const groups = await this.withChanges(fetched, tally, true);
+    const groups = await (this.changes?.compare(fetched, tally, true) ?? fetched);
     if (this.closed && this.modeNow === "ack") return;
     this.scheduleRedelivery();
     for (const group of groups) {
@@ -384,17 +357,8 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
   }
 
   private handleAcked(notice: AckedNotice): void {
-    if (this.tracker && (notice.authConnector ?? "") === this.o.authConnector) {
-      // The state commit first, then the ledger (and so the journal) forgets the records: after a crash in between,
-      // the journal still names the process, and its re-select shows the records gone (change-tracker.ts).
-      this.track(
-        this.tracker
-          .then((t) => t.acked(notice))
-          .catch((err) => this.emit("failure", asError(err)))
-          .finally(() => this.applyAck(notice)),
-      );
-      return;
-    }
+    // Changes: the state commit goes first, and applies the ack after it (consumer-changes.ts).
+    if (this.changes?.acked(notice, () => this.applyAck(notice))) return;
     this.applyAck(notice);
   }
 
@@ -410,48 +374,12 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
 
   // ---------------------------------------------------------------------------------------------- start
 
-  private ensureStarted(tally: Tally): Promise<void> {
-    // A fresh error each time: callers that report a failure once per error object still see every refusal.
-    if (this.refusal) return Promise.reject(extendedModeError(this.refusal.cause));
-    if (!this.started) {
-      this.started = this.start(tally).catch((err) => {
-        this.started = undefined; // a failed start (network) is tried again by the next trigger
-        throw err;
-      });
-    }
-    return this.started;
-  }
-
-  /** Ack mode only: the portal's extended mode, then what dead consumers held (journals, orphans). */
-  private async start(tally: Tally): Promise<void> {
-    if (this.modeNow !== "ack") return;
-    let extended: boolean | undefined;
-    try {
-      extended = await this.api.feature(EXTENDED_MODE_FEATURE);
-      tally.requests++;
-    } catch {
-      // Not conclusive (old portal, no feature.get): the license error of the first get tells.
-    }
-    if (extended === false) {
-      this.extendedModeMissing();
-      if (this.modeNow !== "ack") return;
-    }
-    await this.takeover.start(tally);
-  }
-
-  /** Fails the start (ack mode refused) or switches to auto mode when the user allowed at-most-once. */
-  private extendedModeMissing(cause?: Bitrix24Error): void {
-    if (this.o.allowAtMostOnce) {
-      if (this.modeNow === "ack") {
-        this.modeNow = "auto";
-        this.acks?.off("acked", this.onAcked);
-        this.emit("warning", { code: "AT_MOST_ONCE_FALLBACK" });
-        this.emitState();
-      }
-      return;
-    }
-    this.refusal = { cause };
-    throw extendedModeError(cause);
+  /** The portal cannot hold records and the user allowed at-most-once (start-up.ts decides). */
+  private fallBackToAuto(): void {
+    this.modeNow = "auto";
+    this.acks?.off("acked", this.onAcked);
+    this.emit("warning", { code: "AT_MOST_ONCE_FALLBACK" });
+    this.emitState();
   }
 
   // ---------------------------------------------------------------------------------------------- timers
@@ -474,60 +402,6 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
     this.redelivery.stop();
     this.takeover.stop();
     this.journal.cancelLazy();
-  }
-
-  // ---------------------------------------------------------------------------------------------- changes
-
-  private async openTracker(): Promise<ChangeTracker> {
-    const o = this.o;
-    // One history per queue and watch list: two nodes watching different fields must not advance each other.
-    const ns = [o.portalHost, o.clientId, o.authConnector, o.watchFields.join(",")].join("\u0000");
-    const store = await (o.snapshots ?? new LmdbSnapshotStores(o.stateDir)).open(ns);
-    return new ChangeTracker({
-      store,
-      map: o.entityMap ?? BUILTIN_ENTITY_MAP,
-      watch: o.watchFields,
-      labels: this.labels,
-      send: (commands) => sendChunked(this.api.client, commands),
-    });
-  }
-
-  /**
-   * The changes option: each event gets what changed (durable before it is emitted); with `drop`, events with no
-   * watched change are acked here (ack mode) instead of emitted. Their ack commits their state like any other.
-   */
-  private async withChanges(groups: DeliveryGroup[], tally: Tally, drop: boolean): Promise<DeliveryGroup[]> {
-    if (!this.tracker) return groups;
-    const tracker = await this.tracker;
-    await tracker.prepare(groups, this.modeNow);
-    if (!drop) return groups;
-    const out: DeliveryGroup[] = [];
-    for (const g of groups) {
-      const unchanged = g.deliveries.filter((d) => d.changes?.unchanged);
-      if (unchanged.length === 0) {
-        out.push(g);
-        continue;
-      }
-      const ack = this.modeNow === "ack" && g.processId !== null;
-      if (ack && !this.acks) {
-        out.push(g); // nobody here could ack them: the flow must
-        continue;
-      }
-      if (ack && this.acks && g.processId !== null) {
-        const target = {
-          processId: g.processId,
-          ids: unchanged.map((d) => d.id),
-          ...(g.authConnector ? { authConnector: g.authConnector } : {}),
-        };
-        // A failed ack leaves them held: the ack timeout redelivers them, compared again.
-        this.track(this.acks.clear(target).catch((err) => this.emit("failure", asError(err))));
-      }
-      tally.unchanged += unchanged.length;
-      this.unchangedTotal += unchanged.length;
-      const rest = g.deliveries.filter((d) => !d.changes?.unchanged);
-      if (rest.length > 0) out.push({ ...g, deliveries: rest });
-    }
-    return out;
   }
 
   // ---------------------------------------------------------------------------------------------- misc
