@@ -2,10 +2,10 @@ import { promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import should from "should";
-import { Bitrix24Client, type ClientOptions, type OAuthAuth, type TokenSet } from "../../src/core/client/client";
+import type { Bitrix24Client, ClientOptions, OAuthAuth, TokenSet } from "../../src/core/client/client";
 import { Bitrix24Error } from "../../src/core/rest/errors";
-import { FileTokenStore, fingerprint, tokenStoreKey } from "../../src/core/state/token-store";
-import { fakeAppAuth } from "../kit/clients";
+import { fingerprint, tokenStoreKey } from "../../src/core/state/token-store";
+import { fakeAppClient } from "../kit/clients";
 import { OAuthPortal } from "../kit/fake-portal";
 
 describe("core/client OAuth refresh and token persistence", () => {
@@ -17,12 +17,8 @@ describe("core/client OAuth refresh and token persistence", () => {
     overrides: Partial<ClientOptions["auth"]> = {},
     options: Partial<ClientOptions> = {},
   ): Bitrix24Client {
-    const c = new Bitrix24Client({
-      portalUrl: portal.url,
-      auth: fakeAppAuth(portal.url, overrides as Partial<OAuthAuth>),
-      rateLimit: false,
+    const c = fakeAppClient(portal.url, dir, overrides as Partial<OAuthAuth>, {
       retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 5 },
-      tokenStore: new FileTokenStore(dir),
       ...options,
     });
     clients.push(c);

@@ -1,20 +1,14 @@
 import should from "should";
 import { Bitrix24Client } from "../../src/core/client/client";
 import { OfflineEventsApi, parseGetResult, validateFilter, validateOrder } from "../../src/core/queue/offline-api";
-import { Bitrix24Error } from "../../src/core/rest/errors";
+import type { Bitrix24Error } from "../../src/core/rest/errors";
 import { FakePortal, type SeenRequest, sendResult } from "../kit/fake-portal";
+import { thrown } from "../kit/rejection";
 
 const MID = "0123456789abcdef0123456789abcdef";
 
 function refusal(fn: () => unknown): Bitrix24Error {
-  try {
-    fn();
-  } catch (err) {
-    should(err).be.instanceOf(Bitrix24Error);
-    should((err as Bitrix24Error).code).equal("INVALID_ARGUMENT");
-    return err as Bitrix24Error;
-  }
-  throw new Error("expected INVALID_ARGUMENT");
+  return thrown(fn, "INVALID_ARGUMENT");
 }
 
 describe("core/offline-api filter and order validation", () => {

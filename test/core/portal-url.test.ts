@@ -1,17 +1,11 @@
 import should from "should";
 import { validatePortalUrl } from "../../src/core/client/client";
-import { Bitrix24Error } from "../../src/core/rest/errors";
+import type { Bitrix24Error } from "../../src/core/rest/errors";
 import { isLoopbackHost, validateOAuthServerUrl, validateWebhookUrl } from "../../src/core/rest/portal-url";
+import { thrown } from "../kit/rejection";
 
 function configError(fn: () => unknown): Bitrix24Error {
-  try {
-    fn();
-  } catch (err) {
-    should(err).be.instanceOf(Bitrix24Error);
-    should((err as Bitrix24Error).code).equal("INVALID_CONFIG");
-    return err as Bitrix24Error;
-  }
-  throw new Error("expected INVALID_CONFIG");
+  return thrown(fn, "INVALID_CONFIG");
 }
 
 describe("core/portal-url", () => {

@@ -13,7 +13,7 @@ import { oauthServerFromDomain, oauthServerFromEndpoint } from "../../src/core/r
 import { FileTokenStore, fingerprint, tokenStoreKey } from "../../src/core/state/token-store";
 import { MethodPauses } from "../../src/core/transport/method-pauses";
 import { MAX_REDIRECT_HOPS } from "../../src/core/transport/portal-move";
-import { fakeAppAuth } from "../kit/clients";
+import { fakeAppClient } from "../kit/clients";
 import { FakePortal, type SeenRequest, sendError, sendJson, sendResult } from "../kit/fake-portal";
 import { rejection } from "../kit/rejection";
 import { sleep, until } from "../wait";
@@ -47,14 +47,7 @@ describe("core/client against what real portals do (renames, OAuth regions, limi
     auth: Partial<Extract<ClientOptions["auth"], { type: "oauth" }>> = {},
     options: Partial<ClientOptions> = {},
   ): Bitrix24Client {
-    const c = new Bitrix24Client({
-      portalUrl: url,
-      auth: fakeAppAuth(url, auth),
-      rateLimit: false,
-      retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 },
-      tokenStore: new FileTokenStore(dir),
-      ...options,
-    });
+    const c = fakeAppClient(url, dir, auth, options);
     clients.push(c);
     return c;
   }

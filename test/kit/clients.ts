@@ -1,4 +1,5 @@
 import { Bitrix24Client, type ClientOptions, type OAuthAuth } from "../../src/core/client/client";
+import { FileTokenStore } from "../../src/core/state/token-store";
 import type { RetryPolicy } from "../../src/core/transport/backoff";
 import { FakePortal, type Handler, sendResult } from "../kit/fake-portal";
 
@@ -59,4 +60,24 @@ export function fakeAppAuth(oauthServer: string, over: Partial<OAuthAuth> = {}):
     oauthServer,
     ...over,
   };
+}
+
+/**
+ * An OAuth client of the fake-portal application on the portal at `url` (its OAuth server too), its token file in
+ * `dir`, without a rate limit and with short retry delays; `options` win. The caller closes it.
+ */
+export function fakeAppClient(
+  url: string,
+  dir: string,
+  auth: Partial<OAuthAuth> = {},
+  options: Partial<ClientOptions> = {},
+): Bitrix24Client {
+  return new Bitrix24Client({
+    portalUrl: url,
+    auth: fakeAppAuth(url, auth),
+    rateLimit: false,
+    retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 },
+    tokenStore: new FileTokenStore(dir),
+    ...options,
+  });
 }

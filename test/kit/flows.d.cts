@@ -26,7 +26,10 @@ export declare function portalCredentials(sandbox: SandboxLike, extra?: Record<s
 /** A node of a flow: what was given (its id, say) and the type it is known by. */
 type Node<T> = T & { type: string; [key: string]: unknown };
 
-export declare function portalConfig<T extends FlowNode = FlowNode>(sandbox: SandboxLike, extra?: T): Node<T>;
+export declare function portalConfig<T extends FlowNode = FlowNode>(
+  sandbox: SandboxLike,
+  extra?: T,
+): Node<T> & { id: string };
 export declare const GET_NODE: Readonly<FlowNode>;
 export declare function getNode<T extends FlowNode = FlowNode>(over?: T): Node<T>;
 export declare function clearNode<T extends FlowNode = FlowNode>(over?: T): Node<T>;

@@ -9,6 +9,7 @@ import helper from "node-red-node-test-helper";
 import should from "should";
 import type { PortalNode } from "../../src/nodes/bitrix24-portal/portal-config";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
+import { portalConfig, portalCredentials } from "../kit/flows.cjs";
 import { until } from "../wait";
 
 // The build output, as Node-RED loads it.
@@ -68,30 +69,12 @@ describe("bitrix24-portal metricsPath (Prometheus)", function () {
   async function load(portal: Record<string, unknown>, settings: Record<string, unknown> = {}): Promise<void> {
     userDir = mkdtempSync(join(tmpdir(), "b24-metrics-"));
     helper.settings({ userDir, httpNodeRoot: "/", ...settings });
-    const c = sandbox.credentials;
     const flow = [
-      {
-        id: "p",
-        type: "bitrix24-portal",
-        portalUrl: sandbox.url,
-        authType: "oauth",
-        oauthServer: sandbox.url,
-        rateLimit: 50,
-        rateBurst: 50,
-        ...portal,
-      },
+      portalConfig(sandbox, { rateLimit: 50, rateBurst: 50, ...portal }),
       { id: "g", type: "bitrix24-offline-get", portal: "p", limit: 50, wires: [["c"], [], []] },
       { id: "c", type: "bitrix24-offline-clear", portal: "p", by: "id", wires: [[]] },
     ];
-    const credentials = {
-      p: {
-        clientId: c.clientId,
-        clientSecret: c.clientSecret,
-        accessToken: c.accessToken,
-        refreshToken: c.refreshToken,
-        applicationToken: c.applicationToken,
-      },
-    };
+    const credentials = { p: portalCredentials(sandbox) };
     await helper.load([portalNode, getNode, clearNode, captureHttpNode], flow, credentials);
   }
 

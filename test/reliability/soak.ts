@@ -18,7 +18,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from "node-red";
 import type { PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
 import { type Faults, startSandbox } from "../../src/sandbox";
 import { DeliveryBook, FaultCounter, sleep } from "./ledger";
-import { GET_DEFAULTS, helper, nodes } from "./node-rig";
+import { GET_DEFAULTS, helper, nodes, portalConfig } from "./node-rig";
 
 function option(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -110,16 +110,7 @@ async function main(): Promise<void> {
   const sandbox = await startSandbox({ rateLimit: { burst: 50, perSecond: 5 } });
   const c = sandbox.credentials;
   const flow = [
-    {
-      id: "p",
-      type: "bitrix24-portal",
-      portalUrl: sandbox.url,
-      authType: "oauth",
-      oauthServer: sandbox.url,
-      rateLimit: 5,
-      rateBurst: 50,
-      timeout: 2,
-    },
+    portalConfig(sandbox, { rateLimit: 5, rateBurst: 50, timeout: 2 }),
     {
       id: "t1",
       type: "bitrix24-offline-trigger",
