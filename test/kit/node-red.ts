@@ -61,6 +61,17 @@ export function callsOf(node: SpiedNode, method: "status" | "error" | "warn" | "
   return spy.args.filter((_args, i) => spy.thisValues[i] === node);
 }
 
+/** What a node handed to node.error (the Catch node's view): the error and the msg, with the parts tests read. */
+export type ReportedError = [
+  { code: string; message: string },
+  { _tag?: string; bitrix24: { error: { code: string } } },
+];
+
+/** The `i`-th error the spied `node` reported (any node's, as the spy records them: tests look at one node). */
+export function reportedError(node: Pick<SpiedNode, "error">, i = 0): ReportedError {
+  return node.error.args[i] as ReportedError;
+}
+
 export function statusesOf(node: SpiedNode): StatusArg[] {
   return callsOf(node, "status").map((args) => args[0] as StatusArg);
 }

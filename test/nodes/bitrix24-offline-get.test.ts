@@ -3,7 +3,17 @@ import { parseGetConfig } from "../../src/nodes/bitrix24-offline-get/bitrix24-of
 import type { PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
 import type { EventMessage } from "../../src/nodes/shared/msg-contract";
 import { getNode } from "../kit/flows.cjs";
-import { ackerNode, collect, helper, helpers, lastStatus, nodeRedPerTest, nodes, spied } from "../kit/node-red";
+import {
+  ackerNode,
+  collect,
+  helper,
+  helpers,
+  lastStatus,
+  nodeRedPerTest,
+  nodes,
+  reportedError,
+  spied,
+} from "../kit/node-red";
 import { sleep, until } from "../wait";
 
 describe("bitrix24-offline-get node", function () {
@@ -358,10 +368,7 @@ describe("bitrix24-offline-get node", function () {
     const { node } = await load({}, { ack: false });
     node.receive({ _tag: "t2" });
     await until(() => node.error.args.length > 0);
-    const [err, msg] = node.error.args[0] as [
-      { code: string },
-      { _tag: string; bitrix24: { error: { code: string } } },
-    ];
+    const [err, msg] = reportedError(node);
     should(err.code).equal("ACCESS_DENIED");
     should(msg._tag).equal("t2");
     should(msg.bitrix24.error.code).equal("ACCESS_DENIED");

@@ -2,7 +2,7 @@ import axios from "axios";
 import should from "should";
 import type { QueueSummary } from "../../src/core/queue/queue-summary";
 import { listNode } from "../kit/flows.cjs";
-import { nextMsg, nodeRedPerTest, nodes, spied } from "../kit/node-red";
+import { nextMsg, nodeRedPerTest, nodes, reportedError, type SpiedNode, spied } from "../kit/node-red";
 
 interface ListMsg {
   payload: Array<{ ID: string; PROCESS_ID: string | null; ERROR: string; EVENT_NAME: string }>;
@@ -22,8 +22,11 @@ describe("bitrix24-offline-list node", () => {
     return spied("l");
   }
 
-  function next(): Promise<ListMsg> {
-    return nextMsg<ListMsg>("out");
+  /** What the node sends for `msg`. */
+  function listed(node: SpiedNode, msg: Record<string, unknown> = {}): Promise<ListMsg> {
+    const out = nextMsg<ListMsg>("out");
+    node.receive(msg);
+    return out;
   }
 
   function listRequests(): number {
@@ -33,9 +36,7 @@ describe("bitrix24-offline-list node", () => {
   it("reads every page with allPages (120 records -> 3 requests)", async () => {
     sandbox.addEvents(120);
     const node = await load({ allPages: true });
-    const out = next();
-    node.receive({});
-    const msg = await out;
+    const msg = await listed(node);
     should(msg.payload.length).equal(120);
     should(msg.total).equal(120);
     should(new Set(msg.payload.map((r) => r.ID)).size).equal(120);
@@ -51,18 +52,14 @@ describe("bitrix24-offline-list node", () => {
   it("reads one page of 50 without allPages, with the portal's total and next", async () => {
     sandbox.addEvents(120);
     const node = await load({ allPages: false });
-    let out = next();
-    node.receive({});
-    let msg = await out;
+    let msg = await listed(node);
     should(msg.payload.length).equal(50);
     should(msg.total).equal(120);
     should(msg.next).equal(50);
     should(msg.summary).match({ total: 120, counted: 50 });
     should(listRequests()).equal(1);
 
-    out = next();
-    node.receive({ start: 100 });
-    msg = await out;
+    msg = await listed(node, { start: 100 });
     should(msg.payload.length).equal(20);
     should(msg.next).be.undefined();
   });
@@ -78,16 +75,12 @@ describe("bitrix24-offline-list node", () => {
     const processId = data.result.process_id as string;
     const node = await load({ filter: '{"=ERROR": 0}', order: '{"ID": "DESC"}' });
 
-    let out = next();
-    node.receive({ filter: { "=PROCESS_ID": processId } });
-    let msg = await out;
+    let msg = await listed(node, { filter: { "=PROCESS_ID": processId } });
     should(msg.payload.length).equal(5);
     should(msg.payload.every((r) => r.PROCESS_ID === processId)).be.true();
     should(msg.summary).match({ held: 5, unprocessed: 0, error: 0 });
 
-    out = next();
-    node.receive({});
-    msg = await out;
+    msg = await listed(node);
     should(msg.payload.length).equal(30);
     should(Number(msg.payload[0].ID)).be.above(Number(msg.payload[29].ID));
     should(msg.summary).match({ held: 5, unprocessed: 25 });
@@ -111,10 +104,7 @@ describe("bitrix24-offline-list node", () => {
     node.receive({ filter: "{not json" });
     await new Promise((r) => setTimeout(r, 50));
     should(node.error.args.length).equal(2);
-    const [err, msg] = node.error.args[0] as [
-      { code: string },
-      { _tag: string; bitrix24: { error: { code: string } } },
-    ];
+    const [err, msg] = reportedError(node);
     should(err.code).equal("INVALID_ARGUMENT");
     should(msg._tag).equal("m1");
     should(msg.bitrix24.error.code).equal("INVALID_ARGUMENT");
