@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import should from "should";
 import type { RetryInfo } from "../../src/core/client/client";
+import { fileStateStores } from "../../src/core/state/file-state";
 import { clientOptionsFor, type PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
 import {
@@ -287,7 +288,7 @@ describe("nodes against what real portals do (renames, OAuth regions, limits)", 
   it("the request timeout defaults above the portal's 60 s cut-off; a saved value is kept", () => {
     const config = { portalUrl: "https://example.bitrix24.com", oauthServer: "", rateLimit: 2, rateBurst: 50 };
     const credentials = { clientId: "a", clientSecret: "b", refreshToken: "r" };
-    should(clientOptionsFor(config, credentials, userDir).timeoutMs).equal(75_000);
-    should(clientOptionsFor({ ...config, timeout: 30 }, credentials, userDir).timeoutMs).equal(30_000);
+    should(clientOptionsFor(config, credentials, fileStateStores(userDir)).timeoutMs).equal(75_000);
+    should(clientOptionsFor({ ...config, timeout: 30 }, credentials, fileStateStores(userDir)).timeoutMs).equal(30_000);
   });
 });

@@ -3,7 +3,7 @@ import type { EntityAttachment, EntityMap } from "../entities/entity-reads";
 import type { OfflineEventsApi } from "../queue/offline-api";
 import { Bitrix24Error } from "../rest/errors";
 import type { OfflineEvent, OfflineFilter, OfflineOrder } from "../rest/types";
-import type { JournalLoadWarning } from "../state/process-journal";
+import type { JournalLoadWarning, JournalStore } from "../state/state-seam";
 
 /**
  * What the offline consumer and its parts (drain round, held-process ledger, recovery, orphan sweep, journal
@@ -16,8 +16,13 @@ export interface OfflineConsumerOptions {
   /** Portal host and application: with the connector and error flag, the journal's key. */
   portalHost: string;
   clientId: string;
-  /** Directory for the journal (the portal's stateDir). */
-  stateDir: string;
+  /**
+   * Where the process-id journal persists (the state seam: the portal's `StateStores.journals`). Without it, files
+   * in `stateDir`; one of the two is required.
+   */
+  journals?: JournalStore;
+  /** Directory for the journal when no `journals` is given (the portal's stateDir). */
+  stateDir?: string;
   mode: ConsumerMode;
   limit: number;
   filter?: OfflineFilter;
@@ -58,8 +63,10 @@ export interface OfflineConsumerOptions {
 }
 
 /** The options with their defaults applied and numbers clamped. */
-export type ConsumerSettings = Required<Omit<OfflineConsumerOptions, "filter" | "order" | "entityMap">> &
-  Pick<OfflineConsumerOptions, "filter" | "order" | "entityMap">;
+export type ConsumerSettings = Required<
+  Omit<OfflineConsumerOptions, "filter" | "order" | "entityMap" | "journals" | "stateDir">
+> &
+  Pick<OfflineConsumerOptions, "filter" | "order" | "entityMap" | "journals" | "stateDir">;
 
 /** Per-trigger overrides (msg.limit, msg.filter, msg.order). */
 export interface DrainOverrides {

@@ -1,10 +1,19 @@
-import { type JournalHandle, type JournalKey, type JournalProcess, openJournal } from "../state/process-journal";
+import { Bitrix24Error } from "../rest/errors";
+import { FileJournalStore } from "../state/process-journal";
+import type { JournalKey, JournalProcess, JournalSession, JournalStore } from "../state/state-seam";
 
 /**
  * Journal persistence of one consumer: the process-id journal opened on first use, whole snapshots written
  * (fdatasync'd) before events are emitted, and a lazy write for acks (losing one is harmless: a re-select of
  * an acked record returns nothing).
  */
+
+/** The consumer's journal store: the one it was given (the state seam), else files in its stateDir. */
+export function journalStoreOf(o: { journals?: JournalStore; stateDir?: string }): JournalStore {
+  if (o.journals) return o.journals;
+  if (o.stateDir) return new FileJournalStore(o.stateDir);
+  throw new Bitrix24Error({ code: "INVALID_CONFIG", description: "the consumer needs a journal store or a stateDir" });
+}
 
 /** How long the journal may lag behind acks when no delivery writes it first. */
 const ACK_PERSIST_DELAY_MS = 1000;
@@ -19,18 +28,18 @@ export interface JournalWriterHooks {
 }
 
 export class JournalWriter {
-  private handle: JournalHandle | undefined;
+  private handle: JournalSession | undefined;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly dir: string,
+    private readonly store: JournalStore,
     private readonly key: JournalKey,
     private readonly hooks: JournalWriterHooks,
   ) {}
 
   /** Opens the journal (once) and takes over the processes no live consumer of the same key holds. */
-  adopt(): ReturnType<JournalHandle["adopt"]> {
-    this.handle ??= openJournal(this.dir, this.key);
+  adopt(): ReturnType<JournalSession["adopt"]> {
+    this.handle ??= this.store.open(this.key);
     return this.handle.adopt();
   }
 

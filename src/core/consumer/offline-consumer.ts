@@ -25,7 +25,7 @@ import {
 } from "./consumer-types";
 import { DrainRound } from "./drain-round";
 import { HeldLedger, RedeliveryTimer } from "./held-ledger";
-import { JournalWriter } from "./journal-writer";
+import { JournalWriter, journalStoreOf } from "./journal-writer";
 import { OrphanSweep } from "./orphan-sweep";
 import { Recovery } from "./recovery";
 
@@ -134,7 +134,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
     this.ledger = new HeldLedger({ errorFlag, authConnector, maxDeliveries, ackTimeoutMs });
     this.redelivery = new RedeliveryTimer(this.ledger, () => this.onRedeliveryDue());
     this.journal = new JournalWriter(
-      o.stateDir,
+      journalStoreOf(o),
       { portalHost: o.portalHost, clientId: o.clientId, authConnector, error: errorFlag },
       {
         snapshot: () => this.ledger.snapshot(),

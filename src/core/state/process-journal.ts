@@ -2,6 +2,14 @@ import { createHash } from "node:crypto";
 import { fdatasync as fdatasyncCallback, promises as fs, write as writeCallback } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import type {
+  JournalKey,
+  JournalLoadWarning,
+  JournalProcess,
+  JournalRecord,
+  JournalSession,
+  JournalStore,
+} from "./state-seam";
 
 // The callback API on a plain descriptor: the append path runs once per batch, and a FileHandle per call costs
 // more main-thread time than the write itself.
@@ -30,42 +38,14 @@ const COMPACT_BYTES = 1024 * 1024;
  * written along, so nothing is dropped before someone re-selected it.
  */
 
-export interface JournalKey {
-  portalHost: string;
-  clientId: string;
-  authConnector: string;
-  error: 0 | 1;
-}
-
-export interface JournalRecord {
-  id: number;
-  messageId: string;
-  /** How many times the record has been emitted (1 = first delivery). */
-  deliveryCount: number;
-}
-
-export interface JournalProcess {
-  processId: string;
-  /** Number of records the get that opened the process returned: the lower bound of a re-select's limit. */
-  size: number;
-  /** Epoch ms of the last (re)delivery. */
-  deliveredAt: number;
-  pending: JournalRecord[];
-}
+// The types live in the seam (state-seam.ts); re-exported here for the importers that predate it.
+export type { JournalKey, JournalLoadWarning, JournalProcess, JournalRecord } from "./state-seam";
 
 interface JournalFile {
   version: 1;
   key: JournalKey;
   updatedAt: number;
   processes: JournalProcess[];
-}
-
-export interface JournalLoadWarning {
-  code: "JOURNAL_UNREADABLE";
-  file: string;
-  /** Where the unreadable file was moved, so nobody loses the evidence. */
-  movedTo: string;
-  description: string;
 }
 
 /** The string that identifies a journal; also what goes into its file name (hashed). */
@@ -334,7 +314,7 @@ export class SharedJournal {
 }
 
 /** One consumer's view of a shared journal. */
-export class JournalHandle {
+export class JournalHandle implements JournalSession {
   private released = false;
 
   constructor(
@@ -377,4 +357,13 @@ export function openJournal(dir: string, key: JournalKey): JournalHandle {
     journals.set(file, journal);
   }
   return journal.attach();
+}
+
+/** The journals of one state folder (DESIGN.md: `<userDir>/.bitrix24-offline-events/`). */
+export class FileJournalStore implements JournalStore {
+  constructor(readonly dir: string) {}
+
+  open(key: JournalKey): JournalSession {
+    return openJournal(this.dir, key);
+  }
 }

@@ -41,7 +41,7 @@ export interface GetConfig extends NodeDef {
   entityMap?: string;
 }
 
-export type GetSettings = Omit<OfflineConsumerOptions, "portalHost" | "clientId" | "stateDir"> & {
+export type GetSettings = Omit<OfflineConsumerOptions, "portalHost" | "clientId" | "stateDir" | "journals"> & {
   output: "event" | "batch";
 };
 
@@ -255,7 +255,7 @@ export default function register(RED: NodeAPI): void {
       ...settings,
       portalHost: portal.portalHost,
       clientId: portal.clientId,
-      stateDir: portal.stateDir,
+      journals: portal.state.journals,
     });
 
     // ------------------------------------------------------------------------------------------ status

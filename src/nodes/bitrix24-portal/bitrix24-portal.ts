@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import type { Node, NodeAPI, NodeDef } from "node-red";
 import { AckQueue } from "../../core/acks/ack-queue";
-import { adoptedPortal, storedInstallation, type VerifiedInstallation } from "../../core/auth/installation";
+import type { VerifiedInstallation } from "../../core/auth/installation";
 import {
   Bitrix24Client,
   type ClientOptions,
@@ -12,7 +12,9 @@ import {
 } from "../../core/client/client";
 import { OfflineEventsApi } from "../../core/queue/offline-api";
 import { Bitrix24Error } from "../../core/rest/errors";
-import { FileTokenStore, fingerprint, tokenStoreKey } from "../../core/state/token-store";
+import { fileStateStores } from "../../core/state/file-state";
+import type { StateStores } from "../../core/state/state-seam";
+import { fingerprint, tokenStoreKey } from "../../core/state/token-store";
 import { closeWaitMs } from "../shared/close-wait";
 import { normalisePath } from "../shared/http-endpoint";
 import { registerPortalAdminRoutes } from "./portal-admin";
@@ -64,8 +66,10 @@ export interface PortalNode extends Node<PortalCredentials> {
   portalHost: string;
   clientId: string;
   applicationToken: string;
-  /** Directory in the Node-RED user directory for token files and process-id journals. */
+  /** Directory in the Node-RED user directory for token files and process-id journals (the file store's). */
   stateDir: string;
+  /** Where this portal's state persists (the state seam): what the client and the get nodes are handed. */
+  state: StateStores;
   /** Normalised installPath ("" = none). */
   installPath: string;
   installation?: InstallationStatus;
@@ -93,7 +97,7 @@ export function clientOptionsFor(
     "portalUrl" | "oauthServer" | "rateLimit" | "rateBurst" | "instances" | "timeout" | "installPath"
   >,
   credentials: PortalCredentials,
-  stateDir: string,
+  state: StateStores,
 ): ClientOptions {
   const portalUrl = validatePortalUrl(String(config.portalUrl ?? "").trim());
   const clientId = credentials.clientId?.trim() ?? "";
@@ -104,10 +108,8 @@ export function clientOptionsFor(
       description: "client id and client secret are required (the offline methods need an OAuth application)",
     });
   }
-  const tokenStore = new FileTokenStore(stateDir);
-  // An installation brings its tokens to the token file, so a node that expects one (or got one) needs none here.
-  const installed = () =>
-    storedInstallation(tokenStore, tokenStoreKey(new URL(portalUrl).host, clientId)) !== undefined;
+  // An installation brings its tokens to the token store, so a node that expects one (or got one) needs none here.
+  const installed = () => state.peekInstallation(tokenStoreKey(new URL(portalUrl).host, clientId)) !== undefined;
   if (!credentials.accessToken && !credentials.refreshToken && !normalisePath(config.installPath) && !installed()) {
     throw new Bitrix24Error({
       code: "INVALID_CONFIG",
@@ -133,7 +135,7 @@ export function clientOptionsFor(
       burst: Math.max(1, Math.floor(positiveNumber(config.rateBurst, 50) / instances)),
     },
     timeoutMs: positiveNumber(config.timeout, DEFAULT_TIMEOUT_MS / 1000) * 1000,
-    tokenStore,
+    tokenStore: state.tokens,
   };
 }
 
@@ -168,6 +170,7 @@ export default function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, config);
     const credentials = this.credentials ?? {};
     this.stateDir = stateDirFor(RED);
+    this.state = fileStateStores(this.stateDir);
     this.applicationToken = credentials.applicationToken?.trim() ?? "";
     this.clientId = credentials.clientId?.trim() ?? "";
     this.portalHost = "";
@@ -179,8 +182,8 @@ export default function register(RED: NodeAPI): void {
     };
     // A node deployed without a portal URL takes the portal of its first verified installation (installation.ts).
     let portalUrl = String(config.portalUrl ?? "").trim();
-    if (!portalUrl && this.installPath && this.clientId) portalUrl = adoptedPortal(this.stateDir, this.clientId) ?? "";
-    const store = new FileTokenStore(this.stateDir);
+    if (!portalUrl && this.installPath && this.clientId) portalUrl = this.state.adoptedPortal(this.clientId) ?? "";
+    const state = this.state;
     // The host an installation must be for. A portal URL that does not parse matches no installation at all.
     let configuredHost: string | undefined;
     try {
@@ -196,7 +199,7 @@ export default function register(RED: NodeAPI): void {
     };
     // The installation kept in the token file, by this node or by another Node-RED sharing the file.
     const readInstallation = (client: Bitrix24Client) => {
-      const installed = storedInstallation(store, tokenStoreKey(client.portalHost, this.clientId));
+      const installed = state.peekInstallation(tokenStoreKey(client.portalHost, this.clientId));
       if (installed && installed.installedAt !== this.installation?.installedAt) {
         const { domain, installedAt } = installed;
         takeInstallation({ portal: domain, portalUrl: client.portalUrl, installedAt }, installed.applicationToken);
@@ -218,8 +221,7 @@ export default function register(RED: NodeAPI): void {
       configurable: true,
     });
     try {
-      const options = clientOptionsFor({ ...config, portalUrl }, credentials, this.stateDir);
-      const client = new Bitrix24Client({ ...options, tokenStore: store });
+      const client = new Bitrix24Client(clientOptionsFor({ ...config, portalUrl }, credentials, state));
       this.client = client;
       this.portalHost = client.portalHost;
       this.api = new OfflineEventsApi(client);
@@ -252,8 +254,7 @@ export default function register(RED: NodeAPI): void {
         },
         // Where this node's client keeps its tokens (a renamed portal's too); else the installation's portal.
         storeKey: (host) => tokenStoreKey(this.client?.portalHost ?? host, this.clientId),
-        store,
-        stateDir: this.stateDir,
+        state,
         deployedFingerprint: fingerprint(credentials.refreshToken?.trim() || undefined),
         timeoutMs: positiveNumber(config.timeout, DEFAULT_TIMEOUT_MS / 1000) * 1000,
         warn: (line) => this.warn(line),
