@@ -12,7 +12,7 @@ import { backoffDelay, DEFAULT_RETRY, type RetryPolicy, sleep } from "../transpo
 import { batchRisk, callRisk, type DeliveryRisk, mayHaveRun, mayHaveRunError } from "../transport/delivery-safety";
 import { MethodPauses } from "../transport/method-pauses";
 import { movedOrigin } from "../transport/portal-move";
-import { type LeakyBucket, sharedBucket } from "../transport/rate-limiter";
+import { type RateGate, sharedBucket } from "../transport/rate-limiter";
 import { type Exchange, operatingResetAt, RestTransport } from "../transport/rest-transport";
 
 export { validatePortalUrl } from "../rest/portal-url";
@@ -61,6 +61,8 @@ export interface ClientOptions {
   retry?: { maxAttempts?: number; baseDelayMs?: number; maxDelayMs?: number };
   /** Where rotated tokens persist (see token-store.ts); without one they live in memory only. */
   tokenStore?: TokenStore;
+  /** A bucket shared beyond this process (the PostgreSQL store's); replaces the in-process one of rateLimit. */
+  rateGate?: RateGate;
 }
 
 export interface BatchOutcome {
@@ -176,7 +178,7 @@ export class Bitrix24Client extends EventEmitter {
   /** "" for a webhook. */
   readonly clientId: string;
 
-  private readonly bucket: LeakyBucket | undefined;
+  private readonly bucket: RateGate | undefined;
   private readonly retry: RetryPolicy;
   private readonly session: OAuthSession | undefined;
   /** The webhook URL's path (`/rest/<user>/<secret>/`); its origin moves with the portal like everything else. */
@@ -252,7 +254,10 @@ export class Bitrix24Client extends EventEmitter {
     }
 
     const rate = options.rateLimit === undefined ? DEFAULT_RATE_LIMIT : options.rateLimit;
-    this.bucket = rate === false ? undefined : sharedBucket(`${this.portalHost}\n${this.clientId || "webhook"}`, rate);
+    this.bucket =
+      rate === false
+        ? undefined
+        : (options.rateGate ?? sharedBucket(`${this.portalHost}\n${this.clientId || "webhook"}`, rate));
   }
 
   /** True after the portal refused an offline method inside a batch; batch() then runs those singly. */

@@ -43,6 +43,11 @@ export class JournalWriter {
     return this.handle.adopt();
   }
 
+  /** See JournalSession.watch: fn runs when processes of a dead consumer may be adopted. */
+  watch(fn: () => void): void {
+    this.handle?.watch?.(fn);
+  }
+
   get opened(): boolean {
     return this.handle !== undefined;
   }

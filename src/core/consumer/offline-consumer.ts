@@ -102,6 +102,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
   private closed = false;
   private resumeWanted = false;
   private dueWhilePaused = false;
+  private adopting = false;
   private readonly background = new Set<Promise<unknown>>();
   private readonly onAcked = (notice: AckedNotice) => this.handleAcked(notice);
 
@@ -488,6 +489,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
     const { processes, warning } = await this.journal.adopt();
     if (warning) this.emit("warning", warning);
     await this.recovery.recoverJournal(processes, tally);
+    this.journal.watch(() => this.adoptLate());
     if (this.o.orphanSweep) {
       await this.sweepOrphans(tally).catch((err) => this.emit("failure", asError(err)));
       if (!this.closed) {
@@ -497,6 +499,25 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
         });
       }
     }
+  }
+
+  /**
+   * Processes a dead consumer held became free (a shared store's lease ran out): taken over and re-selected now,
+   * with their delivery counts, instead of after the orphan sweep's age rule. One take-over at a time.
+   */
+  private adoptLate(): void {
+    if (this.closed || this.paused || this.modeNow !== "ack" || this.adopting) return;
+    this.adopting = true;
+    this.track(
+      this.journal
+        .adopt()
+        .then(({ processes }) => this.recovery.recoverJournal(processes, newTally()))
+        .catch((err) => this.emit("failure", asError(err)))
+        .finally(() => {
+          this.adopting = false;
+          this.emitState();
+        }),
+    );
   }
 
   /** Fails the start (ack mode refused) or switches to auto mode when the user allowed at-most-once. */

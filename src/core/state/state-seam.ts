@@ -107,6 +107,11 @@ export interface JournalSession {
   release(): Promise<void>;
   /** Process ids any consumer of this key holds or held, as last known (the orphan sweep leaves those alone). */
   knownProcessIds(): Set<string>;
+  /**
+   * Calls `onAdoptable` whenever processes no live consumer holds appear after the first adopt (a dead instance's,
+   * once its lease ran out): the consumer then adopts and re-selects them. Stores that cannot tell leave it out.
+   */
+  watch?(onAdoptable: () => void): void;
 }
 
 /** Where process-id journals persist, keyed by portal host + client id + auth_connector + error flag. */
