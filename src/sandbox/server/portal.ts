@@ -254,6 +254,7 @@ export class SandboxPortal implements Sandbox {
       created: this.queue.created,
       deleted: this.queue.deleted,
       pushes: this.notifier.sent,
+      oauth: { ...this.tokens.counts },
     };
   }
 

@@ -1,0 +1,255 @@
+import should from "should";
+import type { Bitrix24Client } from "../../src/core/client/client";
+import { Bitrix24Error } from "../../src/core/rest/errors";
+import { PgDatabase } from "../../src/core/state/postgres/pg-database";
+import { PgJournalStore } from "../../src/core/state/postgres/pg-journal-store";
+import { migrate } from "../../src/core/state/postgres/pg-migrations";
+import { PgStateStores } from "../../src/core/state/postgres/pg-state";
+import type { JournalKey, JournalProcess } from "../../src/core/state/state-seam";
+import { type Sandbox, startSandbox } from "../../src/sandbox";
+import { adminClient, freshSchema } from "../kit/postgres";
+import { sleep, until } from "../wait";
+import { sandboxClient } from "./fixtures/sandbox-client";
+
+/** The PostgreSQL implementation of the state seam, against a real server (test/kit/postgres.ts). */
+
+const KEY: JournalKey = { portalHost: "example.bitrix24.com", clientId: "app", authConnector: "", error: 0 };
+
+function process(id: string, deliveryCount: number): JournalProcess {
+  return { processId: id, size: 2, deliveredAt: 1, pending: [{ id: 1, messageId: "m1", deliveryCount }] };
+}
+
+describe("PostgreSQL state", function () {
+  this.timeout(30000);
+  const opened: PgStateStores[] = [];
+  async function stores(extra: Partial<ConstructorParameters<typeof PgStateStores>[0]> = {}, schema?: string) {
+    const s = new PgStateStores({ ...(await freshSchema()), ...(schema ? { schema } : {}), retryMs: 2000, ...extra });
+    opened.push(s);
+    return s;
+  }
+  afterEach(async () => {
+    for (const s of opened.splice(0)) await s.close();
+  });
+
+  describe("migrations and errors", () => {
+    it("two instances starting at once migrate the schema once (advisory lock), and again is a no-op", async () => {
+      const a = await stores();
+      const b = await stores({}, a.db.schema);
+      await Promise.all([a.ready(), b.ready()]);
+      const rows = await a.db.query<{ version: number }>(`SELECT version FROM ${a.db.table("schema_version")}`);
+      should(rows.rows.map((r) => r.version)).eql([1]);
+      const client = await a.db.pool.connect();
+      try {
+        should(await migrate(client, a.db.schema)).equal(1);
+      } finally {
+        client.release();
+      }
+    });
+
+    it("says what is wrong: wrong password, no such database, no rights, nobody listening", async () => {
+      const base = await freshSchema({ retryMs: 500 });
+      const failure = async (settings: typeof base): Promise<Bitrix24Error> => {
+        const db = new PgDatabase(settings);
+        try {
+          await db.ensureReady();
+        } catch (err) {
+          return err as Bitrix24Error;
+        } finally {
+          await db.close();
+        }
+        throw new Error("connected");
+      };
+      const wrong = await failure({ ...base, password: "not-the-password" });
+      should(wrong).be.instanceOf(Bitrix24Error);
+      should(wrong.code).equal("STATE_STORE_ERROR");
+      should(wrong.description).match(/wrong user or password/);
+      should(wrong.description).not.containEql("not-the-password");
+      should((await failure({ ...base, database: "no_such_db" })).description).match(/no such database/);
+      should((await failure({ ...base, port: 1 })).description).match(/cannot be reached/);
+
+      const admin = await adminClient();
+      try {
+        await admin.query("DROP ROLE IF EXISTS b24_norights");
+        await admin.query("CREATE ROLE b24_norights LOGIN PASSWORD 'pw'");
+        await admin.query(`REVOKE CREATE ON DATABASE ${base.database} FROM PUBLIC`);
+        const noRights = await failure({ ...base, user: "b24_norights", password: "pw" });
+        should(noRights.description).match(/no rights/);
+      } finally {
+        await admin.query("DROP ROLE IF EXISTS b24_norights").catch(() => undefined);
+        await admin.end();
+      }
+    });
+  });
+
+  describe("token lineage", () => {
+    it("one holder of the refresh lock across instances; a holder whose connection dies frees it at once", async () => {
+      const a = await stores();
+      const b = await stores({}, a.db.schema);
+      let inside = 0;
+      let most = 0;
+      const work = (store: PgStateStores) =>
+        store.tokens.withLock("k", async () => {
+          inside++;
+          most = Math.max(most, inside);
+          await sleep(30);
+          inside--;
+        });
+      await Promise.all([work(a), work(b), work(a), work(b)]);
+      should(most).equal(1);
+
+      // a holds the lock and its machine "dies": the database ends its session; b gets the lock without waiting
+      // for any timeout of ours.
+      let release!: () => void;
+      const held = a.tokens.withLock("k", () => new Promise<void>((r) => (release = r)));
+      await sleep(100);
+      const admin = await adminClient();
+      try {
+        const holder = await admin.query<{ pid: number }>(
+          "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
+        );
+        should(holder.rows.length).be.above(0);
+        const started = Date.now();
+        const bGot = b.tokens.withLock("k", async () => Date.now());
+        await sleep(200);
+        for (const row of holder.rows) await admin.query("SELECT pg_terminate_backend($1)", [row.pid]);
+        const at = await bGot;
+        should(at - started).be.below(3000);
+      } finally {
+        await admin.end();
+        release();
+        await held.catch(() => undefined);
+      }
+    });
+
+    it("compare-and-set: a save under a lock whose row changed meanwhile fails and keeps the newer tokens", async () => {
+      const a = await stores();
+      const b = await stores({}, a.db.schema);
+      const t = (refreshToken: string) => ({
+        accessToken: `A-${refreshToken}`,
+        refreshToken,
+        expiresAt: 1,
+        deployedFingerprint: "f",
+        updatedAt: 1,
+      });
+      await a.tokens.withLock("k", () => a.tokens.save("k", t("R1")));
+      // b writes behind a's lock (as if a's lock connection had dropped and b had taken the lock).
+      const error = await a.tokens
+        .withLock("k", async () => {
+          await b.tokens.save("k", t("R2"));
+          await a.tokens.save("k", t("R3"));
+        })
+        .then(
+          () => undefined,
+          (err: unknown) => err as Bitrix24Error,
+        );
+      should(error?.code).equal("TOKEN_STORE_ERROR");
+      should((await a.tokens.load("k"))?.refreshToken).equal("R2");
+    });
+
+    it("encrypted with the credential secret: the table holds no token, the other instance reads it", async () => {
+      const a = await stores({ secret: "flow-secret" });
+      const b = await stores({ secret: "flow-secret" }, a.db.schema);
+      await a.tokens.withLock("k", () =>
+        a.tokens.save("k", { accessToken: "A1", refreshToken: "R1", expiresAt: 1, deployedFingerprint: "f", updatedAt: 1 }),
+      );
+      const raw = await a.db.query<{ access_token: string; refresh_token: string }>(
+        `SELECT access_token, refresh_token FROM ${a.db.table("tokens")}`,
+      );
+      should(raw.rows[0].access_token).startWith("enc1:");
+      should(raw.rows[0].refresh_token).not.containEql("R1");
+      should((await b.tokens.load("k"))?.refreshToken).equal("R1");
+      const other = await stores({ secret: "another" }, a.db.schema);
+      await should(other.tokens.load("k")).be.rejectedWith(/another credential secret/);
+    });
+
+    describe("two instances, one lineage (sandbox OAuth)", () => {
+      let sandbox: Sandbox;
+      const clients: Bitrix24Client[] = [];
+      afterEach(async () => {
+        for (const c of clients.splice(0)) c.close();
+        await sandbox?.close();
+      });
+
+      it("access tokens expiring every second: 8 clients on 2 stores refresh one at a time, no token spent twice", async () => {
+        sandbox = await startSandbox({ rateLimit: false, events: 0, tokenTtlSec: 1 });
+        const a = await stores();
+        const b = await stores({}, a.db.schema);
+        for (let i = 0; i < 8; i++) clients.push(sandboxClient(sandbox, { tokenStore: (i % 2 ? a : b).tokens }));
+        const deadline = Date.now() + 3500;
+        while (Date.now() < deadline) {
+          await Promise.all(clients.map((c) => c.call("app.info")));
+          await sleep(150);
+        }
+        const { oauth } = sandbox.stats();
+        should(oauth.invalidGrant).equal(0);
+        // Tokens this short are always inside the session's 60 s refresh margin, so every round refreshes; what
+        // matters is that no refresh token was ever offered twice.
+        should(oauth.refreshes).be.above(1);
+      });
+    });
+  });
+
+  describe("held process ids under leases", () => {
+    it("a live instance's process ids are never taken; a dead one's move once its lease ran out, counts kept", async () => {
+      const a = await stores({ leaseMs: 1500 });
+      const b = await stores({ leaseMs: 1500 }, a.db.schema);
+      const sa = a.journals.open(KEY);
+      should((await sa.adopt()).processes).eql([]);
+      await sa.save([process("p1", 2), process("p2", 1)]);
+      const sb = b.journals.open(KEY);
+      should((await sb.adopt()).processes).eql([]);
+      let told = 0;
+      sb.watch?.(() => told++);
+      await sleep(2500); // a renews every 500 ms: still its own
+      should((await sb.adopt()).processes).eql([]);
+      should(told).equal(0);
+      should([...sb.knownProcessIds()].sort()).eql(["p1", "p2"]);
+
+      // a dies (stops renewing, never releases).
+      (a.journals as PgJournalStore).stop();
+      const died = Date.now();
+      await until(() => told > 0, 5000);
+      const taken = await sb.adopt();
+      should(Date.now() - died).be.below(1500 + 500 + 1000);
+      should(taken.processes.map((p) => [p.processId, p.pending[0].deliveryCount]).sort()).eql([
+        ["p1", 2],
+        ["p2", 1],
+      ]);
+      await sb.release();
+    });
+
+    it("a released session's processes are free at once; save drops what the consumer no longer holds", async () => {
+      const a = await stores();
+      const sa = a.journals.open(KEY);
+      await sa.adopt();
+      await sa.save([process("p1", 1), process("p2", 1)]);
+      await sa.save([process("p2", 1)]);
+      await sa.release();
+      const sb = a.journals.open(KEY);
+      should((await sb.adopt()).processes.map((p) => p.processId)).eql(["p2"]);
+      await sb.release();
+    });
+  });
+
+  describe("shared bucket", () => {
+    it("two instances together stay within burst - 1 + rate × t", async () => {
+      const a = await stores();
+      const b = await stores({}, a.db.schema);
+      const settings = { perSecond: 20, burst: 6 };
+      const ga = a.bucket("portal", settings);
+      const gb = b.bucket("portal", settings);
+      const started = Date.now();
+      const times: number[] = [];
+      await Promise.all(
+        Array.from({ length: 40 }, (_, i) => (i % 2 ? ga : gb).acquire().then(() => times.push(Date.now() - started))),
+      );
+      times.sort((x, y) => x - y);
+      // 40 requests, 5 at once, then 20/s: at least (40 - 5) / 20 s = 1.75 s.
+      should(times[39]).be.aboveOrEqual(1700);
+      for (let i = 0; i < times.length; i++) {
+        // Within any prefix [0, t]: at most 5 + 20 t requests (+1 for timer granularity).
+        should(i + 1).be.belowOrEqual(5 + Math.ceil((times[i] / 1000) * 20) + 1);
+      }
+    });
+  });
+});
