@@ -2,7 +2,7 @@ import should from "should";
 import type { Bitrix24Client } from "../../src/core/client/client";
 import { Bitrix24Error } from "../../src/core/rest/errors";
 import { PgDatabase } from "../../src/core/state/postgres/pg-database";
-import { PgJournalStore } from "../../src/core/state/postgres/pg-journal-store";
+import type { PgJournalStore } from "../../src/core/state/postgres/pg-journal-store";
 import { migrate } from "../../src/core/state/postgres/pg-migrations";
 import { PgStateStores } from "../../src/core/state/postgres/pg-state";
 import type { JournalKey, JournalProcess } from "../../src/core/state/state-seam";
@@ -150,7 +150,13 @@ describe("PostgreSQL state", function () {
       const a = await stores({ secret: "flow-secret" });
       const b = await stores({ secret: "flow-secret" }, a.db.schema);
       await a.tokens.withLock("k", () =>
-        a.tokens.save("k", { accessToken: "A1", refreshToken: "R1", expiresAt: 1, deployedFingerprint: "f", updatedAt: 1 }),
+        a.tokens.save("k", {
+          accessToken: "A1",
+          refreshToken: "R1",
+          expiresAt: 1,
+          deployedFingerprint: "f",
+          updatedAt: 1,
+        }),
       );
       const raw = await a.db.query<{ access_token: string; refresh_token: string }>(
         `SELECT access_token, refresh_token FROM ${a.db.table("tokens")}`,

@@ -1,3 +1,5 @@
+import type { BucketSettings, RateGate } from "../transport/rate-limiter";
+
 /**
  * The state seam (DESIGN.md, "Scale-out"): everything the package persists goes through the interfaces in this
  * file, so the rest of core (the OAuth session, the consumer, the installation endpoint) never knows where it
@@ -12,7 +14,7 @@
  * - the portal a node deployed without a URL adopted from its first installation (`adoptedPortal`);
  * - the refresh tokens of installation POSTs already seen (`installReplays`).
  *
- * Types only (plus no logic), so both implementations and every user import it without import circles.
+ * Types only (no logic), so both implementations and every user import it without import circles.
  */
 
 // ------------------------------------------------------------------------------------------------ tokens
@@ -155,4 +157,9 @@ export interface StateStores {
   /** The portal a node of `clientId` deployed without a URL adopted from its first installation (see peek). */
   adoptedPortal(clientId: string): string | undefined;
   rememberAdoptedPortal(clientId: string, portalUrl: string): Promise<void>;
+  /**
+   * The portal's bucket shared by every instance using this store (instances behind one address share the
+   * portal's bucket, REFERENCE.md); absent: each process keeps its own (rate-limiter.ts sharedBucket).
+   */
+  bucket?(key: string, settings: BucketSettings): RateGate;
 }

@@ -15,6 +15,7 @@ import { Bitrix24Error } from "../../core/rest/errors";
 import { fileStateStores } from "../../core/state/file-state";
 import type { StateStores } from "../../core/state/state-seam";
 import { fingerprint, tokenStoreKey } from "../../core/state/token-store";
+import type { PostgresNode } from "../bitrix24-postgres/bitrix24-postgres";
 import { closeWaitMs } from "../shared/close-wait";
 import { normalisePath } from "../shared/http-endpoint";
 import { registerPortalAdminRoutes } from "./portal-admin";
@@ -43,6 +44,13 @@ export interface PortalConfig extends NodeDef {
   timeout?: string | number;
   /** Endpoint on Node-RED's HTTP node server for the portal's installation POST; empty = none. */
   installPath?: string;
+  /** Id of a bitrix24-postgres config node keeping the state; empty = files in the user directory. */
+  store?: string;
+  /**
+   * With a store: each instance leaves from its own public address, so each has the portal's whole bucket
+   * (REFERENCE.md: the portal counts per source address). Default false: the instances share one bucket.
+   */
+  ownAddress?: boolean;
 }
 
 /** What the status, the dialog and the trigger may know of an installation: no secret in it. */
@@ -94,7 +102,7 @@ function positiveNumber(value: unknown, fallback: number): number {
 export function clientOptionsFor(
   config: Pick<
     PortalConfig,
-    "portalUrl" | "oauthServer" | "rateLimit" | "rateBurst" | "instances" | "timeout" | "installPath"
+    "portalUrl" | "oauthServer" | "rateLimit" | "rateBurst" | "instances" | "timeout" | "installPath" | "ownAddress"
   >,
   credentials: PortalCredentials,
   state: StateStores,
@@ -109,15 +117,30 @@ export function clientOptionsFor(
     });
   }
   // An installation brings its tokens to the token store, so a node that expects one (or got one) needs none here.
+  // A shared store may hold the tokens another instance received: it is asked on first use.
   const installed = () => state.peekInstallation(tokenStoreKey(new URL(portalUrl).host, clientId)) !== undefined;
-  if (!credentials.accessToken && !credentials.refreshToken && !normalisePath(config.installPath) && !installed()) {
+  const shared = state.kind !== "files";
+  if (
+    !credentials.accessToken &&
+    !credentials.refreshToken &&
+    !normalisePath(config.installPath) &&
+    !shared &&
+    !installed()
+  ) {
     throw new Bitrix24Error({
       code: "INVALID_CONFIG",
       description:
         "no tokens yet: set the installation path and let the portal install the application, or click Authorize in the portal's dialog",
     });
   }
-  const instances = positiveNumber(config.instances, 1);
+  // With a shared store the instances draw from one bucket (or each has its own address): no share to divide.
+  const instances = state.bucket ? 1 : positiveNumber(config.instances, 1);
+  const rate = {
+    perSecond: positiveNumber(config.rateLimit, 2) / instances,
+    burst: Math.max(1, Math.floor(positiveNumber(config.rateBurst, 50) / instances)),
+  };
+  const rateGate =
+    state.bucket && !config.ownAddress ? state.bucket(`${new URL(portalUrl).host}\n${clientId}`, rate) : undefined;
   return {
     portalUrl,
     auth: {
@@ -130,10 +153,8 @@ export function clientOptionsFor(
       serverEndpoint: credentials.serverEndpoint?.trim() || undefined,
     },
     // N instances share the portal's bucket: each takes its share so together they stay under it.
-    rateLimit: {
-      perSecond: positiveNumber(config.rateLimit, 2) / instances,
-      burst: Math.max(1, Math.floor(positiveNumber(config.rateBurst, 50) / instances)),
-    },
+    rateLimit: rate,
+    rateGate,
     timeoutMs: positiveNumber(config.timeout, DEFAULT_TIMEOUT_MS / 1000) * 1000,
     tokenStore: state.tokens,
   };
@@ -171,6 +192,25 @@ export default function register(RED: NodeAPI): void {
     const credentials = this.credentials ?? {};
     this.stateDir = stateDirFor(RED);
     this.state = fileStateStores(this.stateDir);
+    // A named store replaces the files; one that is missing or unusable is an error, never a silent fall-back to
+    // files (the instances would stop sharing the token lineage).
+    let storeError: Bitrix24Error | undefined;
+    let releaseStore: (() => void) | undefined;
+    if (config.store) {
+      const storeNode = RED.nodes.getNode(config.store) as PostgresNode | null;
+      if (!storeNode) {
+        storeError = new Bitrix24Error({
+          code: "INVALID_CONFIG",
+          description: RED._("bitrix24-portal.errors.noStore"),
+        });
+      } else if (storeNode.configError || !storeNode.settings) {
+        storeError = storeNode.configError ?? new Bitrix24Error({ code: "INVALID_CONFIG" });
+      } else {
+        const acquired = storeNode.acquire();
+        this.state = acquired.stores;
+        releaseStore = acquired.release;
+      }
+    }
     this.applicationToken = credentials.applicationToken?.trim() ?? "";
     this.clientId = credentials.clientId?.trim() ?? "";
     this.portalHost = "";
@@ -207,10 +247,19 @@ export default function register(RED: NodeAPI): void {
     };
     // Another Node-RED may receive it later: looked at again now and then.
     let lastLook = Date.now();
+    // A shared store is read asynchronously: the look answers from its last read and starts the next one.
+    const loadShared = (client: Bitrix24Client) =>
+      state.kind === "files"
+        ? Promise.resolve()
+        : state.loadInstallation(tokenStoreKey(client.portalHost, this.clientId)).then(
+            () => readInstallation(client),
+            () => undefined,
+          );
     const lookAgain = () => {
       if (!this.client || Date.now() - lastLook < INSTALLATION_LOOK_MS) return;
       lastLook = Date.now();
       readInstallation(this.client);
+      void loadShared(this.client);
     };
     Object.defineProperty(this, "applicationToken", {
       // The token the portal handed over itself wins over a pasted one: it is the newest word on it.
@@ -221,6 +270,7 @@ export default function register(RED: NodeAPI): void {
       configurable: true,
     });
     try {
+      if (storeError) throw storeError;
       const client = new Bitrix24Client(clientOptionsFor({ ...config, portalUrl }, credentials, state));
       this.client = client;
       this.portalHost = client.portalHost;
@@ -228,6 +278,7 @@ export default function register(RED: NodeAPI): void {
       this.acks = new AckQueue(this.api);
       reportMoves(RED, this, client);
       readInstallation(client);
+      void loadShared(client);
     } catch (err) {
       this.configError =
         err instanceof Bitrix24Error ? err : new Bitrix24Error({ code: "INVALID_CONFIG", description: String(err) });
@@ -294,6 +345,7 @@ export default function register(RED: NodeAPI): void {
         finished = true;
         if (guard) clearTimeout(guard);
         this.client?.close();
+        releaseStore?.();
         done();
       };
       if (acks) {

@@ -7,6 +7,7 @@ import { Bitrix24Error } from "../../core/rest/errors";
 import { oauthServerFromDomain } from "../../core/rest/portal-url";
 import { fileStateStores } from "../../core/state/file-state";
 import type { StateStores } from "../../core/state/state-seam";
+import type { PostgresNode } from "../bitrix24-postgres/bitrix24-postgres";
 import { asBitrix24Error } from "../shared/error-report";
 import {
   clientOptionsFor,
@@ -22,7 +23,15 @@ const STATE_TTL_MS = 10 * 60 * 1000;
 
 type DialogConfig = Pick<
   PortalConfig,
-  "portalUrl" | "oauthServer" | "rateLimit" | "rateBurst" | "instances" | "timeout" | "installPath"
+  | "portalUrl"
+  | "oauthServer"
+  | "rateLimit"
+  | "rateBurst"
+  | "instances"
+  | "timeout"
+  | "installPath"
+  | "ownAddress"
+  | "store"
 >;
 
 interface DialogRequest extends Partial<DialogConfig> {
@@ -150,10 +159,16 @@ export function registerPortalAdminRoutes(RED: NodeAPI): void {
     RED.auth.needsPermission("bitrix24-portal.write"),
     (req: Request, res: Response) => {
       const body = (req.body ?? {}) as DialogRequest;
-      testConnection(body as DialogConfig, dialogCredentials(RED, body), state).then(
-        (report) => res.json(report),
-        (err: unknown) => res.status(500).json({ ok: false, error: asBitrix24Error(err).toJSON() }),
-      );
+      // The test refreshes through the same store as the deployed node would: a deployed PostgreSQL store when the
+      // dialog names one (its tokens are the ones the instances share), else the files.
+      const storeNode = body.store ? (RED.nodes.getNode(body.store) as PostgresNode | null) : null;
+      const acquired = storeNode?.settings ? storeNode.acquire() : undefined;
+      testConnection(body as DialogConfig, dialogCredentials(RED, body), acquired?.stores ?? state)
+        .then(
+          (report) => res.json(report),
+          (err: unknown) => res.status(500).json({ ok: false, error: asBitrix24Error(err).toJSON() }),
+        )
+        .finally(() => acquired?.release());
     },
   );
 

@@ -66,7 +66,7 @@ export function isTransient(err: unknown): boolean {
 }
 
 /** What went wrong, in words a user can act on: the database's own message names the object, never a secret. */
-export function storeError(err: unknown, where: string): Bitrix24Error {
+export function storeError(err: unknown, where: string, retryable = isTransient(err)): Bitrix24Error {
   if (err instanceof Bitrix24Error) return err;
   const code = pgCode(err);
   const said = err instanceof Error ? err.message : String(err);
@@ -82,7 +82,7 @@ export function storeError(err: unknown, where: string): Bitrix24Error {
   } else {
     description = `PostgreSQL at ${where}: ${said}`;
   }
-  return new Bitrix24Error({ code: STORE_ERROR, description, retryable: isTransient(err) }, { cause: err });
+  return new Bitrix24Error({ code: STORE_ERROR, description, retryable }, { cause: err });
 }
 
 export { advisoryKey } from "./pg-migrations";
@@ -94,6 +94,8 @@ export class PgDatabase {
   readonly pool: pg.Pool;
   private readonly retryMs: number;
   private ready: Promise<void> | undefined;
+  /** Once the database was reached, a failure is waited out (restart); before, it is reported at once (deploy). */
+  private reached = false;
   private closed = false;
 
   constructor(readonly settings: PgSettings) {
@@ -126,10 +128,15 @@ export class PgDatabase {
 
   /** Connects and migrates once; a failure is not remembered, so the next use tries again. */
   ensureReady(): Promise<void> {
-    this.ready ??= this.migrateNow().catch((err: unknown) => {
-      this.ready = undefined;
-      throw storeError(err, this.where);
-    });
+    this.ready ??= this.migrateNow().then(
+      () => {
+        this.reached = true;
+      },
+      (err: unknown) => {
+        this.ready = undefined;
+        throw storeError(err, this.where, this.reached && isTransient(err));
+      },
+    );
     return this.ready;
   }
 
@@ -195,7 +202,10 @@ export class PgDatabase {
       try {
         return await fn();
       } catch (err) {
-        if (this.closed || !isTransient(err) || Date.now() + delay > deadline) throw storeError(err, this.where);
+        const waitable = this.reached && !this.closed && isTransient(err);
+        // Never reached (deploy with a wrong address, a stopped server): said at once and not retried by the
+        // client either, so the status shows it instead of a long "fetching"; the next trigger asks again.
+        if (!waitable || Date.now() + delay > deadline) throw storeError(err, this.where, waitable);
         await sleep(delay, signal);
         delay = Math.min(delay * 2, 2000);
       }
