@@ -12,7 +12,8 @@ function readExample(name) {
 }
 
 /**
- * options: sandboxUrl, credentials (the sandbox's), publicUrl (where the sandbox reaches Node-RED, for push
+ * options: sandboxUrl, oauthUrl (the sandbox's OAuth server, its own address as oauth.bitrix.info is; default
+ * sandboxUrl, whose /oauth/token/ takes the start credentials), credentials (the sandbox's), publicUrl (where the sandbox reaches Node-RED, for push
  * bindings), examples (names, default all), inlineCredentials (true: credentials inside the portal node, as
  * POST /flows takes them; false: returned apart, as flows_cred.json holds them unencrypted), portal (property
  * overrides for the portal node, e.g. rateLimit), installPath (the portal node's installation endpoint: the
@@ -21,6 +22,7 @@ function readExample(name) {
  */
 function demoFlow({
   sandboxUrl,
+  oauthUrl = sandboxUrl,
   credentials,
   publicUrl,
   examples = EXAMPLES,
@@ -37,7 +39,7 @@ function demoFlow({
     for (const node of readExample(name)) {
       if (node.type === "bitrix24-portal") {
         if (node.id !== PORTAL_ID) throw new Error(`examples/${name}.json: the portal node must be ${PORTAL_ID}`);
-        portalNode = { ...node, portalUrl: sandboxUrl, oauthServer: sandboxUrl, ...portal };
+        portalNode = { ...node, portalUrl: sandboxUrl, oauthServer: oauthUrl, ...portal };
         if (installPath) portalNode.installPath = installPath;
         continue;
       }

@@ -143,6 +143,9 @@ writeFileSync(
 const editorUrl = `http://${HOST}:${port}`;
 const { flows, credentials } = demoFlow({
   sandboxUrl: sandbox.url,
+  // The OAuth server has its own address, as oauth.bitrix.info is not the portal: the installation is verified
+  // there, and token answers name it (domain, server_endpoint) as a real one does.
+  oauthUrl: sandbox.oauthUrl,
   credentials: sandbox.credentials,
   publicUrl: editorUrl,
   installPath: INSTALL_PATH,
@@ -258,6 +261,7 @@ if (!stopping) {
   console.log(`
   Node-RED editor:  ${editorUrl}/
   Sandbox portal:   ${sandbox.url}   (its state: ${sandbox.url}/_sandbox/state)
+  OAuth server:     ${sandbox.oauthUrl}   (its own address, as oauth.bitrix.info is)
   Deployed from examples/, one tab each: ${tabs.map((label) => label.replace(/^Bitrix24: /, "")).join(", ")};
   all on the "Sandbox portal" config node, which the sandbox installed itself on through ${installUrl}
   (tokens and application token received, nothing pasted). The sandbox adds ${eventsPerSecond} events/s and pushes ONOFFLINEEVENT to

@@ -361,7 +361,7 @@ function details(byId) {
   if (s7?.rows?.length) {
     out.push("### 7. Call node engine: all records of a list", "");
     out.push(
-      "`RestCalls.all` (src/core/rest-calls.ts, built) reads crm.deal.list to the end: batches of 50 chained pages",
+      "`RestCalls.all` (src/core/calls/rest-calls.ts, built) reads crm.deal.list to the end: batches of 50 chained pages",
       "(`start=-1`, ID ascending, `>ID` from the previous page's last record), so Y × 2 500 records/s is the bound at Y",
       "requests/s. Before each row the client spends the bucket's burst with cheap calls, so the row runs at the steady",
       `rate. The sandbox holds ${fmt(s7.config.deals)} seeded deals; the baseline reads one page (with its count) per request`,

@@ -1,4 +1,4 @@
-// 7. and 8.: the bitrix24-call node's engine (src/core/rest-calls.ts, built) against a sandbox with seeded deals,
+// 7. and 8.: the bitrix24-call node's engine (src/core/calls/rest-calls.ts, built) against a sandbox with seeded deals,
 // at the portal's rate limit. Each is measured next to its bound and a naive baseline in the same run:
 // 7. `all` (chained list pages, 50 to a batch) vs. one counted page per request;
 // 8. `each` (50 calls to a batch) vs. one call per item.

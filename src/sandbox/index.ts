@@ -44,6 +44,12 @@ export interface SandboxOptions {
   wrongTokenError?: "invalid_token" | "NO_AUTH_FOUND";
   /** app.info's LICENSE_FAMILY: "project" (default), "ent" (Enterprise), ... */
   licenseFamily?: string;
+  /** The plan has auth_connector (source keys), default true; false: every offline method given a non-empty
+   * auth_connector (get, clear, error, list, bind, unbind) answers 403 WRONG_LICENSE, as on lower plans. */
+  authConnector?: boolean;
+  /** The application's handler path, as in the local application's form, default "" (none): Authorize
+   * redirects there (never to a `redirect_uri`), and event.bind handlers must be on its host. */
+  handlerUrl?: string;
   /** Token answers name a second OAuth server from the start (see useSecondOAuthServer()). */
   secondOAuthServer?: boolean;
 }
@@ -69,12 +75,19 @@ export interface Faults {
   dropBeforeRate?: number;
   /** 0..1: apply the call, then destroy the socket without answering. */
   dropAfterRate?: number;
+  /**
+   * A request that held records (a clear=0 get without process_id, alone or in a batch) is answered this many ms
+   * after holding them: the window in which a consumer that dies has records held under a process id it never
+   * learned (issue 24). `holds` in stats() counts such holds, so a test can act inside the window.
+   */
+  holdAnswerMs?: number;
   /** Limit faults to these methods (default all). */
   methods?: string[];
 }
 
 export interface SandboxStats {
-  queue: { total: number; unprocessed: number; held: number; error: number };
+  /** `holds`: gets that held records under a new process id, ever (a hold answered late counts at once). */
+  queue: { total: number; unprocessed: number; held: number; error: number; holds: number };
   requests: { total: number; byMethod: Record<string, number>; rejected503: number; batches: number };
   /** Events ever added (collapsed changes not counted) / removed (by get clear=1, clear, error's dedup). */
   created: number;
@@ -99,8 +112,11 @@ export interface SandboxRecord {
 export interface AddEventsSpec {
   name?: string;
   connector?: string;
-  /** EVENT_DATA of the i-th event; the same name + data collapse into one record while it waits. */
+  /** EVENT_DATA of the i-th event; the same name + data collapse into one record while it waits. Real records
+   * may carry `false` or `null` here (event.offline.get's own example has `EVENT_DATA: false`). */
   data?: (i: number) => unknown;
+  /** EVENT_ADDITIONAL.user_id, default "1"; "0" is what changes made by agents (no user) carry. */
+  userId?: string;
 }
 
 export type SandboxSwitches = Partial<
@@ -115,12 +131,17 @@ export type SandboxSwitches = Partial<
     | "wrongTokenError"
     | "licenseFamily"
     | "scopes"
+    | "authConnector"
+    | "handlerUrl"
   >
 >;
 
 export interface Sandbox {
-  /** e.g. http://127.0.0.1:PORT — the portal URL AND the OAuth server URL (/oauth/token/, /oauth/authorize/). */
+  /** e.g. http://127.0.0.1:PORT — the portal URL (/rest/, /oauth/authorize/). */
   readonly url: string;
+  /** The OAuth server's own address (/oauth/token/), another port: token answers name it in `domain` and
+   * `server_endpoint`, as oauth.bitrix.info names itself. */
+  readonly oauthUrl: string;
   readonly credentials: SandboxCredentials;
   addEvents(count: number, spec?: AddEventsSpec): void;
   /** The portal's objects: `crm.get("deal", 5)` answers what crm.deal.get would; `crm.seed("deal", 1000)`. */

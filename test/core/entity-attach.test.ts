@@ -81,6 +81,25 @@ describe("entity attach (against the sandbox's CRM objects)", function () {
     sandbox.addEvents(ids.length, { name, data: (i) => ({ FIELDS: { ID: String(ids[i]) } }) });
   }
 
+  it('records as real portals also write them: EVENT_DATA false or null, user_id "0" (an agent), cost no read and stop nothing', async () => {
+    sandbox.crm.seed("deal", 3);
+    sandbox.addEvents(1, { name: "ONCRMDEALUPDATE", data: () => false, userId: "0" });
+    sandbox.addEvents(1, { name: "ONCRMDEALADD", data: () => null, userId: "0" });
+    queueEvents("ONCRMDEALUPDATE", [2]);
+    const h = make();
+    h.ackAll();
+    const summary = await h.consumer.trigger();
+    should(summary.events).equal(3);
+    const [falseData, nullData, named] = h.all();
+    should(falseData.event.EVENT_DATA).equal(false);
+    should(falseData.event.EVENT_ADDITIONAL).eql({ user_id: "0" });
+    should(nullData.event.EVENT_DATA).be.null();
+    // Nothing names an object: no entity to attach (not an error), and the event beside it still gets its deal.
+    for (const d of [falseData, nullData]) should(d.entity?.entity ?? null).be.null();
+    should(named.entity?.entity).eql(sandbox.crm.get("deal", 2));
+    await until(() => sandbox.stats().queue.total === 0);
+  });
+
   it("every event carries its object's latest state; deletes and objects deleted since are null + missing; reads ride along", async () => {
     sandbox.crm.seed("contact", 30);
     sandbox.crm.seed("deal", 120);

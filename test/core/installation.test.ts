@@ -197,6 +197,54 @@ describe("installation: verification and storage", () => {
     await should(verifyInstallation(request(), options())).be.rejectedWith(/another member_id/);
   });
 
+  // The answer as the OAuth docs print it (settings/oauth/index.md) and as test/contract/oauth-token-bitrix-info.json
+  // records it: `domain` is the OAuth server's own host, the portal is only in client_endpoint and member_id.
+  it("accepts a real-shaped answer: domain is oauth.bitrix.info, the portal is client_endpoint's host", async () => {
+    answer = {
+      status: 200,
+      body: {
+        access_token: "A2",
+        client_endpoint: "https://example.bitrix24.com/rest/",
+        domain: "oauth.bitrix.info",
+        expires_in: 3600,
+        member_id: "m1",
+        refresh_token: "R2",
+        scope: "app",
+        server_endpoint: "https://oauth.bitrix.info/rest/",
+        status: "L",
+      },
+    };
+    const verified = await verifyInstallation(request(), options());
+    should(verified.portalUrl).equal("https://example.bitrix24.com");
+    should(verified.installation).match({ domain: "example.bitrix24.com", memberId: "m1" });
+  });
+
+  it("refuses a real-shaped answer for another portal, another member, or none named", async () => {
+    const real = {
+      access_token: "A2",
+      refresh_token: "R2",
+      domain: "oauth.bitrix.info",
+      member_id: "m1",
+      client_endpoint: "https://example.bitrix24.com/rest/",
+    };
+    answer = { status: 200, body: { ...real, client_endpoint: "https://other.bitrix24.com/rest/" } };
+    await should(verifyInstallation(request(), options())).be.rejectedWith(/belongs to other\.bitrix24\.com/);
+    answer = { status: 200, body: { ...real, member_id: "m2" } };
+    await should(verifyInstallation(request(), options())).be.rejectedWith(/another member_id/);
+    // Only the OAuth server's own host, nothing about the portal: not a confirmation of anything.
+    answer = { status: 200, body: { access_token: "A2", refresh_token: "R2", domain: "oauth.bitrix.info" } };
+    await should(verifyInstallation(request(), options())).be.rejectedWith({ status: 403 });
+    const placement = parseInstallation({
+      PLACEMENT: "DEFAULT",
+      DOMAIN: "example.bitrix24.com",
+      APP_SID: APP_TOKEN,
+      AUTH_ID: "x".repeat(32),
+      REFRESH_ID: REFRESH,
+    });
+    answer = { status: 200, body: { access_token: "A2", refresh_token: "R2", member_id: "m1" } };
+    await should(verifyInstallation(placement, options())).be.rejectedWith(/does not say which portal/);
+  });
+
   it("answers 502 when the OAuth server cannot be asked or answers garbage", async () => {
     answer = { status: 502, body: "<html>" };
     await should(verifyInstallation(request(), options())).be.rejectedWith({ name: "InstallationError", status: 502 });

@@ -2,12 +2,12 @@ import should from "should";
 import {
   NotificationError,
   parseNotificationBody,
-  ReplayGuard,
   readNotification,
   tokenMatches,
   verifyNotification,
 } from "../../src/core/queue/notification";
 import { parsePhpForm } from "../../src/core/rest/php-form";
+import { ReplayGuard } from "../../src/core/rest/replay-guard";
 
 const TOKEN = "app-token-0123456789";
 

@@ -1,5 +1,5 @@
 import { promises as fs, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import should from "should";
 import { AckQueue } from "../../src/core/acks/ack-queue";
@@ -15,6 +15,7 @@ import {
 } from "../../src/core/consumer/offline-consumer";
 import { OfflineEventsApi } from "../../src/core/queue/offline-api";
 import type { Bitrix24Error } from "../../src/core/rest/errors";
+import { queueKeyDigest } from "../../src/core/state/instance-registry";
 import { journalFileName } from "../../src/core/state/process-journal";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
 import { sleep, until } from "../wait";
@@ -339,13 +340,50 @@ describe("offline consumer (against the sandbox)", function () {
     should(rig.sandbox.stats().queue.total).equal(0);
   });
 
-  it("the orphan sweep waits orphanAgeMs before taking over a process", async () => {
+  it("the orphan sweep waits orphanAgeMs before taking over a process when other consumers may drain the queue", async () => {
     rig = await setup({ events: 3 });
     await rig.api.get({ clear: 0, limit: 3 });
-    const h = rig.make({ orphanSweep: true, orphanAgeMs: 60_000 });
+    const h = rig.make({ orphanSweep: true, orphanAgeMs: 60_000, externalConsumers: true });
     await h.consumer.trigger();
     should(h.delivered).have.length(0);
     should(rig.sandbox.stats().queue.held).equal(3);
+  });
+
+  it("never takes what a live neighbour on the same machine holds or may be fetching, takes what nobody can own", async () => {
+    rig = await setup({ events: 12 });
+    const theirs = await rig.api.get({ clear: 0, limit: 4 }); // in the neighbour's journal
+    const lost = await rig.api.get({ clear: 0, limit: 4 }); // held by a get whose answer nobody journaled
+    const key = {
+      portalHost: rig.client.portalHost,
+      clientId: rig.sandbox.credentials.clientId,
+      authConnector: "",
+      error: 0 as const,
+    };
+    // a live neighbour (its pid runs: our parent) with a journal naming "theirs" and a get in flight since now
+    await fs.mkdir(join(rig.stateDir, "instances"), { recursive: true });
+    const entry = {
+      instanceId: "neighbour-1",
+      pid: process.ppid,
+      host: hostname(),
+      startedAt: Date.now(),
+      renewedAt: Date.now(),
+      queues: [queueKeyDigest(key)],
+    };
+    await fs.writeFile(join(rig.stateDir, "instances", "neighbour-1.json"), JSON.stringify(entry));
+    const journal = (fetching?: number) =>
+      `${JSON.stringify({ version: 1, key, updatedAt: Date.now(), processes: [{ processId: theirs.process_id, size: 4, deliveredAt: Date.now(), pending: [] }], ...(fetching ? { fetching } : {}) })}\n`;
+    const neighbourJournal = join(rig.stateDir, journalFileName(key, "neighbour-1"));
+    await fs.writeFile(neighbourJournal, journal(Date.now() - 5));
+    const h = rig.make({ orphanSweep: true, limit: 50 });
+    h.autoAck();
+    await h.consumer.trigger();
+    // the neighbour's get in flight may have held "lost": not taken yet
+    should(h.delivered.map((g) => g.processId)).not.containEql(lost.process_id);
+    // its get answers (with another batch): "lost" cannot be its own any more, and is taken within a heartbeat
+    await fs.writeFile(neighbourJournal, journal());
+    await until(() => h.delivered.some((g) => g.processId === lost.process_id), 5000, "the orphan taken");
+    should(h.delivered.map((g) => g.processId)).not.containEql(theirs.process_id);
+    should(rig.sandbox.records().filter((r) => r.PROCESS_ID === theirs.process_id)).have.length(4);
   });
 
   it("refuses ack mode plainly when the portal lacks extended mode", async () => {

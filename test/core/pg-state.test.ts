@@ -2,13 +2,12 @@ import should from "should";
 import type { Bitrix24Client } from "../../src/core/client/client";
 import { Bitrix24Error } from "../../src/core/rest/errors";
 import { PgDatabase } from "../../src/core/state/postgres/pg-database";
-import type { PgJournalStore } from "../../src/core/state/postgres/pg-journal-store";
 import { migrate } from "../../src/core/state/postgres/pg-migrations";
 import { PgStateStores } from "../../src/core/state/postgres/pg-state";
 import type { JournalKey, JournalProcess } from "../../src/core/state/state-seam";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
 import { adminClient, freshSchema } from "../kit/postgres";
-import { sleep, until } from "../wait";
+import { sleep } from "../wait";
 import { sandboxClient } from "./fixtures/sandbox-client";
 
 /** The PostgreSQL implementation of the state seam, against a real server (test/kit/postgres.ts). */
@@ -197,26 +196,36 @@ describe("PostgreSQL state", function () {
 
   describe("held process ids under leases", () => {
     it("a live instance's process ids are never taken; a dead one's move once its lease ran out, counts kept", async () => {
-      const a = await stores({ leaseMs: 1500 });
-      const b = await stores({ leaseMs: 1500 }, a.db.schema);
-      const sa = a.journals.open(KEY);
+      const a = await stores({ leaseMs: 1500, instanceId: "a-1" });
+      const b = await stores({ leaseMs: 1500, instanceId: "b-1" }, a.db.schema);
+      await a.instances.announce(KEY);
+      await b.instances.announce(KEY);
+      should((await b.instances.liveOthers(KEY)).map((i) => i.instanceId)).eql(["a-1"]);
+      const sa = a.journals.open(KEY, a.instances);
       should((await sa.adopt()).processes).eql([]);
+      await sa.beginFetch(1234);
       await sa.save([process("p1", 2), process("p2", 1)]);
-      const sb = b.journals.open(KEY);
+      const sb = b.journals.open(KEY, b.instances);
       should((await sb.adopt()).processes).eql([]);
-      let told = 0;
-      sb.watch?.(() => told++);
       await sleep(2500); // a renews every 500 ms: still its own
+      should(await sb.abandoned()).be.false();
       should((await sb.adopt()).processes).eql([]);
-      should(told).equal(0);
-      should([...sb.knownProcessIds()].sort()).eql(["p1", "p2"]);
+      const peers = await sb.peers();
+      should(peers.map((p) => [p.instanceId, [...p.processIds].sort(), p.fetching])).eql([["a-1", ["p1", "p2"], 1234]]);
 
       // a dies (stops renewing, never releases).
-      (a.journals as PgJournalStore).stop();
+      a.instances.stop();
       const died = Date.now();
-      await until(() => told > 0, 5000);
+      let abandoned = false;
+      while (!abandoned && Date.now() - died < 5000) {
+        abandoned = await sb.abandoned();
+        if (!abandoned) await sleep(100);
+      }
+      should(abandoned).be.true();
+      should(Date.now() - died).be.below(1500 + 1000);
+      should(await b.instances.isLive("a-1")).be.false();
+      should(await sb.peers()).eql([]);
       const taken = await sb.adopt();
-      should(Date.now() - died).be.below(1500 + 500 + 1000);
       should(taken.processes.map((p) => [p.processId, p.pending[0].deliveryCount]).sort()).eql([
         ["p1", 2],
         ["p2", 1],
@@ -226,12 +235,14 @@ describe("PostgreSQL state", function () {
 
     it("a released session's processes are free at once; save drops what the consumer no longer holds", async () => {
       const a = await stores();
-      const sa = a.journals.open(KEY);
+      const sa = a.journals.open(KEY, a.instances);
       await sa.adopt();
       await sa.save([process("p1", 1), process("p2", 1)]);
       await sa.save([process("p2", 1)]);
+      should([...sa.knownProcessIds()]).eql(["p2"]);
       await sa.release();
-      const sb = a.journals.open(KEY);
+      const sb = a.journals.open(KEY, a.instances);
+      should(await sb.abandoned()).be.true();
       should((await sb.adopt()).processes.map((p) => p.processId)).eql(["p2"]);
       await sb.release();
     });

@@ -1,7 +1,8 @@
 import { promises as fs } from "node:fs";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import should from "should";
+import { journalPrefix } from "../../src/core/state/journal-files";
 import {
   type JournalKey,
   type JournalProcess,
@@ -40,7 +41,9 @@ describe("process journal", () => {
 
   it("names the file by portal, application, connector and error flag, not by node", () => {
     const a = journalFileName(key);
-    should(a).match(/^journal-example\.bitrix24\.com-[0-9a-f]{16}\.json$/);
+    // and by the instance that writes it: instances on one machine share the folder, each writes its own file
+    should(a).match(/^journal-example\.bitrix24\.com-[0-9a-f]{16}@[0-9]+-[0-9a-f]{10}\.json$/);
+    should(journalFileName(key, "other-instance")).equal(a.replace(/@.*$/, "@other-instance.json"));
     should(journalFileName({ ...key })).equal(a);
     should(journalFileName({ ...key, authConnector: "BxTest" })).not.equal(a);
     should(journalFileName({ ...key, error: 1 })).not.equal(a);
@@ -185,5 +188,61 @@ describe("process journal", () => {
     should(processes).eql([]);
     should(warning?.description).match(/another portal/);
     await handle.release();
+  });
+
+  describe("instances sharing the folder", () => {
+    /** A registry entry of another instance: alive as long as `pid` runs (our parent does). */
+    async function neighbour(instanceId: string, pid: number): Promise<void> {
+      await fs.mkdir(join(dir, "instances"), { recursive: true });
+      const entry = { instanceId, pid, host: hostname(), startedAt: Date.now(), renewedAt: Date.now(), queues: [] };
+      await fs.writeFile(join(dir, "instances", `${instanceId}.json`), JSON.stringify(entry));
+    }
+
+    async function writeJournal(name: string, processes: JournalProcess[], fetching?: number): Promise<void> {
+      const line = { version: 1, key, updatedAt: Date.now(), processes, ...(fetching ? { fetching } : {}) };
+      await fs.writeFile(join(dir, name), `${JSON.stringify(line)}\n`);
+    }
+
+    it("adopts the journals of dead instances and of versions before the registry, never a live one's", async () => {
+      const prefix = journalPrefix(key);
+      await neighbour("live-1", process.ppid);
+      await neighbour("dead-1", 2 ** 22 + 12345); // no such pid
+      await writeJournal(`${prefix}@live-1.json`, [proc("live", [1])]);
+      await writeJournal(`${prefix}@dead-1.json`, [proc("dead", [2])]);
+      await writeJournal(`${prefix}@gone-1+abc123.json`, [proc("half-taken", [3])]); // a taker that died midway
+      await writeJournal(`${prefix}.json`, [proc("legacy", [4])]);
+      const handle = openJournal(dir, key);
+      const { processes } = await handle.adopt();
+      should(processes.map((p) => p.processId).sort()).eql(["dead", "half-taken", "legacy"]);
+      // taken files are renamed to ours at once and deleted once our durable write carries their processes
+      should((await fs.readdir(dir)).filter((f) => f.includes("dead-1") || f === `${prefix}.json`)).eql([]);
+      await handle.save(processes);
+      const files = (await fs.readdir(dir)).filter((f) => f.startsWith("journal-")).sort();
+      should(files).eql([`${prefix}@live-1.json`, journalFileName(key)].sort());
+      should((await readState(join(dir, journalFileName(key)))).processes.map((p) => p.processId).sort()).eql([
+        "dead",
+        "half-taken",
+        "legacy",
+      ]);
+      // the live neighbour's journal is readable as a peer, with what it holds
+      const peers = await handle.peers();
+      should(peers.map((p) => [p.instanceId, [...p.processIds]])).eql([["live-1", ["live"]]]);
+      await handle.release();
+    });
+
+    it("marks a get in flight in the file before it goes out, and drops the mark after", async () => {
+      const handle = openJournal(dir, key);
+      await handle.adopt();
+      await handle.save([proc("p1", [1])]);
+      await handle.beginFetch(1234);
+      should(handle.fetchingSince()).equal(1234);
+      const marked = JSON.parse((await fs.readFile(join(dir, journalFileName(key)), "utf8")).trim().split("\n").pop()!);
+      should(marked.fetching).equal(1234);
+      should(marked.processes.map((p: JournalProcess) => p.processId)).eql(["p1"]);
+      await handle.endFetch(1234, true);
+      should(handle.fetchingSince()).be.undefined();
+      should((await readState(join(dir, journalFileName(key)))) as object).not.have.property("fetching");
+      await handle.release();
+    });
   });
 });

@@ -1,4 +1,4 @@
-import { promises as fs } from "node:fs";
+import { promises as fs, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import should from "should";
@@ -13,6 +13,7 @@ import { oauthServerFromDomain, oauthServerFromEndpoint } from "../../src/core/r
 import { FileTokenStore, fingerprint, tokenStoreKey } from "../../src/core/state/token-store";
 import { MethodPauses } from "../../src/core/transport/method-pauses";
 import { MAX_REDIRECT_HOPS } from "../../src/core/transport/portal-move";
+import { sleep, until } from "../wait";
 import { FakePortal, type SeenRequest, sendError, sendJson, sendResult } from "./fixtures/fake-portal";
 import { rejection } from "./fixtures/rejection";
 
@@ -88,7 +89,7 @@ describe("core/client against what real portals do (renames, OAuth regions, limi
   });
 
   afterEach(async () => {
-    for (const c of clients.splice(0)) c.close();
+    for (const c of clients.splice(0)) await c.close();
     for (const s of servers.splice(0)) await s.close();
     await fs.rm(dir, { recursive: true, force: true });
   });
@@ -159,6 +160,33 @@ describe("core/client against what real portals do (renames, OAuth regions, limi
       should(old.requests).have.length(1);
       should(renamed.requests).have.length(2);
       should(restarted.currentPortalUrl).equal(renamed.url);
+    });
+
+    it("close() resolves only once the background write of the new address ended: nothing is written after it", async () => {
+      // Found behind ENOTEMPTY in a node test's clean-up: Test connection's client followed a rename, saved the new
+      // address in the background and was closed without waiting, so the write landed in a folder being removed.
+      const renamed = await fake((_req, res) => sendResult(res, true));
+      const old = await fake(redirectTo(() => renamed.url));
+      // Saves that take a while, so the background write is surely still running when close() is called.
+      class SlowStore extends FileTokenStore {
+        override async save(key: string, t: Parameters<FileTokenStore["save"]>[1]): Promise<void> {
+          await sleep(150);
+          return super.save(key, t);
+        }
+      }
+      const c = oauthClient(old.url, {}, { tokenStore: new SlowStore(dir) });
+      await c.call("event.get");
+      // The write holds the token file's lock (it has started: close() must let it finish, not cut it off).
+      await until(() => readdirSync(dir).some((f) => f.endsWith(".lock")), 2000, "the lock of the background write");
+      await c.close();
+      const files = (await fs.readdir(dir)).sort();
+      should(files.filter((f) => !f.endsWith(".tokens.json"))).eql([]); // no lock file, no half-written file
+      const file = join(dir, `${tokenStoreKey(new URL(old.url).host, "app.1")}.tokens.json`);
+      const stored = JSON.parse(await fs.readFile(file, "utf8")) as Record<string, unknown>;
+      should(stored.clientEndpoint).equal(`${renamed.url}/rest/`);
+      await sleep(300);
+      should((await fs.readdir(dir)).sort()).eql(files);
+      should(JSON.parse(await fs.readFile(file, "utf8"))).eql(stored);
     });
 
     it("refuses a redirect to plain http on a public host, to a web page, and a loop; none counts as 'may have run'", async () => {

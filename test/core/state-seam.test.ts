@@ -9,6 +9,7 @@ import { FileStateStores, fileStateStores } from "../../src/core/state/file-stat
 import { journalKeyString } from "../../src/core/state/process-journal";
 import type {
   InstalledApplication,
+  InstanceRegistry,
   JournalKey,
   JournalProcess,
   JournalSession,
@@ -23,13 +24,25 @@ import { sandboxClient } from "./fixtures/sandbox-client";
  * needs no change to it; and the file implementation keeps what the portal node read directly before.
  */
 
+/** A registry in which this consumer is alone: nobody else is alive. */
+const alone: InstanceRegistry = {
+  instanceId: "only",
+  heartbeatMs: 60_000,
+  deathNoticeMs: 60_000,
+  announce: async () => undefined,
+  renew: async () => undefined,
+  withdraw: async () => undefined,
+  liveOthers: async () => [],
+  isLive: async (id) => id === "only",
+};
+
 /** A journal store in memory: only what the interface promises, nothing of the file store. */
 class MemoryJournals implements JournalStore {
   readonly stored = new Map<string, JournalProcess[]>();
   /** Process ids in the store at the moment each save resolved. */
   readonly saved: string[][] = [];
 
-  open(key: JournalKey): JournalSession {
+  open(key: JournalKey, _registry: InstanceRegistry): JournalSession {
     const k = journalKeyString(key);
     let mine: JournalProcess[] = [];
     let released = false;
@@ -49,6 +62,11 @@ class MemoryJournals implements JournalStore {
         released = true;
       },
       knownProcessIds: () => new Set((this.stored.get(k) ?? []).map((p) => p.processId)),
+      beginFetch: async () => undefined,
+      endFetch: async () => undefined,
+      fetchingSince: () => undefined,
+      peers: async () => [],
+      abandoned: async () => false,
     };
   }
 }
@@ -64,6 +82,7 @@ describe("state seam", () => {
       portalHost: client.portalHost,
       clientId: sandbox.credentials.clientId,
       journals,
+      registry: alone,
       mode: "ack",
       limit: 10,
       errorRecords: false,
@@ -113,6 +132,7 @@ describe("state seam", () => {
       should(fileStateStores(join(dir, "."))).equal(stores);
       should(stores).be.instanceOf(FileStateStores);
       should(stores.kind).equal("files");
+      should(stores.instances.instanceId).be.a.String();
       const installation: InstalledApplication = {
         applicationToken: "app-token",
         memberId: "m",

@@ -143,7 +143,9 @@ describe("the editor in a real browser", function () {
   it("Authorize: the OAuth popup comes back with tokens, which land in the credentials and drive the deployed node", async () => {
     await nodeRed.deploy([]);
     // a portal of its own: nothing from the first test (its token file, keyed by portal host) can stand in
-    const portal = await startSandbox({ events: 30 });
+    // The application's handler path (its form) is Node-RED's callback: the portal redirects there, not to a
+    // redirect_uri (README, "One handler path for Authorize and push").
+    const portal = await startSandbox({ events: 30, handlerUrl: `${nodeRed.url}/bitrix24-portal/callback` });
     extraSandboxes.push(portal);
     browser = await openBrowser("en-US");
     const page = await browser.context.newPage();

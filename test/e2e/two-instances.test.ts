@@ -1,3 +1,4 @@
+import { mkdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import should from "should";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
@@ -76,5 +77,81 @@ describe("two Node-RED instances draining one portal queue", function () {
     console.log(
       `      ${EVENTS} events in ${seconds.toFixed(1)} s (${(EVENTS / seconds).toFixed(0)}/s): ${accepted} requests (${(accepted / seconds).toFixed(2)}/s, bucket ${BUCKET.perSecond}/s), ${after.requests.rejected503 - before.requests.rejected503} refused; shares ${perInstance.map((s) => s.length).join(" + ")}`,
     );
+  });
+
+  it("one machine, one state folder: a neighbour killed inside the window has its batch adopted within the bound; a live one's batch is never taken", async () => {
+    const BOUND_MS = 10_000; // README, "Delivery semantics"
+    const portalSandbox = await startSandbox();
+    try {
+      const [dirA, dirB] = [freshUserDir("window-a"), freshUserDir("window-b")];
+      // several Node-RED instances on one machine share the state folder
+      mkdirSync(join(dirA, ".bitrix24-offline-events"), { recursive: true });
+      symlinkSync(join(dirA, ".bitrix24-offline-events"), join(dirB, ".bitrix24-offline-events"));
+      const [logA, logB] = [join(dirA, "deliveries.log"), join(dirB, "deliveries.log")];
+      const portal = sandboxPortal(portalSandbox);
+      // B drains slowly (5 msgs/s) and polls rarely: it holds its batch for long, alive
+      const b = await startNodeRed(dirB);
+      instances.push(b);
+      await b.deploy([
+        portal,
+        ...drainFlow({ portalId: PORTAL_ID, logFile: logB, pollSeconds: 600, workRate: 5, limit: 20 }),
+      ]);
+      portalSandbox.addEvents(20, { name: "ONCRMDEALUPDATE", data: (i) => ({ FIELDS: { ID: i + 1 } }) });
+      await b.deploy([
+        portal,
+        ...drainFlow({ portalId: PORTAL_ID, logFile: logB, pollSeconds: 600, workRate: 5, limit: 20 }),
+      ]);
+      await until(() => readDeliveries(logB).length === 20, "B holds a batch of 20");
+      const bBatch = new Set(portalSandbox.records().map((r) => r.PROCESS_ID));
+      should(bBatch.size).equal(1);
+
+      // A fetches; the portal holds its batch and answers late; A is killed inside the delay
+      portalSandbox.addEvents(50, { name: "ONCRMDEALUPDATE", data: (i) => ({ FIELDS: { ID: 1000 + i } }) });
+      portalSandbox.setFaults({ holdAnswerMs: 4000, methods: ["event.offline.get", "batch"] });
+      const holds = portalSandbox.stats().queue.holds;
+      let a = await startNodeRed(dirA);
+      instances.push(a);
+      await a.deploy([portal, ...drainFlow({ portalId: PORTAL_ID, logFile: logA, pollSeconds: 1 })]);
+      await until(() => portalSandbox.stats().queue.holds > holds, "A's batch held, its answer delayed", 30000, 5);
+      await a.stop("SIGKILL");
+      const killedAt = Date.now();
+      portalSandbox.setFaults({});
+      const aBatch = portalSandbox.records().filter((r) => r.PROCESS_ID !== null && !bBatch.has(r.PROCESS_ID));
+      should(aBatch).have.length(50);
+
+      // B sees A's death at its next heartbeat and takes A's batch over
+      const aIds = new Set(aBatch.map((r) => Number(r.ID)));
+      await until(
+        () => readDeliveries(logB).filter((d) => aIds.has(d.id)).length === aIds.size,
+        "B adopted A's batch",
+        BOUND_MS,
+        20,
+      ).catch((err) => {
+        throw new Error(
+          `${err.message}\n${JSON.stringify(portalSandbox.stats())}\nB log: ${readDeliveries(logB).length} lines, of A: ${readDeliveries(logB).filter((d) => aIds.has(d.id)).length} after ${Date.now() - killedAt} ms\n${b
+            .output()
+            .split("\n")
+            .filter((l) => !/\[info\]/.test(l))
+            .join("\n")
+            .slice(-3000)}`,
+        );
+      });
+      const adoptedIn = Date.now() - killedAt;
+
+      // A starts again while B still works through its batches: A must take none of them
+      a = await startNodeRed(dirA);
+      instances.push(a);
+      await until(() => portalSandbox.stats().queue.total === 0, "everything acked", 90000);
+      const bIds = new Set(readDeliveries(logB).map((d) => d.id));
+      const takenFromB = readDeliveries(logA).filter((d) => bIds.has(d.id));
+      should(takenFromB).eql([]);
+      should(readDeliveries(logB).length).equal(70); // 20 of its own + 50 adopted, each once
+      console.log(
+        `      A killed inside the window: B delivered A's ${aIds.size} held events ${adoptedIn} ms later (bound ${BOUND_MS} ms)`,
+      );
+    } finally {
+      await Promise.all(instances.splice(0).map((n) => n.stop("SIGKILL")));
+      await portalSandbox.close();
+    }
   });
 });

@@ -1,133 +1,32 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import helper from "node-red-node-test-helper";
 import should from "should";
 import type { OfflineEventsApi } from "../../src/core/queue/offline-api";
 import type { OfflineGetResult } from "../../src/core/rest/types";
 import type { EventMessage } from "../../src/nodes/shared/msg-contract";
-import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
+import type { Sandbox, SandboxOptions } from "../../src/sandbox";
+import { clearNode } from "../kit/flows.cjs";
+import { batchMsg, eventMsgs } from "../kit/messages";
+import { caught, collect, helper, lastStatus, nodeRedPerTest, nodes, spied } from "../kit/node-red";
 import { sleep, until } from "../wait";
-
-// The build output, as Node-RED loads it.
-const portalNode = require("../../nodes/nodes/bitrix24-portal/bitrix24-portal.js").default;
-const clearNode = require("../../nodes/nodes/bitrix24-offline-clear/bitrix24-offline-clear.js").default;
-const catchNode = require("@node-red/nodes/core/common/25-catch.js");
-
-helper.init(require.resolve("node-red"));
-
-type Status = { fill?: string; shape?: string; text?: string };
-
-interface SpiedNode {
-  status: { args: Array<[Status]> };
-  error: { args: unknown[][] };
-  receive(msg: Record<string, unknown>): void;
-}
 
 interface OutMsg extends EventMessage {
   _tag?: string;
   error?: { message: string; code?: string };
 }
 
-interface Loaded {
-  node: SpiedNode;
-  api: OfflineEventsApi;
-  out: OutMsg[];
-  caught: OutMsg[];
-}
-
-/** One msg per event, as bitrix24-offline-get emits them (msg-contract.ts). */
-function eventMsgs(got: OfflineGetResult, authConnector = ""): EventMessage[] {
-  const size = got.events.length;
-  return got.events.map((event, index) => ({
-    payload: event,
-    topic: event.EVENT_NAME,
-    bitrix24: {
-      portal: "127.0.0.1",
-      processId: got.process_id,
-      authConnector,
-      id: Number(event.ID),
-      messageId: event.MESSAGE_ID,
-      error: 0,
-      deliveryCount: 1,
-      redelivered: false,
-      batch: { index, size },
-    },
-  }));
-}
-
-/** One msg for the whole batch (get's output "batch"). */
-function batchMsg(got: OfflineGetResult): EventMessage {
-  return {
-    payload: got.events,
-    topic: "",
-    bitrix24: {
-      portal: "127.0.0.1",
-      processId: got.process_id,
-      authConnector: "",
-      id: 0,
-      messageId: "",
-      error: 0,
-      deliveryCount: 1,
-      redelivered: false,
-      batch: { index: 0, size: got.events.length },
-    },
-  };
-}
-
 describe("bitrix24-offline-clear node", function () {
   this.timeout(10000);
+  const t = nodeRedPerTest();
   let sandbox: Sandbox;
-  let userDir: string;
 
   async function start(options: SandboxOptions = {}): Promise<void> {
-    sandbox = await startSandbox({ rateLimit: false, ...options });
+    sandbox = await t.start(options);
   }
 
-  beforeEach(() => {
-    userDir = mkdtempSync(join(tmpdir(), "b24-clear-"));
-    helper.settings({ userDir });
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await sandbox?.close();
-    rmSync(userDir, { recursive: true, force: true });
-  });
-
-  async function load(clear: Record<string, unknown> = {}, portal: Record<string, unknown> = {}): Promise<Loaded> {
-    const c = sandbox.credentials;
-    const flow = [
-      {
-        id: "p",
-        type: "bitrix24-portal",
-        portalUrl: sandbox.url,
-        authType: "oauth",
-        oauthServer: sandbox.url,
-        rateLimit: 50,
-        rateBurst: 50,
-        ...portal,
-      },
-      { id: "c", type: "bitrix24-offline-clear", portal: "p", by: "id", ...clear, wires: [["out"]] },
-      { id: "out", type: "helper" },
-      { id: "k", type: "catch", scope: ["c"], uncaught: false, wires: [["caught"]] },
-      { id: "caught", type: "helper" },
-    ];
-    await helper.load([portalNode, clearNode, catchNode], flow, {
-      p: {
-        clientId: c.clientId,
-        clientSecret: c.clientSecret,
-        accessToken: c.accessToken,
-        refreshToken: c.refreshToken,
-        applicationToken: c.applicationToken,
-      },
-    });
-    const out: OutMsg[] = [];
-    const caught: OutMsg[] = [];
-    helper.getNode("out").on("input", (msg: unknown) => out.push(msg as OutMsg));
-    helper.getNode("caught").on("input", (msg: unknown) => caught.push(msg as OutMsg));
+  async function load(clear: Record<string, unknown> = {}, portal: Record<string, unknown> = {}) {
+    const flow = [clearNode({ id: "c", ...clear, wires: [["out"]] }), { id: "out", type: "helper" }, ...caught(["c"])];
+    await t.load([nodes.clear, nodes.catch], flow, { portal: { rateLimit: 50, rateBurst: 50, ...portal } });
     const api = (helper.getNode("p") as unknown as { api: OfflineEventsApi }).api;
-    return { node: helper.getNode("c") as unknown as SpiedNode, api, out, caught };
+    return { node: spied("c"), api, out: collect<OutMsg>("out"), caught: collect<OutMsg>("caught") };
   }
 
   async function fetchHeld(api: OfflineEventsApi, count: number, authConnector?: string): Promise<OfflineGetResult> {
@@ -139,10 +38,6 @@ describe("bitrix24-offline-clear node", function () {
 
   function clearRequests(): number {
     return sandbox.stats().requests.byMethod["event.offline.clear"] ?? 0;
-  }
-
-  function lastStatus(node: SpiedNode): Status | undefined {
-    return node.status.args[node.status.args.length - 1]?.[0];
   }
 
   it("50 single-event acks cost exactly ONE event.offline.clear request; each msg passes on with acked=true", async () => {
@@ -260,7 +155,8 @@ describe("bitrix24-offline-clear node", function () {
     await start();
     const { node, api, out } = await load();
     const got = await fetchHeld(api, 3, "crm_x");
-    for (const msg of eventMsgs(got, "crm_x")) node.receive(msg as unknown as Record<string, unknown>);
+    for (const msg of eventMsgs(got, { authConnector: "crm_x" }))
+      node.receive(msg as unknown as Record<string, unknown>);
     await until(() => out.length === 3);
     should(sandbox.records()).have.length(0);
     should(sandbox.stats().deleted).equal(3);
@@ -330,8 +226,8 @@ describe("bitrix24-offline-clear node", function () {
   it("shows a red status and fails msgs when no portal is configured", async () => {
     await start();
     const flow: Array<Record<string, unknown>> = [{ id: "c", type: "bitrix24-offline-clear", portal: "", wires: [[]] }];
-    await helper.load([portalNode, clearNode], flow as Parameters<typeof helper.load>[1]);
-    const node = helper.getNode("c") as unknown as SpiedNode;
+    await helper.load([nodes.portal, nodes.clear], flow as Parameters<typeof helper.load>[1]);
+    const node = spied("c");
     should(lastStatus(node)?.fill).equal("red");
     node.receive({ ids: [1], processId: "p".repeat(32) });
     await until(() => node.error.args.length === 2);

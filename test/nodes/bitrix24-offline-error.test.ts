@@ -1,103 +1,37 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import helper from "node-red-node-test-helper";
 import should from "should";
 import type { OfflineEventsApi } from "../../src/core/queue/offline-api";
-import type { OfflineGetResult } from "../../src/core/rest/types";
 import type { EventMessage } from "../../src/nodes/shared/msg-contract";
-import { type Sandbox, startSandbox } from "../../src/sandbox";
+import type { Sandbox } from "../../src/sandbox";
+import { eventMsgs } from "../kit/messages";
+import { caught as catchOf, collect, helper, nodeRedPerTest, nodes, type SpiedNode, spied } from "../kit/node-red";
 import { until } from "../wait";
-
-// The build output, as Node-RED loads it.
-const portalNode = require("../../nodes/nodes/bitrix24-portal/bitrix24-portal.js").default;
-const errorNode = require("../../nodes/nodes/bitrix24-offline-error/bitrix24-offline-error.js").default;
-const catchNode = require("@node-red/nodes/core/common/25-catch.js");
-
-helper.init(require.resolve("node-red"));
-
-type Status = { fill?: string; shape?: string; text?: string };
-
-interface SpiedNode {
-  status: { args: Array<[Status]> };
-  receive(msg: Record<string, unknown>): void;
-}
 
 interface OutMsg extends EventMessage {
   _tag?: string;
   error?: { message: string; code?: string };
 }
 
-/** One msg per event, as bitrix24-offline-get emits them (msg-contract.ts). */
-function eventMsgs(got: OfflineGetResult, options: { authConnector?: string; error?: 0 | 1 } = {}): EventMessage[] {
-  const size = got.events.length;
-  return got.events.map((event, index) => ({
-    payload: event,
-    topic: event.EVENT_NAME,
-    bitrix24: {
-      portal: "127.0.0.1",
-      processId: got.process_id,
-      authConnector: options.authConnector ?? "",
-      id: Number(event.ID),
-      messageId: event.MESSAGE_ID,
-      error: options.error ?? 0,
-      deliveryCount: 1,
-      redelivered: false,
-      batch: { index, size },
-    },
-  }));
-}
-
 describe("bitrix24-offline-error node", function () {
   this.timeout(10000);
+  const t = nodeRedPerTest();
   let sandbox: Sandbox;
-  let userDir: string;
   let node: SpiedNode;
   let api: OfflineEventsApi;
   let out: OutMsg[];
   let caught: OutMsg[];
 
   beforeEach(async () => {
-    sandbox = await startSandbox({ rateLimit: false });
-    userDir = mkdtempSync(join(tmpdir(), "b24-error-"));
-    helper.settings({ userDir });
-    const c = sandbox.credentials;
+    sandbox = await t.start();
     const flow = [
-      {
-        id: "p",
-        type: "bitrix24-portal",
-        portalUrl: sandbox.url,
-        authType: "oauth",
-        oauthServer: sandbox.url,
-        rateLimit: 50,
-        rateBurst: 50,
-      },
       { id: "e", type: "bitrix24-offline-error", portal: "p", wires: [["out"]] },
       { id: "out", type: "helper" },
-      { id: "k", type: "catch", scope: ["e"], uncaught: false, wires: [["caught"]] },
-      { id: "caught", type: "helper" },
+      ...catchOf(["e"]),
     ];
-    await helper.load([portalNode, errorNode, catchNode], flow, {
-      p: {
-        clientId: c.clientId,
-        clientSecret: c.clientSecret,
-        accessToken: c.accessToken,
-        refreshToken: c.refreshToken,
-        applicationToken: c.applicationToken,
-      },
-    });
-    out = [];
-    caught = [];
-    helper.getNode("out").on("input", (msg: unknown) => out.push(msg as OutMsg));
-    helper.getNode("caught").on("input", (msg: unknown) => caught.push(msg as OutMsg));
+    await t.load([nodes.error, nodes.catch], flow, { portal: { rateLimit: 50, rateBurst: 50 } });
+    out = collect<OutMsg>("out");
+    caught = collect<OutMsg>("caught");
     api = (helper.getNode("p") as unknown as { api: OfflineEventsApi }).api;
-    node = helper.getNode("e") as unknown as SpiedNode;
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await sandbox.close();
-    rmSync(userDir, { recursive: true, force: true });
+    node = spied("e");
   });
 
   async function fetchHeld(count: number, options: { authConnector?: string; error?: 0 | 1 } = {}) {

@@ -1,19 +1,12 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { Node, NodeAPI, NodeDef } from "node-red";
-import helper from "node-red-node-test-helper";
 import should from "should";
+import { parseGetConfig } from "../../src/nodes/bitrix24-offline-get/bitrix24-offline-get";
 import type { PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
 import type { EventMessage } from "../../src/nodes/shared/msg-contract";
-import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
+import type { Sandbox, SandboxOptions } from "../../src/sandbox";
+import { getNode } from "../kit/flows.cjs";
+import { collect, helper, helpers, lastStatus, nodeRedPerTest, nodes, spied } from "../kit/node-red";
 import { sleep, until } from "../wait";
-
-// The build output, as Node-RED loads it (`npm run build` first).
-const portalNode = require("../../nodes/nodes/bitrix24-portal/bitrix24-portal.js").default;
-const getNode = require("../../nodes/nodes/bitrix24-offline-get/bitrix24-offline-get.js").default;
-
-helper.init(require.resolve("node-red"));
 
 /** Stands in for the clear node (written separately): acks each msg through the portal's ack queue. */
 function ackerNode(RED: NodeAPI): void {
@@ -33,107 +26,42 @@ function ackerNode(RED: NodeAPI): void {
   RED.nodes.registerType("test-acker", TestAcker);
 }
 
-interface SpiedNode {
-  status: { args: Array<[{ fill?: string; shape?: string; text?: string }]> };
-  error: { args: unknown[][] };
-  warn: { args: unknown[][] };
-  receive(msg: Record<string, unknown>): void;
-}
-
-interface Collector {
-  msgs: EventMessage[];
-}
-
 describe("bitrix24-offline-get node", function () {
   this.timeout(15000);
+  const t = nodeRedPerTest();
   let sandbox: Sandbox;
-  let userDir: string;
 
   async function start(options: SandboxOptions = {}): Promise<void> {
-    sandbox = await startSandbox({ rateLimit: false, ...options });
+    sandbox = await t.start(options);
   }
-
-  beforeEach(() => {
-    userDir = mkdtempSync(join(tmpdir(), "b24-get-"));
-    helper.settings({ userDir });
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await sandbox?.close();
-    rmSync(userDir, { recursive: true, force: true });
-  });
 
   /** Loads portal + get (+ acker when `ack`), collecting outputs. */
   async function load(
     get: Record<string, unknown> = {},
     opts: { ack?: boolean; portal?: Record<string, unknown> } = {},
   ) {
-    const c = sandbox.credentials;
     const ack = opts.ack ?? true;
     const flow = [
-      {
-        id: "p",
-        type: "bitrix24-portal",
-        portalUrl: sandbox.url,
-        authType: "oauth",
-        oauthServer: sandbox.url,
-        rateLimit: 100,
-        rateBurst: 100,
-        ...opts.portal,
-      },
-      {
+      getNode({
         id: "g",
-        type: "bitrix24-offline-get",
-        portal: "p",
-        limit: 50,
-        mode: "ack",
-        filter: "",
-        order: "",
-        errorRecords: false,
-        authConnector: "",
-        output: "event",
-        drain: true,
-        maxInFlight: 500,
-        ackTimeout: 300,
-        maxDeliveries: 3,
         prefetch: 1,
         allowAtMostOnce: false,
         orphanSweep: false,
         ...get,
         wires: [ack ? ["out", "ack"] : ["out"], ["empty"], ["dead"]],
-      },
+      }),
       { id: "ack", type: "test-acker", portal: "p", wires: [["acked"]] },
-      { id: "out", type: "helper" },
-      { id: "empty", type: "helper" },
-      { id: "dead", type: "helper" },
-      { id: "acked", type: "helper" },
+      ...helpers("out", "empty", "dead", "acked"),
     ];
-    await helper.load([portalNode, getNode, ackerNode], flow, {
-      p: {
-        clientId: c.clientId,
-        clientSecret: c.clientSecret,
-        accessToken: c.accessToken,
-        refreshToken: c.refreshToken,
-        applicationToken: c.applicationToken,
-      },
-    });
-    const collect = (id: string): Collector => {
-      const col: Collector = { msgs: [] };
-      helper.getNode(id).on("input", (msg: unknown) => col.msgs.push(msg as EventMessage));
-      return col;
-    };
+    await t.load([nodes.get, ackerNode], flow, { portal: opts.portal });
+    const outputOf = (id: string) => ({ msgs: collect<EventMessage>(id) });
     return {
-      node: helper.getNode("g") as unknown as SpiedNode,
-      out: collect("out"),
-      empty: collect("empty"),
-      dead: collect("dead"),
-      acked: collect("acked"),
+      node: spied("g"),
+      out: outputOf("out"),
+      empty: outputOf("empty"),
+      dead: outputOf("dead"),
+      acked: outputOf("acked"),
     };
-  }
-
-  function lastStatus(node: SpiedNode) {
-    return node.status.args[node.status.args.length - 1]?.[0];
   }
 
   it("ack mode end to end: one msg per event per the msg contract, acks delete, output 2 once", async () => {
@@ -222,22 +150,16 @@ describe("bitrix24-offline-get node", function () {
 
   it("wired to the real clear node with no configuration: 500 events drained in ~11 requests", async () => {
     await start({ events: 500 });
-    const clearNode = require("../../nodes/nodes/bitrix24-offline-clear/bitrix24-offline-clear.js").default;
-    const c = sandbox.credentials;
+    // No configuration beyond the portal URL and the wires: every other property takes its default.
     const flow = [
       { id: "p", type: "bitrix24-portal", portalUrl: sandbox.url, authType: "oauth", oauthServer: sandbox.url },
       { id: "g", type: "bitrix24-offline-get", portal: "p", limit: 50, wires: [["c"], ["empty"], []] },
       { id: "c", type: "bitrix24-offline-clear", portal: "p", wires: [["cleared"]] },
-      { id: "empty", type: "helper" },
-      { id: "cleared", type: "helper" },
+      ...helpers("empty", "cleared"),
     ];
-    await helper.load([portalNode, getNode, clearNode], flow, {
-      p: {
-        clientId: c.clientId,
-        clientSecret: c.clientSecret,
-        accessToken: c.accessToken,
-        refreshToken: c.refreshToken,
-      },
+    const { accessToken, clientId, clientSecret, refreshToken } = sandbox.credentials;
+    await helper.load([nodes.portal, nodes.get, nodes.clear], flow, {
+      p: { clientId, clientSecret, accessToken, refreshToken },
     });
     let cleared = 0;
     let drained = 0;
@@ -397,6 +319,26 @@ describe("bitrix24-offline-get node", function () {
     should(sandbox.stats().queue.total).equal(0);
   });
 
+  it("a plan without auth_connector: the portal's WRONG_LICENSE reaches Catch as what it is, never taken for a missing extended mode (no at-most-once fallback)", async () => {
+    await start({ events: 3, authConnector: false });
+    sandbox.addEvents(3, { connector: "key1" });
+    const { node, out } = await load({ authConnector: "key1", allowAtMostOnce: true }, { ack: false });
+    node.receive({ _tag: "t1" });
+    await until(() => node.error.args.length > 0);
+    const [err, msg] = node.error.args[0] as [{ code: string; message: string }, { _tag: string }];
+    should(err.code).equal("WRONG_LICENSE");
+    // The portal's words, naming auth_connector: not the extended-mode message (extended-mode.ts's regex).
+    should(err.message).match(/auth_connector/);
+    should(err.message).not.match(/rest_offline_extended/);
+    should(msg._tag).equal("t1");
+    should(lastStatus(node)?.fill).equal("red");
+    should(node.warn.args.map((a) => String(a[0]))).not.containEql("bitrix24-offline-get.warnings.fallback");
+    should(out.msgs).have.length(0);
+    // Nothing was fetched, nothing deleted: a clear=1 fallback would have lost the events.
+    should(sandbox.stats().queue.total).equal(6);
+    should(sandbox.stats().queue.held).equal(0);
+  });
+
   it("refuses a bad config filter on deploy naming the field, and fails msgs with it", async () => {
     await start({ events: 3 });
     const { node } = await load({ filter: '{"=PROCESS_ID": "x"}' });
@@ -477,6 +419,11 @@ describe("bitrix24-offline-get node", function () {
     await sleep(20);
     should(timers()).be.belowOrEqual(before);
   });
+  it("externalConsumers: absent in a saved flow means none (orphans no live consumer can own are taken at once)", () => {
+    should(parseGetConfig({}).externalConsumers).be.false();
+    should(parseGetConfig({ externalConsumers: true }).externalConsumers).be.true();
+  });
+
   describe("entity option (msg.entity)", () => {
     function queue(name: string, ids: number[]): void {
       sandbox.addEvents(ids.length, { name, data: (i) => ({ FIELDS: { ID: String(ids[i]) } }) });

@@ -1,22 +1,7 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import axios from "axios";
-import helper from "node-red-node-test-helper";
 import should from "should";
-import { type Sandbox, startSandbox } from "../../src/sandbox";
-
-// The build output, as Node-RED loads it.
-const portalNode = require("../../nodes/nodes/bitrix24-portal/bitrix24-portal.js").default;
-const listNode = require("../../nodes/nodes/bitrix24-offline-list/bitrix24-offline-list.js").default;
-
-helper.init(require.resolve("node-red"));
-
-interface SpiedNode {
-  status: { args: Array<[{ fill?: string; shape?: string; text?: string }]> };
-  error: { args: unknown[][] };
-  receive(msg: Record<string, unknown>): void;
-}
+import type { Sandbox } from "../../src/sandbox";
+import { nextMsg, nodeRedPerTest, nodes, spied } from "../kit/node-red";
 
 interface ListMsg {
   payload: Array<{ ID: string; PROCESS_ID: string | null; ERROR: string; EVENT_NAME: string }>;
@@ -34,33 +19,15 @@ interface ListMsg {
 }
 
 describe("bitrix24-offline-list node", () => {
+  const t = nodeRedPerTest();
   let sandbox: Sandbox;
-  let userDir: string;
 
   beforeEach(async () => {
-    sandbox = await startSandbox({ rateLimit: false });
-    userDir = mkdtempSync(join(tmpdir(), "b24-list-"));
-    helper.settings({ userDir });
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await sandbox.close();
-    rmSync(userDir, { recursive: true, force: true });
+    sandbox = await t.start();
   });
 
   async function load(list: Record<string, unknown> = {}) {
-    const c = sandbox.credentials;
     const flow = [
-      {
-        id: "p",
-        type: "bitrix24-portal",
-        portalUrl: sandbox.url,
-        authType: "oauth",
-        oauthServer: sandbox.url,
-        rateLimit: 2,
-        rateBurst: 50,
-      },
       {
         id: "l",
         type: "bitrix24-offline-list",
@@ -73,20 +40,12 @@ describe("bitrix24-offline-list node", () => {
       },
       { id: "out", type: "helper" },
     ];
-    await helper.load([portalNode, listNode], flow, {
-      p: {
-        clientId: c.clientId,
-        clientSecret: c.clientSecret,
-        accessToken: c.accessToken,
-        refreshToken: c.refreshToken,
-        applicationToken: c.applicationToken,
-      },
-    });
-    return helper.getNode("l") as unknown as SpiedNode;
+    await t.load([nodes.list], flow, { portal: { rateLimit: 2, rateBurst: 50 } });
+    return spied("l");
   }
 
   function next(): Promise<ListMsg> {
-    return new Promise((resolve) => helper.getNode("out").once("input", (msg: unknown) => resolve(msg as ListMsg)));
+    return nextMsg<ListMsg>("out");
   }
 
   function listRequests(): number {

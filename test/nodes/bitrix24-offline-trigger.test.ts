@@ -1,29 +1,7 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import axios from "axios";
-import type { NodeAPI } from "node-red";
-import helper from "node-red-node-test-helper";
 import should from "should";
-import { type Sandbox, startSandbox } from "../../src/sandbox";
-
-// The build output, as Node-RED loads it.
-const portalNode = require("../../nodes/nodes/bitrix24-portal/bitrix24-portal.js").default;
-const triggerNode = require("../../nodes/nodes/bitrix24-offline-trigger/bitrix24-offline-trigger.js").default;
-
-helper.init(require.resolve("node-red"));
-
-type Handler = (req: IncomingMessage, res: ServerResponse) => void;
-
-interface SpiedNode {
-  status: { args: Array<[{ fill?: string; shape?: string; text?: string }]> };
-  error: { args: unknown[][] };
-  warn: { args: unknown[][] };
-  log: { args: unknown[][] };
-  on(event: string, fn: (...args: unknown[]) => void): void;
-}
+import type { Sandbox } from "../../src/sandbox";
+import { captureHttpNode, collect, helper, nodeRedPerTest, nodes, spied, startHttpNodeServer } from "../kit/node-red";
 
 interface TriggerMsg {
   payload: Record<string, unknown>;
@@ -35,59 +13,26 @@ const PATH = "/b24/offline";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("bitrix24-offline-trigger node", () => {
+  const t = nodeRedPerTest({ httpNodeRoot: "/" });
   let sandbox: Sandbox;
-  let userDir: string;
-  let server: Server;
+  let server: { url: string; close(): Promise<void> };
   let serverUrl: string;
-  /** Node-RED's httpNode app of the current load (the helper does not serve it: this test's server does). */
-  let httpNode: Handler | undefined;
-
-  // Captures RED.httpNode when the helper loads the nodes.
-  const captureHttpNode = (RED: NodeAPI) => {
-    httpNode = RED.httpNode as unknown as Handler;
-  };
 
   before(async () => {
-    server = createServer((req, res) => {
-      if (httpNode) httpNode(req, res);
-      else {
-        res.statusCode = 404;
-        res.end();
-      }
-    });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    serverUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    server = await startHttpNodeServer();
+    serverUrl = server.url;
   });
 
   after(async () => {
-    server.closeAllConnections();
-    await new Promise<void>((r) => server.close(() => r()));
+    await server.close();
   });
 
   beforeEach(async () => {
-    sandbox = await startSandbox({ rateLimit: false });
-    userDir = mkdtempSync(join(tmpdir(), "b24-trigger-"));
-    helper.settings({ userDir, httpNodeRoot: "/" });
+    sandbox = await t.start();
   });
 
-  afterEach(async () => {
-    await helper.unload();
-    httpNode = undefined;
-    await sandbox.close();
-    rmSync(userDir, { recursive: true, force: true });
-  });
-
-  function flow(trigger: Record<string, unknown> = {}) {
-    return [
-      {
-        id: "p",
-        type: "bitrix24-portal",
-        portalUrl: sandbox.url,
-        authType: "oauth",
-        oauthServer: sandbox.url,
-        rateLimit: 2,
-        rateBurst: 50,
-      },
+  async function load(trigger: Record<string, unknown> = {}, credentials: Record<string, string> = {}) {
+    const flow = [
       {
         id: "t",
         type: "bitrix24-offline-trigger",
@@ -104,27 +49,8 @@ describe("bitrix24-offline-trigger node", () => {
       },
       { id: "out", type: "helper" },
     ];
-  }
-
-  function credentials(overrides: Record<string, string> = {}) {
-    const c = sandbox.credentials;
-    return {
-      p: {
-        clientId: c.clientId,
-        clientSecret: c.clientSecret,
-        accessToken: c.accessToken,
-        refreshToken: c.refreshToken,
-        applicationToken: c.applicationToken,
-        ...overrides,
-      },
-    };
-  }
-
-  async function load(trigger: Record<string, unknown> = {}, creds = credentials()) {
-    await helper.load([portalNode, triggerNode, captureHttpNode], flow(trigger), creds);
-    const received: TriggerMsg[] = [];
-    helper.getNode("out").on("input", (msg: unknown) => received.push(msg as TriggerMsg));
-    return { received, node: helper.getNode("t") as unknown as SpiedNode };
+    await t.load([nodes.trigger, captureHttpNode], flow, { portal: { rateLimit: 2, rateBurst: 50 }, credentials });
+    return { received: collect<TriggerMsg>("out"), node: spied("t") };
   }
 
   function form(token: string | undefined, ts = "1700000000"): string {
@@ -207,7 +133,7 @@ describe("bitrix24-offline-trigger node", () => {
   });
 
   it("refuses every push when the portal has no application token", async () => {
-    const { received, node } = await load({}, credentials({ applicationToken: "" }));
+    const { received, node } = await load({}, { applicationToken: "" });
     should((await post(form(""))).status).equal(401);
     should((await post(form("anything"))).status).equal(401);
     should(received).be.empty();
@@ -282,7 +208,7 @@ describe("bitrix24-offline-trigger node", () => {
   });
 
   it("registers nothing when httpNodeRoot is false", async () => {
-    helper.settings({ userDir, httpNodeRoot: false });
+    helper.settings({ userDir: t.userDir, httpNodeRoot: false });
     const { received, node } = await load();
     should((await post(form(sandbox.credentials.applicationToken))).status).equal(404);
     should(received).be.empty();
@@ -345,8 +271,8 @@ describe("bitrix24-offline-trigger node", () => {
 
   it("shows a red status and errors when the portal is missing", async () => {
     const orphan = [{ id: "t", type: "bitrix24-offline-trigger", portal: "nope", path: PATH, interval: 1, wires: [] }];
-    await helper.load([portalNode, triggerNode, captureHttpNode], orphan);
-    const node = helper.getNode("t") as unknown as SpiedNode;
+    await helper.load([nodes.portal, nodes.trigger, captureHttpNode], orphan);
+    const node = spied("t");
     should(node.status.args[0][0]).match({ fill: "red" });
     should(node.error.args.length).equal(1);
     should((await post(form(sandbox.credentials.applicationToken))).status).equal(404);

@@ -326,7 +326,7 @@ describe("bitrix24-portal installation endpoint", function () {
     for (const secret of secretsOf(sent)) should(text).not.containEql(secret);
     // The refresh token was never spent: the OAuth server still accepts it.
     const refresh = new URLSearchParams(sent.body).get("auth[refresh_token]") ?? "";
-    const spend = await axios.get(`${sandbox.url}/oauth/token/`, {
+    const spend = await axios.get(`${sandbox.oauthUrl}/oauth/token/`, {
       params: {
         grant_type: "refresh_token",
         client_id: sandbox.credentials.clientId,

@@ -148,6 +148,9 @@ describe("bitrix24-portal config node", () => {
   it("Authorize runs the OAuth code flow and stores working tokens in the node's credentials", async () => {
     await helper.load(portalNode, flow(), credentials({ accessToken: "", refreshToken: "" }));
     const c = sandbox.credentials;
+    // The application's handler path (its form) is the callback: the portal redirects there, whatever the
+    // authorize URL says (README, "One handler path for Authorize and push").
+    sandbox.setOptions({ handlerUrl: "http://127.0.0.1:1880/bitrix24-portal/callback" });
     const start = await helper
       .request()
       .post("/bitrix24-portal/authorize")

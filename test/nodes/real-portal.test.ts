@@ -181,6 +181,7 @@ describe("nodes against what real portals do (renames, OAuth regions, limits)", 
     await start({ secondOAuthServer: true });
     await load({ credentials: { accessToken: "", refreshToken: "" } });
     const c = sandbox.credentials;
+    sandbox.setOptions({ handlerUrl: "http://127.0.0.1:1880/bitrix24-portal/callback" });
     const begin = await helper
       .request()
       .post("/bitrix24-portal/authorize")

@@ -247,9 +247,10 @@ describe("reliability: secrets never leak", function () {
       "log entries as objects": log.objects,
       "Test connection answers": JSON.stringify([tested.body, testedWrong.body]),
       "Authorize answer": JSON.stringify(authorize.body),
-      "journal files": readdirSync(join(userDir, ".bitrix24-offline-events"))
-        .filter((f) => !f.endsWith(".tokens.json"))
-        .map((f) => readFileSync(join(userDir, ".bitrix24-offline-events", f), "utf8"))
+      // the journals and the instance registry's entries (instances/), every file but the token file
+      "journal files": readdirSync(join(userDir, ".bitrix24-offline-events"), { recursive: true, withFileTypes: true })
+        .filter((f) => f.isFile() && !f.name.endsWith(".tokens.json"))
+        .map((f) => readFileSync(join(f.parentPath, f.name), "utf8"))
         .join("\n"),
     };
     const secrets = [...Object.values(CANARY), ...rotated.filter((t) => t.length >= 16)];

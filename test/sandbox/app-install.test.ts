@@ -44,7 +44,7 @@ async function spend(sandbox: Sandbox, refreshToken: string): Promise<number> {
     client_secret: sandbox.credentials.clientSecret,
     refresh_token: refreshToken,
   });
-  return (await fetch(`${sandbox.url}/oauth/token/?${query}`)).status;
+  return (await fetch(`${sandbox.oauthUrl}/oauth/token/?${query}`)).status;
 }
 
 describe("sandbox: installation POSTs", () => {
@@ -73,7 +73,9 @@ describe("sandbox: installation POSTs", () => {
     should(body.get("auth[application_token]")).equal(sandbox.credentials.applicationToken);
     should(body.get("auth[domain]")).equal(new URL(sandbox.url).host);
     should(body.get("auth[client_endpoint]")).equal(`${sandbox.url}/rest/`);
-    should(body.get("auth[server_endpoint]")).equal(`${sandbox.url}/rest/`);
+    // The OAuth server is not the portal (on-app-install.md: auth[domain] is the portal, server_endpoint oauth's).
+    should(body.get("auth[server_endpoint]")).equal(`${sandbox.oauthUrl}/rest/`);
+    should(sandbox.oauthUrl).not.equal(sandbox.url);
     should(body.get("auth[member_id]")).match(/^[0-9a-f]{32}$/);
     const access = body.get("auth[access_token]") ?? "";
     should((await rest(sandbox, "feature.get", { CODE: "x" }, { auth: access })).status).equal(200);
@@ -95,7 +97,7 @@ describe("sandbox: installation POSTs", () => {
     should(body.get("PLACEMENT")).equal("DEFAULT");
     should(body.get("APPLICATION_TOKEN")).equal(sandbox.credentials.applicationToken);
     should(body.get("AUTH_EXPIRES")).equal("3600");
-    should(body.get("SERVER_ENDPOINT")).equal(`${sandbox.url}/rest/`);
+    should(body.get("SERVER_ENDPOINT")).equal(`${sandbox.oauthUrl}/rest/`);
     should(await spend(sandbox, body.get("REFRESH_ID") ?? "")).equal(200);
   });
 

@@ -9,8 +9,8 @@ async function tokenCall(sandbox: Sandbox, params: Record<string, string>, metho
   const query = new URLSearchParams(params).toString();
   const res =
     method === "GET"
-      ? await fetch(`${sandbox.url}/oauth/token/?${query}`)
-      : await fetch(`${sandbox.url}/oauth/token/`, {
+      ? await fetch(`${sandbox.oauthUrl}/oauth/token/?${query}`)
+      : await fetch(`${sandbox.oauthUrl}/oauth/token/`, {
           method: "POST",
           headers: { "content-type": "application/x-www-form-urlencoded" },
           body: query,
@@ -28,19 +28,27 @@ describe("sandbox: OAuth", () => {
     await sandbox.close();
   });
 
-  it("authorize redirects back with code, state, domain, member_id, scope, server_domain; the code buys tokens once", async () => {
+  it("authorize redirects to the REGISTERED handler path (never to redirect_uri) with code, state, domain, member_id, scope, server_domain; the code buys tokens once", async () => {
     const c = sandbox.credentials;
-    const res = await fetch(
-      `${sandbox.url}/oauth/authorize/?client_id=${c.clientId}&state=s1&redirect_uri=${encodeURIComponent("http://127.0.0.1:1/cb?x=1")}`,
-      { redirect: "manual" },
-    );
+    const authorizeUrl = `${sandbox.url}/oauth/authorize/?client_id=${c.clientId}&state=s1&redirect_uri=${encodeURIComponent("http://127.0.0.1:1/elsewhere")}`;
+    // No handler path in the application's form: the portal shows the code, it redirects nowhere.
+    const shown = await fetch(authorizeUrl, { redirect: "manual" });
+    should(shown.status).equal(200);
+    should(await shown.json()).have.properties(["code", "state", "domain", "member_id", "server_domain"]);
+    sandbox.setOptions({ handlerUrl: "http://127.0.0.1:1/cb?x=1" });
+    const res = await fetch(authorizeUrl, { redirect: "manual" });
+    sandbox.setOptions({ handlerUrl: "" });
     should(res.status).equal(302);
     const location = new URL(res.headers.get("location") ?? "");
     should(location.pathname).equal("/cb");
     should(location.searchParams.get("x")).equal("1");
     should(location.searchParams.get("state")).equal("s1");
     should(location.searchParams.get("domain")).equal(new URL(sandbox.url).host);
-    for (const key of ["code", "member_id", "scope", "server_domain"]) should(location.searchParams.get(key)).be.ok();
+    // server_domain is the OAuth server, not the portal (settings/oauth/index.md).
+    should(location.searchParams.get("server_domain")).equal(new URL(sandbox.oauthUrl).host);
+    should(location.searchParams.get("server_domain")).not.equal(new URL(sandbox.url).host);
+    should(location.searchParams.get("scope")).equal("crm,task,user");
+    for (const key of ["code", "member_id"]) should(location.searchParams.get(key)).be.ok();
     const code = location.searchParams.get("code")!;
     const grant = { grant_type: "authorization_code", client_id: c.clientId, client_secret: c.clientSecret, code };
     const tokens = await tokenCall(sandbox, grant, "POST");
@@ -57,6 +65,9 @@ describe("sandbox: OAuth", () => {
       "status",
     ]);
     should(tokens.body.client_endpoint).equal(`${sandbox.url}/rest/`);
+    // As oauth.bitrix.info answers: `domain` is the OAuth server's own host, never the portal's.
+    should(tokens.body.domain).equal(new URL(sandbox.oauthUrl).host);
+    should(tokens.body.domain).not.equal(new URL(sandbox.url).host);
     const ok = await rest(sandbox, "feature.get", { CODE: "x" }, { auth: String(tokens.body.access_token) });
     should(ok.status).equal(200);
     const reused = await tokenCall(sandbox, grant);
@@ -160,6 +171,32 @@ describe("sandbox: bindings and ONOFFLINEEVENT", () => {
       should([denied.status, denied.body.error]).eql([403, "ACCESS_DENIED"]);
     } finally {
       sandbox.setOptions({ admin: true });
+    }
+  });
+
+  it("as the source: a mistyped event name is ERROR_EVENT_NOT_FOUND, unbind of an online binding needs its handler, handlers live on the registered handler path's host", async () => {
+    for (const event of ["ONCRMDEALUPDAT", "ONCRMDEALCHANGE", "ONTASKMOVE"]) {
+      const res = await rest(sandbox, "event.bind", { event, event_type: "offline" });
+      should([event, res.status, res.body.error]).eql([event, 400, "ERROR_EVENT_NOT_FOUND"]);
+    }
+    await rest(sandbox, "event.bind", { event: "ONCRMDEALADD", handler: handlerUrl });
+    const noHandler = await rest(sandbox, "event.unbind", { event: "ONCRMDEALADD" });
+    should([noHandler.status, noHandler.body.error]).eql([400, "ERROR_ARGUMENT"]);
+    should((await rest(sandbox, "event.get")).body.result).have.length(1);
+    should((await rest(sandbox, "event.unbind", { event: "ONCRMDEALADD", handler: handlerUrl })).body.result).eql({
+      count: 1,
+    });
+    sandbox.setOptions({ handlerUrl: "https://nodered.example.com/admin/bitrix24-portal/callback" });
+    try {
+      const elsewhere = await rest(sandbox, "event.bind", { event: "ONOFFLINEEVENT", handler: handlerUrl });
+      should([elsewhere.status, elsewhere.body.error]).eql([400, "ERROR_HANDLER_URL_MISMATCH"]);
+      const sameHost = await rest(sandbox, "event.bind", {
+        event: "ONOFFLINEEVENT",
+        handler: "https://nodered.example.com/bitrix24/push",
+      });
+      should(sameHost.status).equal(200);
+    } finally {
+      sandbox.setOptions({ handlerUrl: "" });
     }
   });
 

@@ -39,11 +39,11 @@ describe("sandbox: event.offline.* semantics", () => {
       should(sandbox.stats().queue.total).equal(0);
     });
 
-    it("MESSAGE_ID is the md5 of EVENT_NAME and the JSON of EVENT_DATA", async () => {
+    it("MESSAGE_ID is the md5 of EVENT_NAME|<JSON of EVENT_DATA> (EventOfflineTable.php)", async () => {
       sandbox.addEvents(1, { name: "ONCRMDEALUPDATE", data: () => ({ FIELDS: { ID: "7" } }) });
       const { createHash } = await import("node:crypto");
       const expected = createHash("md5")
-        .update(`ONCRMDEALUPDATE${JSON.stringify({ FIELDS: { ID: "7" } })}`)
+        .update(`ONCRMDEALUPDATE|${JSON.stringify({ FIELDS: { ID: "7" } })}`)
         .digest("hex");
       should(sandbox.records()[0].MESSAGE_ID).equal(expected);
     });
@@ -67,7 +67,7 @@ describe("sandbox: event.offline.* semantics", () => {
       should(second.body.result.process_id).match(/^[a-z0-9]{32}$/);
       should(first.body.result.process_id).not.equal(second.body.result.process_id);
       should(second.body.result.events[0].ID).equal("5");
-      should(sandbox.stats().queue).eql({ total: 10, unprocessed: 2, held: 8, error: 0 });
+      should(sandbox.stats().queue).eql({ total: 10, unprocessed: 2, held: 8, error: 0, holds: 2 });
       const held = sandbox.records().filter((r) => r.PROCESS_ID === first.body.result.process_id);
       should(held.map((r) => r.ID)).eql(["1", "2", "3", "4"]);
     });
@@ -96,7 +96,7 @@ describe("sandbox: event.offline.* semantics", () => {
       // with the default clear=1 even the records `limit` left out of the answer go
       const cleared = await rest(sandbox, "event.offline.get", { process_id: pid, limit: 2 });
       should(cleared.body.result.events).have.length(2);
-      should(sandbox.stats().queue).eql({ total: 1, unprocessed: 1, held: 0, error: 0 });
+      should(sandbox.stats().queue).eql({ total: 1, unprocessed: 1, held: 0, error: 0, holds: 1 });
     });
 
     it("filters with operators, orders, and refuses bad arguments with ERROR_ARGUMENT", async () => {
@@ -230,6 +230,49 @@ describe("sandbox: event.offline.* semantics", () => {
       should(sandbox.records().map((r) => r.ID)).eql(["4", "5", "6"]);
       await rest(sandbox, "event.offline.clear", { process_id: b.pid });
       should(sandbox.records()).have.length(0);
+    });
+
+    it("malformed lists answer 400 ERROR_ARGUMENT and delete NOTHING (the old sandbox dropped them and cleared the whole process)", async () => {
+      sandbox.addEvents(3);
+      const { pid } = await hold(3);
+      for (const params of [
+        { message_id: ["abc"] },
+        { id: [0] },
+        { id: ["x"] },
+        { id: [1, -2] },
+        { message_id: "a" },
+      ]) {
+        const res = await rest(sandbox, "event.offline.clear", { process_id: pid, ...params });
+        should([res.status, res.body.error]).eql([400, "ERROR_ARGUMENT"]);
+        should(sandbox.records()).have.length(3);
+      }
+    });
+
+    it("a plan without source keys refuses auth_connector (403 WRONG_LICENSE naming it) on get, clear, error, list and the bindings", async () => {
+      sandbox.setOptions({ authConnector: false });
+      try {
+        sandbox.addEvents(2);
+        const calls: [string, Record<string, unknown>][] = [
+          ["event.offline.get", { clear: 0 }],
+          ["event.offline.clear", { process_id: "p" }],
+          ["event.offline.error", { process_id: "p", message_id: [] }],
+          ["event.offline.list", {}],
+          ["event.bind", { event: "ONCRMDEALUPDATE", event_type: "offline" }],
+          ["event.unbind", { event: "ONCRMDEALUPDATE", event_type: "offline" }],
+        ];
+        for (const [method, params] of calls) {
+          const res = await rest(sandbox, method, { ...params, auth_connector: "key1" });
+          should([method, res.status, res.body.error]).eql([method, 403, "WRONG_LICENSE"]);
+          should(res.body.error_description).match(/auth_connector/);
+        }
+        // Without a connector everything works; feature.get tells in advance.
+        should((await rest(sandbox, "event.offline.get", { clear: 0 })).status).equal(200);
+        const feature = await rest(sandbox, "feature.get", { CODE: "rest_auth_connector" });
+        should(feature.body.result.value).equal("N");
+        should(sandbox.records().filter((r) => r.PROCESS_ID !== null)).have.length(2);
+      } finally {
+        sandbox.setOptions({ authConnector: true });
+      }
     });
 
     it("requires process_id", async () => {

@@ -1,5 +1,6 @@
 import should from "should";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
+import { until } from "../wait";
 import { rest, restForm, webhookCall } from "./rest-call";
 
 describe("sandbox: requests, auth, batch, rate limit, faults", () => {
@@ -113,7 +114,8 @@ describe("sandbox: requests, auth, batch, rate limit, faults", () => {
       should(result.result_total).eql({ list: 58 });
       should(result.result_next).eql({ list: 50 });
       should(result.result_error.bad.error).equal("ERROR_ARGUMENT");
-      should(Object.keys(result.result_time)).eql(["take", "list", "ack", "bad"]);
+      // Only commands that ran have a time (the batch page's failure examples: `result_time: []`).
+      should(Object.keys(result.result_time)).eql(["take", "list", "ack"]);
       should(res.body.time).have.property("operating");
       should(sandbox.records().map((r) => r.ID)).not.containEql("1");
     });
@@ -194,6 +196,32 @@ describe("sandbox: requests, auth, batch, rate limit, faults", () => {
       const started = Date.now();
       await rest(sandbox, "feature.get", { CODE: "x" });
       should(Date.now() - started).be.aboveOrEqual(140);
+    });
+
+    it("holdAnswerMs holds the records at once and answers late, only for a get that held some", async () => {
+      sandbox.addEvents(5);
+      sandbox.setFaults({ holdAnswerMs: 400 });
+      const started = Date.now();
+      const answer = rest(sandbox, "event.offline.get", { clear: 0, limit: 3 });
+      // inside the delay the records are already held under a process id the caller has not seen yet
+      await until(() => sandbox.stats().queue.holds === 1, 300, "the get held its records");
+      should(sandbox.stats().queue.held).equal(3);
+      should(Date.now() - started).be.below(350);
+      const done = await answer;
+      should(Date.now() - started).be.aboveOrEqual(390);
+      should(done.body.result.events).have.length(3);
+      // a get that holds nothing (a re-select, a plain read) is not delayed
+      const quick = Date.now();
+      await rest(sandbox, "event.offline.get", { process_id: done.body.result.process_id, clear: 0 });
+      await rest(sandbox, "event.offline.list", {});
+      should(Date.now() - quick).be.below(300);
+      // the control API sets it too
+      const res = await fetch(`${sandbox.url}/_sandbox/faults`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ holdAnswerMs: 250, methods: ["batch"] }),
+      });
+      should((await res.json()).faults).eql({ holdAnswerMs: 250, methods: ["batch"] });
     });
 
     it("dropBeforeRate drops the connection without applying; dropAfterRate applies, then drops", async () => {

@@ -3,23 +3,22 @@ import type { BatchOutcome } from "../client/client";
 import { type OfflineEventsApi, parseBooleanResult } from "../queue/offline-api";
 import { Bitrix24Error } from "../rest/errors";
 import type { BatchCommand } from "../rest/types";
+import {
+  type AckTarget,
+  asError,
+  CLEAR,
+  connectorOf,
+  ERROR,
+  type ErrorTarget,
+  invalid,
+  messageIdList,
+  processIdOf,
+  recordIds,
+} from "./ack-arguments";
+import { AckGroups, type Chunk, type TargetPart, type Waiter } from "./ack-groups";
 
-/** What to delete from the queue: records of one process, by record id and/or MESSAGE_ID, or all of them. */
-export interface AckTarget {
-  processId: string;
-  authConnector?: string;
-  ids?: number[];
-  messageIds?: string[];
-  /** Clears every record the process holds; only when explicitly asked (never implied by an empty list). */
-  allOfProcess?: boolean;
-}
-
-/** What to mark as failed (event.offline.error takes MESSAGE_IDs only). */
-export interface ErrorTarget {
-  processId: string;
-  authConnector?: string;
-  messageIds: string[];
-}
+// The clear and error nodes name the targets by the queue, as before ack-arguments.ts.
+export type { AckTarget, ErrorTarget } from "./ack-arguments";
 
 /** Emitted as "acked" after every successful clear/error call. */
 export interface AckedNotice {
@@ -50,84 +49,6 @@ export interface TakenAcks {
 
 /** The portal's batch limit: own flushes never put more commands in one request. */
 const MAX_BATCH_COMMANDS = 50;
-const CLEAR = "event.offline.clear";
-const ERROR = "event.offline.error";
-
-/** A group coalesces into one call (or chunks of one call): the same process, connector and kind of list. */
-type GroupKind = "id" | "message_id" | "process" | "error";
-
-interface Waiter {
-  /** Parts of the call(s) this target still waits for; resolves when it reaches 0. */
-  remaining: number;
-  failed: boolean;
-  resolve(): void;
-  reject(err: Bitrix24Error): void;
-}
-
-interface Group {
-  kind: GroupKind;
-  processId: string;
-  authConnector: string;
-  /** Insertion-ordered and deduplicated: numbers for "id", MESSAGE_IDs for "message_id" and "error". */
-  items: Map<string | number, Waiter[]>;
-  /** Waiters of an allOfProcess target (kind "process"). */
-  whole: Waiter[];
-}
-
-/** One REST call's worth of a group. */
-interface Chunk {
-  group: Group;
-  command: BatchCommand;
-  ids: number[];
-  messageIds: string[];
-  waiters: Set<Waiter>;
-}
-
-function invalid(method: string, description: string): Bitrix24Error {
-  return new Bitrix24Error({ code: "INVALID_ARGUMENT", method, description });
-}
-
-function asError(err: unknown, method: string): Bitrix24Error {
-  if (err instanceof Bitrix24Error) return err;
-  const description = err instanceof Error ? err.message : String(err);
-  return new Bitrix24Error({ code: "INTERNAL_SERVER_ERROR", method, description, retryable: false }, { cause: err });
-}
-
-function processIdOf(method: string, value: unknown): string {
-  if (typeof value !== "string" || value.trim() === "") {
-    throw invalid(method, "process_id is required: the records' process id from event.offline.get (clear=0)");
-  }
-  return value.trim();
-}
-
-function connectorOf(method: string, value: unknown): string {
-  if (value === undefined || value === null) return "";
-  if (typeof value !== "string") throw invalid(method, "auth_connector must be a string");
-  return value.trim();
-}
-
-function recordIds(method: string, value: unknown): number[] {
-  if (value === undefined || value === null) return [];
-  if (!Array.isArray(value)) throw invalid(method, "id must be an array of record ids");
-  return value.map((item) => {
-    const n = typeof item === "string" && /^\d+$/.test(item.trim()) ? Number(item) : item;
-    if (typeof n !== "number" || !Number.isSafeInteger(n) || n <= 0) {
-      throw invalid(method, `id must hold positive integer record ids, got ${JSON.stringify(item)}`);
-    }
-    return n;
-  });
-}
-
-function messageIdList(method: string, value: unknown): string[] {
-  if (value === undefined || value === null) return [];
-  if (!Array.isArray(value)) throw invalid(method, "message_id must be an array of MESSAGE_ID strings");
-  return value.map((item) => {
-    if (typeof item !== "string" || item.trim().length !== 32) {
-      throw invalid(method, `message_id must hold 32-character MESSAGE_ID strings, got ${JSON.stringify(item)}`);
-    }
-    return item.trim();
-  });
-}
 
 /**
  * Coalesces acks (event.offline.clear) and failure marks (event.offline.error) of many msgs into few REST calls:
@@ -139,9 +60,7 @@ function messageIdList(method: string, value: unknown): string[] {
  */
 export class AckQueue extends EventEmitter<AckQueueEvents> {
   private readonly flushDelayMs: number;
-  private readonly maxIdsPerCall: number;
-  private groups = new Map<string, Group>();
-  private queuedTargets = 0;
+  private readonly groups: AckGroups;
   private timer: NodeJS.Timeout | undefined;
   private readonly inFlight = new Set<Promise<void>>();
   private closed = false;
@@ -159,7 +78,7 @@ export class AckQueue extends EventEmitter<AckQueueEvents> {
     if (!Number.isFinite(delay) || delay < 0) throw invalid("", "flushDelayMs must be a non-negative number");
     if (!Number.isSafeInteger(max) || max <= 0) throw invalid("", "maxIdsPerCall must be a positive integer");
     this.flushDelayMs = delay;
-    this.maxIdsPerCall = max;
+    this.groups = new AckGroups(api, max);
   }
 
   /** Resolves once the event.offline.clear call(s) carrying this target succeeded; rejects with a Bitrix24Error. */
@@ -179,7 +98,7 @@ export class AckQueue extends EventEmitter<AckQueueEvents> {
         );
       }
       // id and message_id are never sent together: the portal's docs and source disagree on which one wins.
-      const parts: Array<{ kind: GroupKind; processId: string; connector: string; items: Array<string | number> }> = [];
+      const parts: TargetPart[] = [];
       if (ids.length > 0) parts.push({ kind: "id", processId, connector, items: ids });
       if (messageIds.length > 0) parts.push({ kind: "message_id", processId, connector, items: messageIds });
       return this.enqueue(parts);
@@ -207,7 +126,7 @@ export class AckQueue extends EventEmitter<AckQueueEvents> {
 
   /** Targets queued and not yet sent. */
   pending(): number {
-    return this.queuedTargets;
+    return this.groups.targets;
   }
 
   /**
@@ -278,9 +197,7 @@ export class AckQueue extends EventEmitter<AckQueueEvents> {
     }
   }
 
-  private enqueue(
-    parts: Array<{ kind: GroupKind; processId: string; connector: string; items: Array<string | number> }>,
-  ): Promise<void> {
+  private enqueue(parts: TargetPart[]): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const waiter: Waiter = {
         remaining: 0,
@@ -292,33 +209,7 @@ export class AckQueue extends EventEmitter<AckQueueEvents> {
           reject(err);
         },
       };
-      for (const part of parts) {
-        const key = `${part.kind}\n${part.processId}\n${part.connector}`;
-        let group = this.groups.get(key);
-        if (!group) {
-          group = {
-            kind: part.kind,
-            processId: part.processId,
-            authConnector: part.connector,
-            items: new Map(),
-            whole: [],
-          };
-          this.groups.set(key, group);
-        }
-        if (part.kind === "process") {
-          group.whole.push(waiter);
-          continue;
-        }
-        for (const item of part.items) {
-          const list = group.items.get(item);
-          if (list) {
-            if (!list.includes(waiter)) list.push(waiter);
-          } else {
-            group.items.set(item, [waiter]);
-          }
-        }
-      }
-      this.queuedTargets++;
+      this.groups.add(parts, waiter);
       this.startTimer();
     });
   }
@@ -348,68 +239,18 @@ export class AckQueue extends EventEmitter<AckQueueEvents> {
     this.timer = undefined;
   }
 
+  /** Empties the queue into calls (ack-groups.ts). */
+  private drain(): Chunk[] {
+    this.stopTimer();
+    return this.groups.drain();
+  }
+
   private track(p: Promise<void>): void {
     this.inFlight.add(p);
     const forget = () => {
       this.inFlight.delete(p);
     };
     p.then(forget, forget);
-  }
-
-  /** Empties the queue into calls; a target is counted in every chunk that carries part of it. */
-  private drain(): Chunk[] {
-    this.stopTimer();
-    const groups = [...this.groups.values()];
-    this.groups = new Map();
-    this.queuedTargets = 0;
-    // Lists first, whole-process clears after them, marks last: in one batch the portal runs them in order.
-    const rank: Record<GroupKind, number> = { id: 0, message_id: 1, process: 2, error: 3 };
-    groups.sort((a, b) => rank[a.kind] - rank[b.kind]);
-    const chunks: Chunk[] = [];
-    for (const group of groups) {
-      if (group.kind === "process") {
-        this.addChunk(chunks, group, [], new Set(group.whole));
-        continue;
-      }
-      const items = [...group.items.entries()];
-      for (let i = 0; i < items.length; i += this.maxIdsPerCall) {
-        const slice = items.slice(i, i + this.maxIdsPerCall);
-        const waiters = new Set<Waiter>();
-        for (const [, list] of slice) for (const w of list) waiters.add(w);
-        this.addChunk(
-          chunks,
-          group,
-          slice.map(([item]) => item),
-          waiters,
-        );
-      }
-    }
-    return chunks;
-  }
-
-  private addChunk(chunks: Chunk[], group: Group, items: Array<string | number>, waiters: Set<Waiter>): void {
-    const ids = group.kind === "id" ? (items as number[]) : [];
-    const messageIds = group.kind === "message_id" || group.kind === "error" ? (items as string[]) : [];
-    const connector = group.authConnector ? { auth_connector: group.authConnector } : {};
-    let command: BatchCommand;
-    try {
-      // The api's command builders validate once more, so a queue bug can never reach the portal as a wide clear.
-      if (group.kind === "error") {
-        command = this.api.errorCommand({ process_id: group.processId, message_id: messageIds, ...connector });
-      } else if (group.kind === "process") {
-        command = this.api.clearCommand({ process_id: group.processId, ...connector });
-      } else if (group.kind === "id") {
-        command = this.api.clearCommand({ process_id: group.processId, id: ids, ...connector });
-      } else {
-        command = this.api.clearCommand({ process_id: group.processId, message_id: messageIds, ...connector });
-      }
-    } catch (err) {
-      const error = asError(err, group.kind === "error" ? ERROR : CLEAR);
-      for (const w of waiters) w.reject(error);
-      return;
-    }
-    for (const w of waiters) w.remaining++;
-    chunks.push({ group, command, ids, messageIds, waiters });
   }
 
   /** Own flush: one call when one is due, otherwise batches of up to 50 commands. */

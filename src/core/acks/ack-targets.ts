@@ -1,6 +1,6 @@
 import { Bitrix24Error } from "../rest/errors";
 import { isJsonObject } from "../rest/json-object";
-import type { AckTarget, ErrorTarget } from "./ack-queue";
+import type { AckTarget, ErrorTarget } from "./ack-arguments";
 
 /**
  * Reads what a clear/error node should act on from a msg-like object (DESIGN.md, the msg contract), in this order:

@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
-import { ReplayGuard } from "../queue/notification";
 import { Bitrix24Error } from "../rest/errors";
 import { isJsonObject } from "../rest/json-object";
 import { isLoopbackHost, validatePortalUrl } from "../rest/portal-url";
+import { ReplayGuard } from "../rest/replay-guard";
 import type { InstalledApplication, TokenSet, TokenStore } from "../state/token-store";
 import { requestToken } from "./authorization-code";
 import { parseTokenAnswer } from "./oauth-session";
@@ -145,6 +145,27 @@ export function tokenServerFor(configured: string, serverEndpoint: string): stri
   return base;
 }
 
+/** host[:port] of a `client_endpoint` URL, lower case; undefined when it is not one. */
+function portalHostOf(endpoint: string): string | undefined {
+  if (!endpoint) return undefined;
+  try {
+    return new URL(endpoint).host.toLowerCase() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * An answer without `client_endpoint` (none of the vendor's servers sends one, but an on-premise OAuth server
+ * might): its `domain` is believed to be the portal only when it is not the OAuth server's own host.
+ */
+function legacyPortalDomain(fields: Record<string, unknown>, server: string): string | undefined {
+  const domain = text(fields.domain).toLowerCase();
+  if (!domain) return undefined;
+  const serverHosts = [server, ...KNOWN_OAUTH_SERVERS].map((s) => new URL(s).host.toLowerCase());
+  return serverHosts.includes(domain) ? undefined : domain;
+}
+
 export interface VerifiedInstallation {
   /** The NEW pair from the OAuth server (the posted refresh token is spent). */
   tokens: TokenSet;
@@ -202,14 +223,21 @@ export async function verifyInstallation(
     const code = err instanceof Bitrix24Error ? err.code : String(err);
     throw new InstallationError(502, `${server} answered the verification with HTTP ${answer.status} (${code})`);
   }
-  const confirmedDomain = text(fields.domain).toLowerCase();
-  if (confirmedDomain && confirmedDomain !== request.domain) {
+  // Which portal the token belongs to, in the OAuth server's words. Its `domain` is NOT the portal: Bitrix24's
+  // OAuth servers put their own host there ("oauth.bitrix.info", every token answer in the OAuth docs and the
+  // SDKs' recorded answers); the portal is `client_endpoint`'s host, and `member_id` names it too.
+  const confirmedPortal = portalHostOf(text(fields.client_endpoint)) ?? legacyPortalDomain(fields, server);
+  const confirmedMember = text(fields.member_id);
+  // A token answer that ties the token to no portal proves nothing about the POST's portal.
+  if (!confirmedPortal && !(confirmedMember && request.memberId)) {
+    throw new InstallationError(403, "the OAuth server's answer does not say which portal the token belongs to");
+  }
+  if (confirmedPortal && confirmedPortal !== request.domain) {
     throw new InstallationError(
       403,
-      `the OAuth server says the token belongs to ${confirmedDomain}, not ${request.domain}`,
+      `the OAuth server says the token belongs to ${confirmedPortal}, not ${request.domain}`,
     );
   }
-  const confirmedMember = text(fields.member_id);
   if (confirmedMember && request.memberId && confirmedMember !== request.memberId) {
     throw new InstallationError(403, "the OAuth server says the token belongs to another member_id");
   }

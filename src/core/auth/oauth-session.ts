@@ -65,6 +65,8 @@ export class OAuthSession {
   private refreshing: Promise<void> | undefined;
   /** The refresh token the OAuth server refused, and how: asking again with it cannot succeed. */
   private refused: { refreshToken: string; error: Bitrix24Error } | undefined;
+  /** Work under the store's lock that has started (lock file, load, save): see settled(). */
+  private readonly storeWork = new Set<Promise<unknown>>();
 
   constructor(private readonly o: OAuthSessionOptions) {
     this.tokens = { accessToken: o.accessToken ?? "", refreshToken: o.refreshToken ?? "", expiresAt: 0 };
@@ -99,12 +101,13 @@ export class OAuthSession {
   async rememberPortal(origin: string): Promise<void> {
     // In memory first and at once: the call being redirected is resent before the file is written.
     this.tokens = { ...this.tokens, clientEndpoint: `${origin}/rest/` };
-    await this.init();
     const store = this.o.store;
     if (!store) return;
     try {
-      await store.withLock(
-        this.o.storeKey,
+      // Inside the try: the caller does not wait for this (client.ts moveTo), so nothing may reject unheard.
+      await this.init();
+      await this.underLock(
+        store,
         async () => {
           // The move is a fact about the portal, not about one lineage of tokens: it joins whatever is stored.
           const base = (await store.load(this.o.storeKey)) ?? this.toStored();
@@ -117,6 +120,8 @@ export class OAuthSession {
         this.o.signal,
       );
     } catch (err) {
+      // Cancelled by close(): not a store failure; the next start is redirected and writes the address then.
+      if (this.o.signal.aborted) return;
       this.o.onStoreError(
         err instanceof Bitrix24Error
           ? err
@@ -151,8 +156,8 @@ export class OAuthSession {
     const store = this.o.store;
     if (!store) return;
     await this.init();
-    await store.withLock(
-      this.o.storeKey,
+    await this.underLock(
+      store,
       async () => {
         const stored = await store.load(this.o.storeKey);
         if (stored?.refreshToken && stored.refreshToken !== this.tokens.refreshToken) this.adopt(stored, true);
@@ -161,9 +166,30 @@ export class OAuthSession {
     );
   }
 
+  /**
+   * Resolves once no work under the store's lock is left. The client's close() aborts the signal first, so what
+   * still waits for the lock gives up, and what holds it (a save of the new address written in the background
+   * after a rename, say) finishes and removes its lock file: nothing writes into the state folder afterwards,
+   * which Node-RED (and a test's clean-up) may remove as soon as the node closed.
+   */
+  async settled(): Promise<void> {
+    while (this.storeWork.size > 0) await Promise.allSettled([...this.storeWork]);
+  }
+
   /** The portal refused `token`: the next accessToken() refreshes (unless the token was replaced meanwhile). */
   invalidate(token: string): void {
     if (token && this.tokens.accessToken === token) this.tokens = { ...this.tokens, expiresAt: 1 };
+  }
+
+  /** Every use of the store's lock goes through here, so that settled() knows of it. */
+  private underLock<T>(store: TokenStore, fn: () => Promise<T>, signal: AbortSignal): Promise<T> {
+    // After close() nothing new starts: even a lock that would be refused at once creates the folder first.
+    if (signal.aborted) return Promise.reject(signal.reason);
+    const work = store.withLock(this.o.storeKey, fn, signal);
+    this.storeWork.add(work);
+    const forget = () => this.storeWork.delete(work);
+    work.then(forget, forget);
+    return work;
   }
 
   private knownExpired(): boolean {
@@ -184,25 +210,23 @@ export class OAuthSession {
     const store = this.o.store;
     if (!store) return;
     const deployedFingerprint = fingerprint(this.o.refreshToken);
-    await store
-      .withLock(
-        this.o.storeKey,
-        async () => {
-          const stored = await store.load(this.o.storeKey);
-          if (stored && stored.deployedFingerprint === deployedFingerprint) {
-            this.adopt(stored, false);
-            return;
-          }
-          if (!this.tokens.accessToken && !this.tokens.refreshToken) return;
-          await store.save(this.o.storeKey, this.toStored());
-        },
-        this.o.signal,
-      )
-      .catch((err: unknown) => {
-        // Next call tries again rather than caching the failure forever.
-        this.initialised = undefined;
-        throw err;
-      });
+    await this.underLock(
+      store,
+      async () => {
+        const stored = await store.load(this.o.storeKey);
+        if (stored && stored.deployedFingerprint === deployedFingerprint) {
+          this.adopt(stored, false);
+          return;
+        }
+        if (!this.tokens.accessToken && !this.tokens.refreshToken) return;
+        await store.save(this.o.storeKey, this.toStored());
+      },
+      this.o.signal,
+    ).catch((err: unknown) => {
+      // Next call tries again rather than caching the failure forever.
+      this.initialised = undefined;
+      throw err;
+    });
   }
 
   private adopt(stored: StoredTokens, announce: boolean): void {
@@ -225,8 +249,8 @@ export class OAuthSession {
   private async refreshUnderLock(failedToken: string): Promise<void> {
     const store = this.o.store;
     if (!store) return this.refreshNow();
-    await store.withLock(
-      this.o.storeKey,
+    await this.underLock(
+      store,
       async () => {
         // Another process (or client) may have spent our refresh token already: its result is in the file.
         const stored = await store.load(this.o.storeKey);

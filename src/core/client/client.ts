@@ -3,7 +3,7 @@ import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import { performance } from "node:perf_hooks";
 import { OAuthSession } from "../auth/oauth-session";
-import { Bitrix24Error } from "../rest/errors";
+import { Bitrix24Error, codeForEmptyError } from "../rest/errors";
 import { phpQueryString } from "../rest/php-query";
 import { validateOAuthServerUrl, validatePortalUrl, validateWebhookUrl } from "../rest/portal-url";
 import type { BatchCommand, CallResult, RestTime } from "../rest/types";
@@ -379,12 +379,18 @@ export class Bitrix24Client extends EventEmitter {
     return outcome;
   }
 
-  /** Rejects waiting calls with CLOSED, aborts requests in flight, clears timers and closes connections. */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.closer.abort(new Bitrix24Error({ code: "CLOSED" }));
-    for (const agent of this.agents) agent.destroy();
+  /**
+   * Rejects waiting calls with CLOSED, aborts requests in flight, clears timers and closes connections, all at
+   * once. The promise resolves when the token file is no longer being written (the new address of a renamed
+   * portal is saved in the background): a caller that removes the state folder next waits for it.
+   */
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      this.closer.abort(new Bitrix24Error({ code: "CLOSED" }));
+      for (const agent of this.agents) agent.destroy();
+    }
+    return this.session?.settled() ?? Promise.resolve();
   }
 
   private async sendBatch(
@@ -424,9 +430,15 @@ export class Bitrix24Client extends EventEmitter {
       const error = errors[key];
       if (error !== undefined && error !== null) {
         const e = asRecord(error);
-        const code = typeof e.error === "string" && e.error ? e.error : "ERROR_UNEXPECTED_ANSWER";
         const description =
           typeof e.error_description === "string" && e.error_description ? e.error_description : undefined;
+        // crm.*.get's "Not found" comes with an empty code inside a batch too (errors.ts, codeForEmptyError).
+        const code =
+          typeof e.error === "string" && e.error
+            ? e.error
+            : description
+              ? codeForEmptyError(description)
+              : "ERROR_UNEXPECTED_ANSWER";
         outcome.errors[key] = new Bitrix24Error({ code, method, description });
         if (code === "OPERATION_TIME_LIMIT") this.pauseMethod(method, operatingResetAt(times[key]));
         continue;

@@ -3,6 +3,7 @@ import type { EntityAttachment, EntityMap } from "../entities/entity-reads";
 import type { OfflineEventsApi } from "../queue/offline-api";
 import { Bitrix24Error } from "../rest/errors";
 import type { OfflineEvent, OfflineFilter, OfflineOrder } from "../rest/types";
+import type { InstanceRegistry } from "../state/instance-registry";
 import type { JournalLoadWarning, JournalStore } from "../state/state-seam";
 
 /**
@@ -18,10 +19,10 @@ export interface OfflineConsumerOptions {
   clientId: string;
   /**
    * Where the process-id journal persists (the state seam: the portal's `StateStores.journals`). Without it, files
-   * in `stateDir`; one of the two is required.
+   * in `stateDir`.
    */
   journals?: JournalStore;
-  /** Directory for the journal when no `journals` is given (the portal's stateDir). */
+  /** Directory for the journal and the registry when they are not given (the portal's stateDir). */
   stateDir?: string;
   mode: ConsumerMode;
   limit: number;
@@ -42,11 +43,20 @@ export interface OfflineConsumerOptions {
   allowAtMostOnce: boolean;
   orphanSweep: boolean;
   /**
-   * How long a record must be seen held under a process id nobody here knows before the sweep takes it over.
-   * Default ackTimeout × (maxDeliveries + 1): longer than a live consumer elsewhere (another Node-RED instance
-   * on the same queue) keeps a record without acking it or marking it as an error.
+   * Consumers the instance registry cannot see may drain the same queue (another program, a Node-RED on another
+   * machine without a shared store). Then a record held under an unknown process id may be theirs, and only the
+   * age rule (orphanAgeMs) may take it. Default false: an unknown process id that no live consumer can own is
+   * taken at once.
+   */
+  externalConsumers?: boolean;
+  /**
+   * Under the age rule (externalConsumers): how long a record must be seen held under a process id nobody here
+   * knows before the sweep takes it over. Default ackTimeout × (maxDeliveries + 1): longer than a live consumer
+   * elsewhere keeps a record without acking it or marking it as an error.
    */
   orphanAgeMs?: number;
+  /** Who else drains the queue (default: the file registry in stateDir, shared by the instances of a machine). */
+  registry?: InstanceRegistry;
   /** Pages of event.offline.list one sweep reads at most (50 records each). Default 20. */
   sweepPages?: number;
   /**
@@ -64,9 +74,16 @@ export interface OfflineConsumerOptions {
 
 /** The options with their defaults applied and numbers clamped. */
 export type ConsumerSettings = Required<
-  Omit<OfflineConsumerOptions, "filter" | "order" | "entityMap" | "journals" | "stateDir">
+  Omit<OfflineConsumerOptions, "filter" | "order" | "entityMap" | "registry" | "journals" | "stateDir">
 > &
   Pick<OfflineConsumerOptions, "filter" | "order" | "entityMap" | "journals" | "stateDir">;
+
+/** The consumer's flags as its parts read them (live: getters on the consumer, not copies). */
+export interface ConsumerFlags {
+  readonly mode: ConsumerMode;
+  readonly closed: boolean;
+  readonly paused: boolean;
+}
 
 /** Per-trigger overrides (msg.limit, msg.filter, msg.order). */
 export interface DrainOverrides {

@@ -10,7 +10,7 @@ import {
   asError,
   type ConsumerAcks,
   type ConsumerApi,
-  type ConsumerMode,
+  type ConsumerFlags,
   type ConsumerPhase,
   type DeliveryGroup,
   type DrainOverrides,
@@ -48,13 +48,15 @@ export interface RoundSettings {
 
 /** What a round needs of the consumer that runs it. */
 export interface RoundHost {
-  readonly mode: ConsumerMode;
-  readonly closed: boolean;
   /** Closed or paused: no new fetch. */
-  readonly halted: boolean;
+  readonly flags: ConsumerFlags;
   setPhase(phase: ConsumerPhase): void;
-  /** New records: held and in the journal (ack mode) before anything is emitted. */
-  recordFetched(results: OfflineGetResult[]): Promise<DeliveryGroup[]>;
+  /** A get that holds records goes out: its in-flight mark first (journal-writer.ts); resolves to the mark's time. */
+  fetchStarting(): Promise<number>;
+  /** The request carrying the marked get failed: the mark goes. */
+  fetchFailed(since: number): void;
+  /** New records: held and in the journal (ack mode) before anything is emitted; the mark `since` goes with them. */
+  recordFetched(results: OfflineGetResult[], since?: number): Promise<DeliveryGroup[]>;
   emit(groups: DeliveryGroup[], tally: Tally): void;
   /** The portal refused ack mode: throws unless the user allowed the at-most-once fallback. */
   extendedModeMissing(cause: Bitrix24Error): void;
@@ -70,7 +72,7 @@ export class DrainRound {
     private readonly ledger: HeldLedger,
     private readonly s: RoundSettings,
     private readonly host: RoundHost,
-    private readonly entities?: EntityStage,
+    private readonly entities?: EntityStage<DeliveryGroup>,
   ) {}
 
   /** Events fetched whose objects the next request reads: a drain ends with a round that only reads (flush). */
@@ -95,10 +97,10 @@ export class DrainRound {
    * arrived. With `fetch` false it only reads the waiting events' objects and emits them (the end of a drain).
    */
   async run(limit: number, overrides: DrainOverrides, tally: Tally, fetch = true): Promise<RoundEnd> {
-    const ackMode = this.host.mode === "ack";
+    const ackMode = this.host.flags.mode === "ack";
     if (ackMode && this.emittedSinceLastGet) await this.ackWindow();
     this.emittedSinceLastGet = false;
-    if (fetch ? this.host.halted : this.host.closed && ackMode) return "stopped";
+    if (fetch ? this.host.flags.closed || this.host.flags.paused : this.host.flags.closed && ackMode) return "stopped";
 
     const useBatch = ackMode && !this.api.client.batchRefusesOffline;
     const taken = useBatch ? this.acks?.take() : undefined;
@@ -113,18 +115,21 @@ export class DrainRound {
     const reads = this.entities?.takeReads();
     const perGet = Math.min(limit, Math.max(room, 1));
     const gets = !fetch || room <= 0 ? 0 : Math.max(1, Math.min(this.s.prefetch, Math.floor(room / limit) || 1));
-    const { fetched, outcome } = await this.request(
-      taken,
-      reads,
-      this.fetchParams(perGet, overrides),
-      perGet,
-      gets,
-      tally,
-    );
+    // A crash between the portal's answer and the journal write would leave the batch held under a process id no
+    // journal names: the mark says a get is out, so neither a neighbour nor a sweep takes its batch meanwhile.
+    const since = ackMode && gets > 0 ? await this.host.fetchStarting() : undefined;
+    let request: Awaited<ReturnType<DrainRound["request"]>>;
+    try {
+      request = await this.request(taken, reads, this.fetchParams(perGet, overrides), perGet, gets, tally);
+    } catch (err) {
+      if (since !== undefined) this.host.fetchFailed(since);
+      throw err;
+    }
+    const { fetched, outcome } = request;
 
     const failure = fetched.find((r) => r.error)?.error;
     const results = fetched.filter((r) => r.result && r.result.events.length > 0).map((r) => r.result!);
-    const groups = await this.host.recordFetched(results);
+    const groups = await this.host.recordFetched(results, since);
     // Emitting comes after the journal write: the flow's acks then find the next round about to start, and ride
     // with it, instead of waiting through the write and leaving on their own (a request of their own each).
     // The last round's events go first: they were fetched (and held) before these.
@@ -157,7 +162,7 @@ export class DrainRound {
   /** The round's request: acks first (the portal runs a batch in order), then the reads, then as many gets as fit. */
   private async request(
     taken: TakenAcks | undefined,
-    reads: EntityReads | undefined,
+    reads: EntityReads<DeliveryGroup> | undefined,
     params: OfflineGetParams,
     perGet: number,
     gets: number,
@@ -165,7 +170,7 @@ export class DrainRound {
   ): Promise<{ fetched: FetchedGet[]; outcome?: BatchOutcome }> {
     const ackCommands = taken ? Object.keys(taken.commands).length : 0;
     const readCommands = reads ? Object.keys(reads.commands).length : 0;
-    const useBatch = this.host.mode === "ack" && !this.api.client.batchRefusesOffline;
+    const useBatch = this.host.flags.mode === "ack" && !this.api.client.batchRefusesOffline;
     if ((useBatch && (ackCommands > 0 || gets > 1)) || readCommands > 0 || gets === 0) {
       const getCount = gets === 0 ? 0 : Math.max(1, Math.min(gets, MAX_BATCH_COMMANDS - ackCommands - readCommands));
       const commands: Record<string, BatchCommand> = { ...taken?.commands, ...reads?.commands };
@@ -209,7 +214,7 @@ export class DrainRound {
     const deadline = Date.now() + this.s.ackWindowMs;
     let last = -1;
     let stable = 0;
-    while (Date.now() < deadline && !this.host.closed) {
+    while (Date.now() < deadline && !this.host.flags.closed) {
       await new Promise<void>((resolve) => setImmediate(resolve));
       const n = this.acks.pending();
       if (n > 0 && n === last) {
@@ -235,7 +240,7 @@ export class DrainRound {
   private waitForCapacity(): Promise<boolean> {
     return new Promise<boolean>((resolve) => {
       const check = () => {
-        if (this.host.halted) return resolve(false);
+        if (this.host.flags.closed || this.host.flags.paused) return resolve(false);
         if (this.ledger.pending < this.s.maxInFlight) return resolve(true);
         this.capacityWaiters.push(check);
       };
@@ -244,7 +249,7 @@ export class DrainRound {
   }
 
   private fetchParams(limit: number, overrides: DrainOverrides): OfflineGetParams {
-    const params: OfflineGetParams = { limit, clear: this.host.mode === "ack" ? 0 : 1, error: this.s.errorFlag };
+    const params: OfflineGetParams = { limit, clear: this.host.flags.mode === "ack" ? 0 : 1, error: this.s.errorFlag };
     const filter = overrides.filter ?? this.s.filter;
     const order = overrides.order ?? this.s.order;
     if (filter && Object.keys(filter).length > 0) params.filter = filter;

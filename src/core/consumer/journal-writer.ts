@@ -1,6 +1,7 @@
 import { Bitrix24Error } from "../rest/errors";
+import type { InstanceRegistry } from "../state/instance-registry";
 import { FileJournalStore } from "../state/process-journal";
-import type { JournalKey, JournalProcess, JournalSession, JournalStore } from "../state/state-seam";
+import type { JournalKey, JournalProcess, JournalSession, JournalStore, PeerJournal } from "../state/state-seam";
 
 /**
  * Journal persistence of one consumer: the process-id journal opened on first use, whole snapshots written
@@ -11,8 +12,16 @@ import type { JournalKey, JournalProcess, JournalSession, JournalStore } from ".
 /** The consumer's journal store: the one it was given (the state seam), else files in its stateDir. */
 export function journalStoreOf(o: { journals?: JournalStore; stateDir?: string }): JournalStore {
   if (o.journals) return o.journals;
-  if (o.stateDir) return new FileJournalStore(o.stateDir);
-  throw new Bitrix24Error({ code: "INVALID_CONFIG", description: "the consumer needs a journal store or a stateDir" });
+  return new FileJournalStore(stateDirOf(o));
+}
+
+/** The consumer's state folder, for what has no store of its own given (journals, registry). */
+export function stateDirOf(o: { stateDir?: string }): string {
+  if (o.stateDir) return o.stateDir;
+  throw new Bitrix24Error({
+    code: "INVALID_CONFIG",
+    description: "the consumer needs a journal store and an instance registry, or a stateDir for both",
+  });
 }
 
 /** How long the journal may lag behind acks when no delivery writes it first. */
@@ -35,17 +44,47 @@ export class JournalWriter {
     private readonly store: JournalStore,
     private readonly key: JournalKey,
     private readonly hooks: JournalWriterHooks,
+    private readonly registry: InstanceRegistry,
   ) {}
 
-  /** Opens the journal (once) and takes over the processes no live consumer of the same key holds. */
+  /**
+   * Opens the journal (once) and takes over the processes no live consumer of the same key holds: on the first
+   * call what our file lists, and every time the journals of instances that died.
+   */
   adopt(): ReturnType<JournalSession["adopt"]> {
-    this.handle ??= this.store.open(this.key);
+    this.handle ??= this.store.open(this.key, this.registry);
     return this.handle.adopt();
   }
 
-  /** See JournalSession.watch: fn runs when processes of a dead consumer may be adopted. */
-  watch(fn: () => void): void {
-    this.handle?.watch?.(fn);
+  /**
+   * A get that may hold records is about to go out: the mark is written first (see process-journal.ts), so that
+   * neither a neighbour nor our own sweep takes its batch for an orphan before its process id is journaled.
+   * Returns the mark's time, for endFetch.
+   */
+  async beginFetch(): Promise<number> {
+    const since = Date.now();
+    await this.handle?.beginFetch(since);
+    return since;
+  }
+
+  /** The get answered (its process ids are in the ledger now) or failed. `write`: no save follows to drop the mark. */
+  endFetch(since: number, write: boolean): void {
+    const ended = this.handle?.endFetch(since, write);
+    if (write && ended) this.hooks.track(ended.catch((err) => this.hooks.failed(err)));
+  }
+
+  /** Start of the oldest get in flight of this key's consumers in this process. */
+  fetchingSince(): number | undefined {
+    return this.handle?.fetchingSince();
+  }
+
+  peers(): Promise<PeerJournal[]> {
+    return this.handle?.peers() ?? Promise.resolve([]);
+  }
+
+  /** A journal of a dead instance of the key is there to take over. */
+  abandoned(): Promise<boolean> {
+    return this.handle?.abandoned() ?? Promise.resolve(false);
   }
 
   get opened(): boolean {

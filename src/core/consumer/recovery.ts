@@ -1,13 +1,26 @@
+import type { ErrorTarget } from "../acks/ack-queue";
+import type { EntityStage } from "../entities/entity-stage";
 import type { Bitrix24Error } from "../rest/errors";
 import type { BatchCommand, OfflineEvent, OfflineGetParams } from "../rest/types";
 import type { JournalProcess } from "../state/process-journal";
 import { getAnswer, sendChunked } from "./consumer-batch";
-import { asError, type ConsumerApi, type Tally } from "./consumer-types";
+import {
+  asError,
+  type ConsumerApi,
+  type ConsumerFlags,
+  type ConsumerWarning,
+  type Delivery,
+  type DeliveryGroup,
+  newTally,
+  type Tally,
+} from "./consumer-types";
 import type { HeldLedger } from "./held-ledger";
 
 /**
- * Re-selecting held processes with clear=0: start-up recovery of the journal's processes, redelivery after the
- * ack timeout, orphan adoption and msg.processId all come here. One batch request carries up to 50 re-selects.
+ * Re-selecting held processes with clear=0, and delivering what comes back: start-up recovery of the journal's
+ * processes, redelivery after the ack timeout, orphan adoption and msg.processId all come here. One batch request
+ * carries up to 50 re-selects. Delivery counts go up and are persisted BEFORE emitting; exhausted records are
+ * marked as errors (error=0) or leave on the dead-letter output (error=1, which the portal cannot mark again).
  */
 
 const MAX_BATCH = 50;
@@ -19,8 +32,16 @@ export interface RecoverySettings {
 }
 
 export interface RecoveryHooks {
-  /** Emits what a re-select returned for a process (delivery counts raised and persisted first). */
-  deliver(processId: string, events: OfflineEvent[], tally: Tally): Promise<void>;
+  readonly flags: ConsumerFlags;
+  /** The journal, durably (before emitting). */
+  save(): Promise<void>;
+  emit(kind: "deliver" | "dead-letter", group: DeliveryGroup): void;
+  /** Marks exhausted error=0 records with event.offline.error (undefined: no ack queue). */
+  markError(target: ErrorTarget): Promise<void> | undefined;
+  warn(warning: ConsumerWarning): void;
+  fail(err: unknown): void;
+  track(work: Promise<unknown>): void;
+  emitState(): void;
   /** The first failure of a re-select round, before it is thrown: may throw a more telling error instead. */
   failed(err: Bitrix24Error): void;
   /** The recovered processes can come due. */
@@ -33,6 +54,7 @@ export class Recovery {
     private readonly ledger: HeldLedger,
     private readonly s: RecoverySettings,
     private readonly hooks: RecoveryHooks,
+    private readonly entities?: EntityStage<DeliveryGroup>,
   ) {}
 
   /** Re-selecting a process ALWAYS passes clear=0: with the default clear=1 the portal deletes what it returns. */
@@ -55,10 +77,33 @@ export class Recovery {
     }
   }
 
+  /** The processes whose ack timeout passed: re-selected now; after a failure tried again in `retryMs`. */
+  redeliverDue(retryMs: number): void {
+    const due = this.ledger.takeDue(Date.now());
+    if (due.length === 0) {
+      this.hooks.scheduleRedelivery();
+      return;
+    }
+    const ids = due.map((p) => p.processId);
+    this.hooks.track(
+      this.reselectMany(ids, newTally())
+        .catch((err) => {
+          // Try again after a while; the records stay held meanwhile.
+          this.ledger.postpone(due, Date.now() + retryMs);
+          this.hooks.fail(err);
+        })
+        .finally(() => {
+          this.ledger.finishDue(due);
+          this.hooks.scheduleRedelivery();
+          this.hooks.emitState();
+        }),
+    );
+  }
+
   /** Re-selects several processes: one batch request for up to 50 of them (or single calls). */
-  async reselectMany(processIds: string[], tally: Tally): Promise<void> {
+  async reselectMany(processIds: string[], tally: Tally, sizes?: Map<string, number>): Promise<void> {
     const paramsOf = (id: string) =>
-      this.params(id, Math.max(this.s.limit, this.ledger.sizeOf(id), this.ledger.pendingOf(id)));
+      this.params(id, Math.max(this.s.limit, this.ledger.sizeOf(id), this.ledger.pendingOf(id), sizes?.get(id) ?? 0));
     let firstError: Bitrix24Error | undefined;
     const answers: Array<{ processId: string; events: OfflineEvent[] }> = [];
     if (!this.api.client.batchRefusesOffline && processIds.length > 1) {
@@ -87,10 +132,66 @@ export class Recovery {
         tally.requests++;
       }
     }
-    for (const a of answers) await this.hooks.deliver(a.processId, a.events, tally);
+    for (const a of answers) await this.deliver(a.processId, a.events, tally);
     if (firstError) {
       this.hooks.failed(firstError);
       throw firstError;
     }
+  }
+
+  /**
+   * Records of a process re-selected with clear=0 (recovery, redelivery, orphan adoption, msg.processId): delivery
+   * counts go up and are persisted BEFORE emitting; exhausted records are marked as errors (error=0) or leave on
+   * the dead-letter output (error=1, which the portal cannot mark again).
+   */
+  async deliver(processId: string, events: OfflineEvent[], tally: Tally): Promise<void> {
+    const ackMode = this.hooks.flags.mode === "ack";
+    if (events.length === 0) {
+      this.ledger.dropProcess(processId);
+      if (ackMode) await this.hooks.save();
+      this.hooks.emitState();
+      return;
+    }
+    const { redeliver, dead, exhausted } = this.ledger.recordReselected(processId, events, Date.now(), ackMode);
+    if (ackMode) await this.hooks.save();
+    if (this.hooks.flags.closed && ackMode) return;
+    const group = (deliveries: Delivery[]): DeliveryGroup => ({
+      processId,
+      authConnector: this.s.authConnector,
+      error: this.s.errorFlag,
+      deliveries,
+    });
+    if (this.entities && redeliver.length + dead.length > 0) {
+      // Read again: the object may have changed since the first delivery. No drain request to ride with here.
+      await this.entities.readNow([group(redeliver), group(dead)], async (commands) => {
+        const outcome = await sendChunked(this.api.client, commands);
+        tally.requests += outcome.requests;
+        return outcome;
+      });
+      if (this.hooks.flags.closed && ackMode) return;
+    }
+    this.hooks.scheduleRedelivery();
+    if (redeliver.length > 0) {
+      tally.events += redeliver.length;
+      tally.redelivered += redeliver.length;
+      tally.batches++;
+      this.hooks.emit("deliver", group(redeliver));
+    }
+    if (dead.length > 0) this.hooks.emit("dead-letter", group(dead));
+    if (exhausted.length > 0) this.markExhausted(processId, exhausted);
+    this.hooks.emitState();
+  }
+
+  private markExhausted(processId: string, messageIds: string[]): void {
+    this.hooks.warn({ code: "MARKED_AS_ERROR", processId, messageIds });
+    const target = { processId, messageIds, ...(this.s.authConnector ? { authConnector: this.s.authConnector } : {}) };
+    const marking = this.hooks.markError(target);
+    if (!marking) return;
+    this.hooks.track(
+      marking.catch((err) => {
+        this.ledger.unmark(processId, messageIds); // the next ack timeout tries again
+        this.hooks.fail(err);
+      }),
+    );
   }
 }

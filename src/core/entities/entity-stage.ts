@@ -1,8 +1,13 @@
 import type { BatchOutcome } from "../client/client";
-import type { DeliveryGroup } from "../consumer/consumer-types";
 import type { Bitrix24Error } from "../rest/errors";
-import type { BatchCommand } from "../rest/types";
-import { type EntityMap, type EntityPlan, type EntityReadFailure, planEntityReads } from "./entity-reads";
+import type { BatchCommand, OfflineEvent } from "../rest/types";
+import {
+  type EntityAttachment,
+  type EntityMap,
+  type EntityPlan,
+  type EntityReadFailure,
+  planEntityReads,
+} from "./entity-reads";
 
 /**
  * The entity stage of a drain round (DESIGN.md, "Doing the work"): the objects of the events a round fetched are
@@ -12,14 +17,23 @@ import { type EntityMap, type EntityPlan, type EntityReadFailure, planEntityRead
  * A failed read never holds an event back: it goes out without its object, the failure reported once per method.
  */
 
-export interface EntityReads {
-  commands: Record<string, BatchCommand>;
-  /** Attaches the answers; returns the groups, now ready to emit. */
-  finish(outcome: BatchOutcome | Bitrix24Error): DeliveryGroup[];
+/**
+ * What the stage needs of a group of events: each event, and a place for its object. The consumer's
+ * DeliveryGroup is one; the stage is generic over it so that entities/ need not import consumer/ (which
+ * imports entities/).
+ */
+export interface EventGroup {
+  deliveries: Array<{ event: OfflineEvent; entity?: EntityAttachment }>;
 }
 
-export class EntityStage {
-  private awaiting: DeliveryGroup[] = [];
+export interface EntityReads<G extends EventGroup = EventGroup> {
+  commands: Record<string, BatchCommand>;
+  /** Attaches the answers; returns the groups, now ready to emit. */
+  finish(outcome: BatchOutcome | Bitrix24Error): G[];
+}
+
+export class EntityStage<G extends EventGroup = EventGroup> {
+  private awaiting: G[] = [];
   /** `method\0code` of failures reported and not yet followed by a successful read of that method. */
   private readonly reported = new Set<string>();
 
@@ -35,7 +49,7 @@ export class EntityStage {
     return this.awaiting.length > 0;
   }
 
-  hold(groups: DeliveryGroup[]): void {
+  hold(groups: G[]): void {
     this.awaiting.push(...groups);
   }
 
@@ -43,7 +57,7 @@ export class EntityStage {
    * The reads of the waiting events. They stay waiting until finish(): a request that fails leaves them for
    * the next one.
    */
-  takeReads(): EntityReads | undefined {
+  takeReads(): EntityReads<G> | undefined {
     if (this.awaiting.length === 0) return undefined;
     const groups = this.awaiting;
     const plan = this.plan(groups);
@@ -58,10 +72,7 @@ export class EntityStage {
   }
 
   /** Reads the groups' objects with a request of its own (re-selects); a failure is attached, never thrown. */
-  async readNow(
-    groups: DeliveryGroup[],
-    send: (commands: Record<string, BatchCommand>) => Promise<BatchOutcome>,
-  ): Promise<void> {
+  async readNow(groups: G[], send: (commands: Record<string, BatchCommand>) => Promise<BatchOutcome>): Promise<void> {
     const plan = this.plan(groups);
     if (Object.keys(plan.commands).length === 0) {
       this.settle(plan, { result: {}, errors: {}, total: {}, next: {}, requests: 0 });
@@ -76,7 +87,7 @@ export class EntityStage {
     this.settle(plan, outcome);
   }
 
-  private plan(groups: DeliveryGroup[]): EntityPlan {
+  private plan(groups: G[]): EntityPlan {
     const deliveries = groups.flatMap((g) => g.deliveries);
     return planEntityReads(
       deliveries.map((d) => d.event),

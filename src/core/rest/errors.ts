@@ -75,6 +75,10 @@ export const SYSTEM_ERRORS: Readonly<Record<string, { status: number; descriptio
   PORTAL_DELETED: { status: 500, description: "The portal has been deleted or its public part is closed" },
   // The per-method execution-time budget (REFERENCE.md "Calling the API") is answered with 429.
   OPERATION_TIME_LIMIT: { status: 429, description: "The method's execution-time budget is spent for now" },
+  // Made from the description of an answer with an empty code (codeForEmptyError).
+  NOT_FOUND: { status: 400, description: "Not found" },
+  ERROR_ARGUMENT: { status: 400, description: "An argument of the call was refused by the portal" },
+  ERROR_WITHOUT_CODE: { status: 400, description: "The portal refused the call without an error code" },
   // Not from the portal: failures on our side of the wire.
   NETWORK_ERROR: { status: 0, description: "The portal could not be reached" },
   TIMEOUT: { status: 0, description: "The portal did not answer in time" },
@@ -98,6 +102,21 @@ export const SYSTEM_ERRORS: Readonly<Record<string, { status: number; descriptio
     description: "An event.offline.get with clear=1 may have reached the portal; its events cannot be fetched again",
   },
 };
+
+/**
+ * crm.deal/contact/lead/company answer their own errors with an EMPTY code (HTTP 400
+ * `{"error": "", "error_description": "Not found"}`, alone and in a batch's result_error; their method pages print
+ * it so). The description is then all the portal said, so the code is made from it: a Catch node or a switch on
+ * `msg.error.code` can tell "the object is gone" from "the call was wrong" without parsing English text.
+ */
+export function codeForEmptyError(description: string): string {
+  const text = description.trim();
+  if (/not found|не найден/i.test(text)) return "NOT_FOUND";
+  if (/access denied|доступ запрещ/i.test(text)) return "ACCESS_DENIED";
+  // "ID is not defined or invalid.", "Parameter 'fields' must be array.", ...
+  if (/invalid|must be|not defined|required|is empty|неверн|не указан/i.test(text)) return "ERROR_ARGUMENT";
+  return "ERROR_WITHOUT_CODE";
+}
 
 // OVERLOAD_LIMIT is a block set by hand by the vendor's support (REFERENCE.md "Real portals"): a retry only
 // adds to the load that caused it.

@@ -1,6 +1,7 @@
 import { promises as fs, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { validatePortalUrl } from "../rest/portal-url";
+import { type FileInstanceRegistry, fileInstanceRegistry } from "./file-instance-registry";
 import { FileJournalStore } from "./process-journal";
 import type { InstalledApplication, StateStores } from "./state-seam";
 import { FileTokenStore, parseStoredTokens, tokenStoreKey } from "./token-store";
@@ -48,10 +49,12 @@ export class FileStateStores implements StateStores {
   readonly kind = "files" as const;
   readonly tokens: FileTokenStore;
   readonly journals: FileJournalStore;
+  readonly instances: FileInstanceRegistry;
 
   constructor(readonly dir: string) {
     this.tokens = new FileTokenStore(dir);
     this.journals = new FileJournalStore(dir);
+    this.instances = fileInstanceRegistry(dir);
   }
 
   get where(): string {

@@ -1,4 +1,6 @@
 import type { BucketSettings, RateGate } from "../transport/rate-limiter";
+import type { InstanceRegistry } from "./instance-registry";
+import type { JournalKey, JournalLoadWarning, JournalProcess } from "./journal-files";
 
 /**
  * The state seam (DESIGN.md, "Scale-out"): everything the package persists goes through the interfaces in this
@@ -68,57 +70,45 @@ export interface TokenStore {
 
 // ------------------------------------------------------------------------------------------------ journal
 
-export interface JournalKey {
-  portalHost: string;
-  clientId: string;
-  authConnector: string;
-  error: 0 | 1;
+export type { InstanceRegistry, LiveInstance, QueueKey } from "./instance-registry";
+// The journal's records are defined with its file format (journal-files.ts), the queue key with the registry.
+export type { JournalKey, JournalLoadWarning, JournalProcess, JournalRecord } from "./journal-files";
+
+/** A live neighbour's journal: what it holds, and since when its oldest get in flight runs. */
+export interface PeerJournal {
+  instanceId: string;
+  processIds: Set<string>;
+  fetching?: number;
 }
 
-export interface JournalRecord {
-  id: number;
-  messageId: string;
-  /** How many times the record has been emitted (1 = first delivery). */
-  deliveryCount: number;
-}
-
-export interface JournalProcess {
-  processId: string;
-  /** Number of records the get that opened the process returned: the lower bound of a re-select's limit. */
-  size: number;
-  /** Epoch ms of the last (re)delivery. */
-  deliveredAt: number;
-  pending: JournalRecord[];
-}
-
-export interface JournalLoadWarning {
-  code: "JOURNAL_UNREADABLE";
-  file: string;
-  /** Where the unreadable file was moved, so nobody loses the evidence. */
-  movedTo: string;
-  description: string;
-}
-
-/** One consumer's part of the journal of a key (DESIGN.md, "Delivery semantics"). */
+/**
+ * One consumer's part of the journal of a key (DESIGN.md, "Delivery semantics"). Which instances are alive comes
+ * from the InstanceRegistry the session was opened with: a dead instance's journal is adopted, a live one's never.
+ */
 export interface JournalSession {
-  /** Takes over the processes no live consumer holds (on first use: what the store lists). */
+  /** Takes over what no live consumer holds: on first use what the store lists, then dead instances' journals. */
   adopt(): Promise<{ processes: JournalProcess[]; warning?: JournalLoadWarning }>;
   /** Replaces this consumer's processes (kept as given, not copied); resolves once they are durably stored. */
   save(processes: JournalProcess[]): Promise<void>;
+  /** A get that may hold records is about to go out: neighbours must not take its batch for an orphan. */
+  beginFetch(since: number): Promise<void>;
+  /** The get of `since` answered or failed; `write`: no save follows to drop the mark, drop it now. */
+  endFetch(since: number, write: boolean): Promise<void>;
   /** Detaches: the processes stay stored for the next consumer with the same key. */
   release(): Promise<void>;
-  /** Process ids any consumer of this key holds or held, as last known (the orphan sweep leaves those alone). */
+  /** Process ids this process's consumers of the key hold or held (the orphan sweep leaves those alone). */
   knownProcessIds(): Set<string>;
-  /**
-   * Calls `onAdoptable` whenever processes no live consumer holds appear after the first adopt (a dead instance's,
-   * once its lease ran out): the consumer then adopts and re-selects them. Stores that cannot tell leave it out.
-   */
-  watch?(onAdoptable: () => void): void;
+  /** Start of the oldest get in flight of this key's consumers in this process. */
+  fetchingSince(): number | undefined;
+  /** The journals of the key's other LIVE instances. */
+  peers(): Promise<PeerJournal[]>;
+  /** Whether a journal of a dead instance of the key waits to be taken over. */
+  abandoned(): Promise<boolean>;
 }
 
 /** Where process-id journals persist, keyed by portal host + client id + auth_connector + error flag. */
 export interface JournalStore {
-  open(key: JournalKey): JournalSession;
+  open(key: JournalKey, registry: InstanceRegistry): JournalSession;
 }
 
 // ------------------------------------------------------------------------------------------------ the rest
@@ -142,6 +132,8 @@ export interface StateStores {
   readonly where: string;
   readonly tokens: TokenStore;
   readonly journals: JournalStore;
+  /** Who is alive among the consumers of a queue (the journals' takeover and the orphan sweep ask it). */
+  readonly instances: InstanceRegistry;
   /**
    * Installation POSTs already answered, shared by every instance; absent (files): each process remembers them in
    * memory (InstallGate), which is enough on one machine, where one Node-RED receives the POST.

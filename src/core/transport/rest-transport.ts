@@ -1,7 +1,7 @@
 import type { Agent as HttpAgent } from "node:http";
 import type { Agent as HttpsAgent } from "node:https";
 import axios, { type AxiosInstance } from "axios";
-import { Bitrix24Error, SYSTEM_ERRORS } from "../rest/errors";
+import { Bitrix24Error, codeForEmptyError, SYSTEM_ERRORS } from "../rest/errors";
 import { USER_AGENT } from "./user-agent";
 
 /** How one HTTP exchange with the portal ended, before any retry decision. */
@@ -135,18 +135,22 @@ export function interpretAnswer(status: number, text: string, method: string): A
   } catch {
     // handled below
   }
-  if (body && typeof body.error === "string" && body.error !== "") {
-    const said =
-      typeof body.error_description === "string" && body.error_description !== "" ? body.error_description : undefined;
-    const advice = ADVICE[body.error];
+  const said =
+    body && typeof body.error_description === "string" && body.error_description !== ""
+      ? body.error_description
+      : undefined;
+  // An empty code with a description is still the portal's error (crm.*.get's "Not found"), not garbage.
+  const code = body && typeof body.error === "string" ? body.error || (said ? codeForEmptyError(said) : "") : "";
+  if (code !== "") {
+    const advice = ADVICE[code];
     const description = advice ? `${advice}${said ? ` - ${said}` : ""}` : said;
     const failure: Answered = {
       kind: "failure",
       httpStatus: status,
       reached: true,
-      error: new Bitrix24Error({ code: body.error, status: status >= 400 ? status : undefined, method, description }),
+      error: new Bitrix24Error({ code, status: status >= 400 ? status : undefined, method, description }),
     };
-    const resetAt = operatingResetAt(body.time);
+    const resetAt = operatingResetAt(body?.time);
     return resetAt === undefined ? failure : { ...failure, operatingResetAt: resetAt };
   }
   if (!body || !("result" in body) || status >= 400) {

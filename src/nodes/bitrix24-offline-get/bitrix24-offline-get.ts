@@ -2,21 +2,20 @@ import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow, NodeStatus
 import {
   type ConsumerState,
   type ConsumerWarning,
-  type DeliveryGroup,
   type DrainOverrides,
   type DrainSummary,
   NO_EXTENDED_MODE,
   OfflineConsumer,
   type OfflineConsumerOptions,
 } from "../../core/consumer/offline-consumer";
-import { type EntityAttachment, parseEntityMap } from "../../core/entities/entity-reads";
+import { parseEntityMap } from "../../core/entities/entity-reads";
 import { validateFilter, validateOrder } from "../../core/queue/offline-api";
 import { Bitrix24Error } from "../../core/rest/errors";
-import type { OfflineEvent, OfflineFilter, OfflineOrder } from "../../core/rest/types";
+import type { OfflineFilter, OfflineOrder } from "../../core/rest/types";
 import type { PortalNode } from "../bitrix24-portal/bitrix24-portal";
 import { asBitrix24Error, errorStatusText, reportFailure } from "../shared/error-report";
-import type { Bitrix24Meta, EventMessage } from "../shared/msg-contract";
 import { StatusThrottle } from "../shared/status-throttle";
+import { deliveryMessages } from "./delivery-messages";
 
 const TYPE = "bitrix24-offline-get";
 
@@ -37,11 +36,16 @@ export interface GetConfig extends NodeDef {
   prefetch?: string | number;
   allowAtMostOnce?: boolean;
   orphanSweep?: boolean;
+  /** Other consumers the instance registry cannot see drain this queue (absent in older flows: none). */
+  externalConsumers?: boolean;
   entity?: boolean;
   entityMap?: string;
 }
 
-export type GetSettings = Omit<OfflineConsumerOptions, "portalHost" | "clientId" | "stateDir" | "journals"> & {
+export type GetSettings = Omit<
+  OfflineConsumerOptions,
+  "portalHost" | "clientId" | "stateDir" | "journals" | "registry"
+> & {
   output: "event" | "batch";
 };
 
@@ -122,6 +126,7 @@ export function parseGetConfig(config: Partial<GetConfig>): GetSettings {
     prefetch: numberSetting(config.prefetch, "prefetch", 1, { min: 1, max: 50, integer: true }),
     allowAtMostOnce: config.allowAtMostOnce === true,
     orphanSweep: config.orphanSweep !== false,
+    externalConsumers: config.externalConsumers === true,
     entity: config.entity === true,
     // Checked even with the option off: a map that would fail once switched on is wrong now.
     entityMap: parseEntityMap(config.entityMap),
@@ -150,75 +155,6 @@ export function parseOverrides(msg: GetInput): { overrides: DrainOverrides; proc
     processId = msg.processId.trim();
   }
   return { overrides, processId };
-}
-
-/** msg.entity and what msg.bitrix24 says about it (entity option); nothing for events without a mapped object. */
-function entityParts(attachment: EntityAttachment | undefined): {
-  entity?: Record<string, unknown> | null;
-  meta: Pick<Bitrix24Meta, "entityMissing" | "entityError">;
-} {
-  if (!attachment) return { meta: {} };
-  const meta: Pick<Bitrix24Meta, "entityMissing" | "entityError"> = {};
-  if (attachment.missing) meta.entityMissing = true;
-  if (attachment.error) meta.entityError = attachment.error;
-  return { entity: attachment.entity, meta };
-}
-
-/** One msg per event (or one per batch) following the msg contract (msg-contract.ts). */
-export function deliveryMessages(group: DeliveryGroup, portalHost: string, output: "event" | "batch"): EventMessage[] {
-  const size = group.deliveries.length;
-  const meta = (over: Pick<Bitrix24Meta, "id" | "messageId" | "deliveryCount" | "redelivered" | "batch">) => ({
-    portal: portalHost,
-    processId: group.processId,
-    authConnector: group.authConnector,
-    error: group.error,
-    ...over,
-  });
-  if (output === "batch") {
-    const events: OfflineEvent[] = group.deliveries.map((d) => d.event);
-    const names = new Set(events.map((e) => e.EVENT_NAME));
-    const msg: EventMessage = {
-      payload: events,
-      topic: names.size === 1 ? events[0].EVENT_NAME : "",
-      bitrix24: meta({
-        id: 0,
-        messageId: "",
-        deliveryCount: Math.max(...group.deliveries.map((d) => d.deliveryCount)),
-        redelivered: group.deliveries.some((d) => d.redelivered),
-        batch: { index: 0, size },
-      }),
-    };
-    if (group.deliveries.some((d) => d.entity)) {
-      // Arrays in the order of msg.payload: one entry per event.
-      msg.entity = group.deliveries.map((d) => d.entity?.entity ?? null);
-      if (group.deliveries.some((d) => d.entity?.missing)) {
-        msg.bitrix24.entityMissing = group.deliveries.map((d) => d.entity?.missing === true);
-      }
-      if (group.deliveries.some((d) => d.entity?.error)) {
-        msg.bitrix24.entityError = group.deliveries.map((d) => d.entity?.error ?? null);
-      }
-    }
-    return [msg];
-  }
-  return group.deliveries.map((d, index) => {
-    const { entity, meta: entityMeta } = entityParts(d.entity);
-    const msg: EventMessage = {
-      payload: d.event,
-      topic: d.event.EVENT_NAME,
-      bitrix24: {
-        ...meta({
-          id: d.id,
-          messageId: d.event.MESSAGE_ID,
-          deliveryCount: d.deliveryCount,
-          redelivered: d.redelivered,
-          batch: { index, size },
-        }),
-        ...entityMeta,
-      },
-    };
-    if (entity !== undefined) msg.entity = entity;
-    return msg;
-  });
 }
 
 export default function register(RED: NodeAPI): void {
@@ -256,6 +192,7 @@ export default function register(RED: NodeAPI): void {
       portalHost: portal.portalHost,
       clientId: portal.clientId,
       journals: portal.state.journals,
+      registry: portal.state.instances,
     });
 
     // ------------------------------------------------------------------------------------------ status

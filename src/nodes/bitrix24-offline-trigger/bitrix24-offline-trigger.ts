@@ -5,12 +5,12 @@ import {
   NotificationError,
   OFFLINE_EVENT,
   type OfflineNotification,
-  ReplayGuard,
   verifyNotification,
 } from "../../core/queue/notification";
 import { type BindRequest, handlerUrl, parseEventList, planBindings } from "../../core/queue/subscriptions";
 import { Bitrix24Error } from "../../core/rest/errors";
 import { BodyReadError } from "../../core/rest/http-body";
+import { ReplayGuard } from "../../core/rest/replay-guard";
 import type { PortalNode } from "../bitrix24-portal/bitrix24-portal";
 import { asBitrix24Error, errorStatusText } from "../shared/error-report";
 import { normalisePath, RefusalReporter, readRequestBody, registerPost, removeRoute } from "../shared/http-endpoint";

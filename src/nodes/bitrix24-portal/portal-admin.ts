@@ -15,7 +15,7 @@ import {
   type PortalCredentials,
   type PortalNode,
   stateDirFor,
-} from "./bitrix24-portal";
+} from "./portal-config";
 
 /** The editor sends this in place of a password it has not changed (Node-RED's convention). */
 const UNCHANGED = "__PWRD__";
@@ -138,7 +138,8 @@ export async function testConnection(
     report.error = { code: error.code, description: error.description };
   } finally {
     if (client && client.currentPortalUrl !== client.portalUrl) report.movedTo = client.currentPortalUrl;
-    client?.close();
+    // Waited for: the test's client writes into the deployed node's state folder (a renamed portal's address).
+    await client?.close();
   }
   return report;
 }

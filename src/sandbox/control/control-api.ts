@@ -40,6 +40,7 @@ export function handleControl(
       case "state":
         sendJson(res, 200, {
           url: portal.url,
+          oauthUrl: portal.oauthUrl,
           currentUrl: portal.currentUrl,
           secondOAuthUrl: portal.secondOAuthUrl,
           credentials: portal.credentials,
@@ -75,7 +76,8 @@ export function handleControl(
         const connector = typeof input.connector === "string" ? input.connector : "";
         // Over HTTP `data` can only be one value: every event gets it, so they collapse into one record.
         const data = "data" in input ? () => input.data : undefined;
-        portal.addGenerated(count, () => name, connector, data, true);
+        const userId = typeof input.userId === "string" ? { user_id: input.userId } : undefined;
+        portal.addGenerated(count, () => name, connector, data, true, userId);
         sendJson(res, 200, { added: count, stats: portal.stats() });
         return;
       }

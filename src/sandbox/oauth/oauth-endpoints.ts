@@ -4,15 +4,20 @@ import { sendJson } from "../server/http-io";
 import type { TokenStore } from "./token-store";
 
 /**
- * The OAuth server part (oauth.bitrix.info on the real cloud; here the same host as the portal):
- * `/oauth/authorize/` approves at once and redirects back with a code (a real portal shows a consent page
- * first), `/oauth/token/` exchanges a code or a refresh token for a new token pair.
+ * The OAuth server part (oauth.bitrix.info on the real cloud; here a port of its own, not the portal's):
+ * `/oauth/authorize/` (the portal's page) approves at once and redirects to the application's registered
+ * handler path with a code (a real portal shows a consent page first, and ignores any `redirect_uri`),
+ * `/oauth/token/` (the OAuth server's) exchanges a code or a refresh token for a new token pair.
  */
 export interface OAuthApp {
   clientId: string;
   clientSecret: string;
-  /** host[:port] of the portal, as `domain` in answers. */
+  /** host[:port] of the portal: `domain` of the authorize redirect and of pushes (NOT of token answers). */
   domain: string;
+  /** The application's handler path from its form (local application) or card: where Authorize redirects. */
+  handlerUrl: string;
+  /** The granted scopes, comma-separated ("crm,task,user"), as the authorize redirect and pushes name them. */
+  scopeList: () => string;
   /** The portal's address now (`client_endpoint`); it changes with a rename. */
   url: string;
   memberId: string;
@@ -44,22 +49,17 @@ export function authorize(app: OAuthApp, params: Params, res: ServerResponse): v
     state: param(params, "state"),
     domain: app.domain,
     member_id: app.memberId,
-    scope: "app",
+    scope: app.scopeList(),
     server_domain: new URL(app.oauthServer).host,
   };
-  const redirect = param(params, "redirect_uri");
-  if (!redirect) {
-    // No redirect_uri: a real portal would use the application's registered handler; we show the values.
+  // The portal redirects to the application's registered handler path; `redirect_uri` is not a parameter of
+  // Bitrix24's authorize (settings/oauth/index.md): it is ignored, as a portal ignores it.
+  if (!app.handlerUrl) {
+    // No handler path registered: the portal shows the code on the page (the docs' note on apps without one).
     sendJson(res, 200, answer);
     return;
   }
-  let target: URL;
-  try {
-    target = new URL(redirect);
-  } catch {
-    oauthError(res, 400, "invalid_request", "Invalid redirect_uri");
-    return;
-  }
+  const target = new URL(app.handlerUrl);
   for (const [k, v] of Object.entries(answer)) target.searchParams.set(k, v);
   res.writeHead(302, { location: target.toString(), "content-length": 0 });
   res.end();
@@ -109,7 +109,8 @@ export function tokenAnswer(
     expires: Math.floor(Date.now() / 1000) + expiresIn,
     expires_in: expiresIn,
     scope: "app",
-    domain: app.domain,
+    // Bitrix24's OAuth server names ITSELF here ("oauth.bitrix.info"); the portal is in client_endpoint.
+    domain: new URL(app.oauthServer).host,
     server_endpoint: `${app.oauthServer}/rest/`,
     status: "L",
     client_endpoint: `${app.url}/rest/`,

@@ -5,6 +5,8 @@
  */
 
 export interface Binding {
+  /** The handler's id, sent as `event_handler_id` with each push (as recorded event bodies carry it). */
+  id: number;
   event: string;
   handler: string;
   authType: string;
@@ -18,6 +20,7 @@ export interface Binding {
 
 export class EventBindings {
   private bindings: Binding[] = [];
+  private nextId = 1;
 
   all(): readonly Binding[] {
     return this.bindings;
@@ -30,8 +33,8 @@ export class EventBindings {
     );
   }
 
-  add(binding: Omit<Binding, "lastPushAt">): void {
-    this.bindings.push({ ...binding, lastPushAt: Number.NEGATIVE_INFINITY });
+  add(binding: Omit<Binding, "lastPushAt" | "id">): void {
+    this.bindings.push({ ...binding, id: this.nextId++, lastPushAt: Number.NEGATIVE_INFINITY });
   }
 
   /** Removes what matches; an omitted handler (online) matches every handler of the event. */

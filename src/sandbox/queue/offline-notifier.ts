@@ -42,6 +42,7 @@ export class OfflineNotifier {
     // in practice, and a consumer must not rely on it (REFERENCE.md).
     const body = encodePhpQuery({
       event: "ONOFFLINEEVENT",
+      event_handler_id: String(binding.id),
       ts: String(Math.floor(now / 1000)),
       auth: this.context.auth(),
     });

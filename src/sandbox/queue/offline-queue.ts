@@ -40,10 +40,10 @@ export function newProcessId(): string {
   return id;
 }
 
-/** MESSAGE_ID = md5 of EVENT_NAME followed by the JSON of EVENT_DATA (REFERENCE.md). */
+/** MESSAGE_ID = md5 of `EVENT_NAME|<JSON of EVENT_DATA>` (EventOfflineTable.php joins the two with "|"). */
 export function messageIdOf(eventName: string, eventData: unknown): string {
   return createHash("md5")
-    .update(eventName + JSON.stringify(eventData ?? null))
+    .update(`${eventName}|${JSON.stringify(eventData ?? null)}`)
     .digest("hex");
 }
 
@@ -61,6 +61,8 @@ export class OfflineQueue {
   private seq = 0;
   created = 0;
   deleted = 0;
+  /** Gets that held records under a new process id (the holdAnswerMs fault waits after one). */
+  holds = 0;
 
   /** A change of a portal object: collapses into the waiting ERROR=0 record with the same MESSAGE_ID, if any. */
   add(
@@ -122,7 +124,10 @@ export class OfflineQueue {
       record.processId = processId;
       held.set(record.id, record);
     }
-    if (held.size > 0) this.processes.set(processId, held);
+    if (held.size > 0) {
+      this.processes.set(processId, held);
+      this.holds++;
+    }
     return { processId, records: selected };
   }
 
@@ -252,6 +257,7 @@ export class OfflineQueue {
     this.processes.clear();
     this.copies.clear();
     this.perConnector.clear();
+    this.holds = 0;
     this.nextId = 1;
     this.seq = 0;
     this.created = 0;

@@ -61,11 +61,12 @@ export function runBatch(params: Params, run: CommandRunner): { result: Record<s
       result[key] = answer.result;
       if (answer.total !== undefined) totals[key] = answer.total;
       if (answer.next !== undefined) nexts[key] = answer.next;
+      // Only commands that ran have a time: the batch page's failure examples answer `result_time: []`.
+      times[key] = restTime(startedAt, Date.now(), 0);
     } catch (err) {
       const rest = err instanceof RestError ? err : systemError("INTERNAL_SERVER_ERROR");
       errors[key] = rest.body();
     }
-    times[key] = restTime(startedAt, Date.now(), 0);
     if (halt && errors[key] !== undefined) break;
   }
   return {

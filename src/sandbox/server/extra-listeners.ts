@@ -7,7 +7,7 @@ import type { AddressInfo } from "node:net";
  * token answers name in `server_endpoint`. Each is one more listening port on the sandbox's host, served by
  * the same request handler, which asks `roleOf(req)` which address a request came to.
  */
-export type AddressRole = "portal" | "renamed-away" | "second-oauth";
+export type AddressRole = "portal" | "renamed-away" | "oauth" | "second-oauth";
 
 export interface ListenerSet {
   /** The portal's address now: the start URL, or the newest address after renames. */
@@ -53,6 +53,16 @@ export class ExtraListeners implements ListenerSet {
     this.roles.set(Number(new URL(to).port), "portal");
     this.current = to;
     return { from, to };
+  }
+
+  /**
+   * Starts the (first) OAuth server on its own port and returns its base URL: oauth.bitrix.info is not the
+   * portal's host, and a client that assumes it is must fail here as it would on a real portal.
+   */
+  async startOAuth(): Promise<string> {
+    const url = urlOf(await this.listen());
+    this.roles.set(Number(new URL(url).port), "oauth");
+    return url;
   }
 
   /** Starts the second OAuth server (once) and returns its base URL. */

@@ -53,6 +53,8 @@ interface Operating {
 
 export class SandboxPortal implements Sandbox {
   url = "";
+  /** The OAuth server's own address (oauth.bitrix.info's part): not the portal's. */
+  oauthUrl = "";
   credentials!: SandboxCredentials;
   private readonly server: Server;
   private readonly queue = new OfflineQueue();
@@ -96,6 +98,8 @@ export class SandboxPortal implements Sandbox {
       admin: options.admin ?? true,
       batchAllowsOffline: options.batchAllowsOffline ?? true,
       scopes: options.scopes ?? null,
+      authConnector: options.authConnector ?? true,
+      handlerUrl: "",
     };
     const events = new ObjectEvents({ queue: this.queue, bindings: this.bindings, notify: () => this.notifier.hit() });
     this.state = { queue: this.queue, bindings: this.bindings, switches: this.switches, crm: this.crm, events };
@@ -137,7 +141,8 @@ export class SandboxPortal implements Sandbox {
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
     portal.url = `http://${host}:${address.port}`;
     portal.listeners = new ExtraListeners(portal.url, options.host ?? "127.0.0.1", portal.onRequest);
-    portal.initCredentials(options.credentials ?? {});
+    portal.oauthUrl = await portal.listeners.startOAuth();
+    portal.initCredentials(options.credentials ?? {}, options.handlerUrl ?? "");
     if (options.objects) portal.crm.seedAll(options.objects);
     if (options.secondOAuthServer) await portal.useSecondOAuthServer();
     if (options.events && options.events > 0) {
@@ -146,7 +151,7 @@ export class SandboxPortal implements Sandbox {
     return portal;
   }
 
-  private initCredentials(fixed: Partial<SandboxCredentials>): void {
+  private initCredentials(fixed: Partial<SandboxCredentials>, handlerUrl: string): void {
     const fromUrl = fixed.webhookUrl ? /\/rest\/\d+\/([^/]+)\/?$/.exec(new URL(fixed.webhookUrl).pathname)?.[1] : "";
     this.webhookSecret = fromUrl || randomBytes(8).toString("hex");
     this.credentials = {
@@ -162,12 +167,15 @@ export class SandboxPortal implements Sandbox {
       clientId: this.credentials.clientId,
       clientSecret: this.credentials.clientSecret,
       domain: new URL(this.url).host,
+      handlerUrl: checkedHandlerUrl(handlerUrl),
+      scopeList: () => (this.switches.scopes ?? ALL_SCOPES).join(","),
       url: this.url,
       memberId: this.memberId,
       tokens: this.tokens,
-      oauthServer: this.url,
+      oauthServer: this.oauthUrl,
       refreshServer: new Map(),
     };
+    this.switches.handlerUrl = this.oauthApp.handlerUrl;
   }
 
   // ---- real portals: renames, OAuth regions, limits ----
@@ -179,7 +187,7 @@ export class SandboxPortal implements Sandbox {
 
   /** The second OAuth server's base URL while token answers name it, else undefined. */
   get secondOAuthUrl(): string | undefined {
-    return this.oauthApp.oauthServer === this.url ? undefined : this.oauthApp.oauthServer;
+    return this.oauthApp.oauthServer === this.oauthUrl ? undefined : this.oauthApp.oauthServer;
   }
 
   async rename(status = 302): Promise<{ from: string; to: string }> {
@@ -210,7 +218,8 @@ export class SandboxPortal implements Sandbox {
 
   addEvents(count: number, spec: AddEventsSpec = {}): void {
     const name = spec.name ?? "ONCRMDEALUPDATE";
-    this.addGenerated(count, () => name, spec.connector ?? "", spec.data, true);
+    const additional = spec.userId === undefined ? EVENT_ADDITIONAL : Object.freeze({ user_id: spec.userId });
+    this.addGenerated(count, () => name, spec.connector ?? "", spec.data, true, additional);
   }
 
   /** Shared by addEvents, the seed and the control API; one call is one "hit" for ONOFFLINEEVENT. */
@@ -220,12 +229,13 @@ export class SandboxPortal implements Sandbox {
     connector: string,
     data: ((i: number) => unknown) | undefined,
     notify: boolean,
+    additional: Readonly<Record<string, string>> = EVENT_ADDITIONAL,
   ): void {
     const nowSec = Math.floor(Date.now() / 1000);
     for (let i = 0; i < count; i++) {
       // By default every event is a different object, so nothing collapses unless the caller asks for it.
       const eventData = data ? data(i) : { FIELDS: { ID: String(++this.generated) } };
-      this.queue.add(nameOf(i), eventData, EVENT_ADDITIONAL, connector, nowSec);
+      this.queue.add(nameOf(i), eventData, additional, connector, nowSec);
     }
     if (notify && count > 0) this.notifier.hit();
   }
@@ -249,7 +259,7 @@ export class SandboxPortal implements Sandbox {
 
   stats(): SandboxStats {
     return {
-      queue: this.queue.counts(),
+      queue: { ...this.queue.counts(), holds: this.queue.holds },
       requests: { ...this.requests, byMethod: { ...this.requests.byMethod } },
       created: this.queue.created,
       deleted: this.queue.deleted,
@@ -296,6 +306,11 @@ export class SandboxPortal implements Sandbox {
     if (options.admin !== undefined) this.switches.admin = options.admin;
     if (options.batchAllowsOffline !== undefined) this.switches.batchAllowsOffline = options.batchAllowsOffline;
     if (options.scopes !== undefined) this.switches.scopes = options.scopes;
+    if (options.authConnector !== undefined) this.switches.authConnector = options.authConnector;
+    if (options.handlerUrl !== undefined) {
+      this.oauthApp.handlerUrl = checkedHandlerUrl(options.handlerUrl);
+      this.switches.handlerUrl = this.oauthApp.handlerUrl;
+    }
     if (options.cutoffMs !== undefined) this.real.cutoffMs = options.cutoffMs;
     if (options.wrongTokenError !== undefined) this.real.wrongTokenError = options.wrongTokenError;
     if (options.licenseFamily !== undefined) this.real.licenseFamily = options.licenseFamily;
@@ -374,8 +389,9 @@ export class SandboxPortal implements Sandbox {
     const path = url.pathname;
     const role = this.listeners.roleOf(req);
     const tokenPath = /^\/oauth\/token\/?$/.test(path);
-    if (role === "second-oauth") {
-      if (tokenPath) return token(this.oauthApp, params, res, this.listeners.secondOAuth ?? "");
+    if (role === "oauth" || role === "second-oauth") {
+      const servedBy = role === "oauth" ? this.oauthUrl : (this.listeners.secondOAuth ?? "");
+      if (tokenPath) return token(this.oauthApp, params, res, servedBy);
       return sendJson(res, 404, { error: "NOT_FOUND", error_description: "Not found" });
     }
     if (path.startsWith("/_sandbox/")) return handleControl(this, req.method ?? "GET", path, body, res);
@@ -411,6 +427,7 @@ export class SandboxPortal implements Sandbox {
       return;
     }
     let answer: Record<string, unknown>;
+    const holdsBefore = this.queue.holds;
     try {
       if (faulty && chance(this.faults.errorRate)) throw systemError(this.faults.errorCode ?? "INTERNAL_SERVER_ERROR");
       if (segments.length !== 1 && segments.length !== 3) throw systemError("ERROR_METHOD_NOT_FOUND");
@@ -432,6 +449,10 @@ export class SandboxPortal implements Sandbox {
       const time = resetAt === undefined ? {} : { time: this.spentTime(method, startedAt, resetAt) };
       sendJson(res, rest.status, { ...rest.body(), ...time });
       return;
+    }
+    if (faulty && this.faults.holdAnswerMs && this.queue.holds > holdsBefore) {
+      await this.delay(this.faults.holdAnswerMs);
+      if (this.closed) return;
     }
     if (faulty && chance(this.faults.dropAfterRate)) {
       req.socket.destroy();
@@ -488,7 +509,11 @@ export class SandboxPortal implements Sandbox {
     return restTime(startedAt, Date.now(), spent, Math.ceil(resetAt / 1000));
   }
 
-  /** The `auth` block of an ONOFFLINEEVENT: a fresh token pair of the app, as the portal sends one. */
+  /**
+   * The `auth` block of an ONOFFLINEEVENT or installation POST: a fresh token pair of the app, as the portal sends
+   * one. Unlike a token answer, its `domain` is the PORTAL and `scope` the granted scopes (on-offline-event.md,
+   * on-app-install.md; test/contract/).
+   */
   private notificationAuth(): Record<string, string | number> {
     const issued = this.tokens.issue();
     const answer = tokenAnswer(this.oauthApp, issued.accessToken, issued.refreshToken, issued.expiresIn);
@@ -496,8 +521,8 @@ export class SandboxPortal implements Sandbox {
       access_token: answer.access_token,
       expires: answer.expires,
       expires_in: answer.expires_in,
-      scope: answer.scope,
-      domain: answer.domain,
+      scope: this.oauthApp.scopeList(),
+      domain: this.oauthApp.domain,
       server_endpoint: answer.server_endpoint,
       status: answer.status,
       client_endpoint: answer.client_endpoint,
@@ -517,6 +542,16 @@ export class SandboxPortal implements Sandbox {
       this.sleepers.set(timer, resolve);
     });
   }
+}
+
+/** Every scope the sandbox serves; the default grant. */
+const ALL_SCOPES = ["crm", "task", "user"];
+
+function checkedHandlerUrl(url: string): string {
+  if (url === "") return "";
+  const parsed = new URL(url);
+  if (!/^https?:$/.test(parsed.protocol)) throw new Error(`handlerUrl must be http(s): ${url}`);
+  return parsed.toString();
 }
 
 function chance(rate: number | undefined): boolean {

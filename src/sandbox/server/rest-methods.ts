@@ -6,6 +6,7 @@ import { USER_HANDLERS } from "../crm/user-methods";
 import { intval, text } from "../php/param-values";
 import type { Params, ParamValue } from "../php/php-params";
 import type { EventBindings } from "../queue/event-bindings";
+import { isKnownEvent } from "../queue/known-events";
 import type { ObjectEvents } from "../queue/object-events";
 import type { OfflineQueue } from "../queue/offline-queue";
 import { GET_FIELDS, LIST_FIELDS, parseFilter, parseOrder } from "../queue/queue-filter";
@@ -21,6 +22,10 @@ export interface PortalSwitches {
   batchAllowsOffline: boolean;
   /** null = every scope. */
   scopes: string[] | null;
+  /** The plan has source keys (feature rest_auth_connector); false: any auth_connector -> 403 WRONG_LICENSE. */
+  authConnector: boolean;
+  /** The application's registered handler path ("" = none): event.bind handlers must be on its host. */
+  handlerUrl: string;
 }
 
 export interface PortalState {
@@ -82,6 +87,19 @@ function requireProcessId(params: Params): string {
   return String(value);
 }
 
+/**
+ * Plans without source keys refuse an auth_connector on every offline method (get, clear, error, list, and the
+ * bindings), with the same WRONG_LICENSE code as clear=0 on plans without the extended mode; the text names
+ * auth_connector, which is how a client tells the two apart (core's extended-mode.ts). Wording chosen.
+ */
+function requireConnectorAllowed(state: PortalState, params: Params): string {
+  const connector = text(params.AUTH_CONNECTOR);
+  if (connector !== "" && !state.switches.authConnector) {
+    throw new RestError("WRONG_LICENSE", "Your license does not allow the auth_connector parameter", 403);
+  }
+  return connector;
+}
+
 function licenseError(feature: string): RestError {
   return new RestError("WRONG_LICENSE", `This feature is not enabled for the current license: ${feature}`, 403);
 }
@@ -96,7 +114,7 @@ const offlineGet: Handler = (state, params, context) => {
     conditions: parseFilter(params.FILTER, GET_FIELDS),
     order: parseOrder(params.ORDER, GET_FIELDS),
     limit,
-    connector: text(params.AUTH_CONNECTOR),
+    connector: requireConnectorAllowed(state, params),
     error: (intval(params.ERROR, 0) !== 0 ? 1 : 0) as 0 | 1,
   };
   const processId = text(params.PROCESS_ID);
@@ -114,18 +132,41 @@ function stringList(value: ParamValue | undefined, what: string): string[] | nul
   return value.filter((v) => typeof v === "string" || typeof v === "number").map(String);
 }
 
+/**
+ * clear's lists as the source checks them (Api/Event.php): `message_id` first, an array of 32-character
+ * strings; else `id`, an array of positive integers. A bad entry refuses the whole call with ERROR_ARGUMENT and
+ * deletes nothing — dropping it and clearing the rest (or, with nothing left, the WHOLE process) is what a
+ * portal never does. An EMPTY array is not bad: the source then clears every record of the process.
+ */
+function clearList<T>(
+  value: ParamValue | undefined,
+  what: string,
+  read: (entry: ParamValue) => T | undefined,
+): T[] | null {
+  if (value === undefined || value === null || value === "") return null;
+  if (!Array.isArray(value)) throw argumentError(`Value must be array of ${what} values`);
+  return value.map((entry) => {
+    const parsed = read(entry);
+    if (parsed === undefined) throw argumentError(`Value must be array of ${what} values`);
+    return parsed;
+  });
+}
+
 const offlineClear: Handler = (state, params, context) => {
   requireOfflineAccess(state, context);
   const processId = requireProcessId(params);
-  // The source looks at MESSAGE_ID first (keeping only 32-character strings), and only then at ID.
-  const messageIds = stringList(params.MESSAGE_ID, "MESSAGE_ID")?.filter((m) => m.length === 32) ?? null;
+  const connector = requireConnectorAllowed(state, params);
+  const messageIds = clearList(params.MESSAGE_ID, "MESSAGE_ID", (m) =>
+    typeof m === "string" && m.length === 32 ? m : undefined,
+  );
   const ids =
     messageIds && messageIds.length > 0
       ? null
-      : (stringList(params.ID, "ID")
-          ?.map((v) => Number(v))
-          .filter((n) => Number.isInteger(n) && n > 0) ?? null);
-  state.queue.clear(processId, messageIds, ids, text(params.AUTH_CONNECTOR));
+      : clearList(params.ID, "ID", (v) => {
+          const n = typeof v === "string" || typeof v === "number" ? Number(v) : Number.NaN;
+          return Number.isInteger(n) && n > 0 ? n : undefined;
+        });
+  state.queue.clear(processId, messageIds, ids, connector);
   return { result: true };
 };
 
@@ -134,7 +175,7 @@ const offlineError: Handler = (state, params, context) => {
   const processId = requireProcessId(params);
   const messageIds = stringList(params.MESSAGE_ID, "MESSAGE_ID");
   if (messageIds === null) throw argumentError("Value must be array of MESSAGE_ID values");
-  state.queue.markError(processId, messageIds, text(params.AUTH_CONNECTOR));
+  state.queue.markError(processId, messageIds, requireConnectorAllowed(state, params));
   return { result: true };
 };
 
@@ -146,7 +187,7 @@ const offlineList: Handler = (state, params, context) => {
     parseOrder(params.ORDER, LIST_FIELDS),
     start,
     LIST_PAGE_SIZE,
-    text(params.AUTH_CONNECTOR),
+    requireConnectorAllowed(state, params),
   );
   const answer: MethodAnswer = { result: page.records.map(listView), total: page.total };
   if (start + LIST_PAGE_SIZE < page.total) answer.next = start + LIST_PAGE_SIZE;
@@ -157,7 +198,16 @@ const featureGet: Handler = (state, params) => {
   const code = text(params.CODE);
   if (code === "" || code === "0") throw new RestError("CODE_EMPTY", "CODE can't be empty", 400);
   // The method does not check codes: an unknown one may answer "Y" (feature.get's page warns about it).
-  const value = code === "rest_offline_extended" ? (state.switches.extendedMode ? "Y" : "N") : "Y";
+  const value =
+    code === "rest_offline_extended"
+      ? state.switches.extendedMode
+        ? "Y"
+        : "N"
+      : code === "rest_auth_connector"
+        ? state.switches.authConnector
+          ? "Y"
+          : "N"
+        : "Y";
   return { result: { value } };
 };
 
@@ -173,6 +223,13 @@ function eventName(params: Params): string {
   return name;
 }
 
+/** event.bind takes only events a module registered (known-events.ts); unbind takes any name it may hold. */
+function knownEventName(params: Params): string {
+  const name = eventName(params);
+  if (!isKnownEvent(name)) throw new RestError("ERROR_EVENT_NOT_FOUND", "Event not found", 400);
+  return name;
+}
+
 function minTimeoutOf(options: ParamValue | undefined): number {
   if (options === undefined || options === null || typeof options !== "object" || Array.isArray(options)) return 1;
   const raw = (options as Record<string, ParamValue>).minTimeout ?? (options as Record<string, ParamValue>).MIN_TIMEOUT;
@@ -181,9 +238,9 @@ function minTimeoutOf(options: ParamValue | undefined): number {
 
 const eventBind: Handler = (state, params, context) => {
   requireApplication(context);
-  const event = eventName(params);
+  const event = knownEventName(params);
   const offline = text(params.EVENT_TYPE).toLowerCase() === "offline";
-  const connector = text(params.AUTH_CONNECTOR);
+  const connector = offline ? requireConnectorAllowed(state, params) : "";
   if (offline) {
     if (!state.switches.admin) throw systemError("ACCESS_DENIED");
     if (event === "ONOFFLINEEVENT") {
@@ -206,6 +263,10 @@ const eventBind: Handler = (state, params, context) => {
   if (!/^https?:$/.test(url.protocol) || (!url.hostname.includes(".") && !isLoopback(url.hostname))) {
     throw new RestError("ERROR_HANDLER_URL_MISMATCH", "Wrong handler URL", 400);
   }
+  // The portal wants the handler on the host of the application's registered handler path.
+  if (state.switches.handlerUrl && new URL(state.switches.handlerUrl).host !== url.host) {
+    throw new RestError("ERROR_HANDLER_URL_MISMATCH", "Wrong handler URL", 400);
+  }
   if (state.bindings.find(event, false, handler, "")) throw new RestError("ERROR_CORE", "Handler already binded", 400);
   state.bindings.add({
     event,
@@ -223,8 +284,12 @@ const eventUnbind: Handler = (state, params, context) => {
   const event = eventName(params);
   const offline = text(params.EVENT_TYPE).toLowerCase() === "offline";
   if (offline && !state.switches.admin) throw systemError("ACCESS_DENIED");
-  const handler = params.HANDLER === undefined ? undefined : text(params.HANDLER);
-  const count = state.bindings.remove(event, offline, handler, text(params.AUTH_CONNECTOR));
+  const connector = offline ? requireConnectorAllowed(state, params) : "";
+  // An online binding is named by its handler: without one the source refuses, rather than unbinding every
+  // handler of the event.
+  const handler = offline ? undefined : text(params.HANDLER);
+  if (!offline && handler === "") throw argumentError("Argument 'HANDLER' is null or empty");
+  const count = state.bindings.remove(event, offline, handler, connector);
   return { result: { count } };
 };
 

@@ -31,6 +31,7 @@ const MIGRATIONS: ReadonlyArray<(s: string) => string> = [
       queue_key text NOT NULL,
       process_id text NOT NULL,
       holder text,
+      instance_id text,
       lease_until timestamptz,
       size integer NOT NULL,
       delivered_at bigint NOT NULL,
@@ -38,6 +39,14 @@ const MIGRATIONS: ReadonlyArray<(s: string) => string> = [
       PRIMARY KEY (queue_key, process_id)
     );
     CREATE INDEX processes_holder ON ${s}.processes (holder);
+    CREATE INDEX processes_instance ON ${s}.processes (instance_id);
+    CREATE TABLE ${s}.fetches (
+      holder text NOT NULL,
+      since bigint NOT NULL,
+      queue_key text NOT NULL,
+      instance_id text NOT NULL,
+      PRIMARY KEY (holder, since)
+    );
     CREATE TABLE ${s}.buckets (
       key text PRIMARY KEY,
       level double precision NOT NULL,

@@ -4,6 +4,7 @@ import type { BucketSettings, RateGate } from "../../transport/rate-limiter";
 import type { InstalledApplication, ReplayStore, StateStores } from "../state-seam";
 import { PgBucket } from "./pg-bucket";
 import { PgDatabase, type PgSettings } from "./pg-database";
+import { PgInstanceRegistry } from "./pg-instance-registry";
 import { DEFAULT_LEASE_MS, PgJournalStore } from "./pg-journal-store";
 import { PgTokenStore } from "./pg-token-store";
 import { aesSealer, PLAIN, type Sealer } from "./sealer";
@@ -18,6 +19,8 @@ import { aesSealer, PLAIN, type Sealer } from "./sealer";
 export interface PgStateOptions extends PgSettings {
   /** Held process ids' lease (ms): how soon a dead instance's events move to a live one. Default 15 s. */
   leaseMs?: number;
+  /** This process's id among the instances (default: one per Node-RED process); tests play several with it. */
+  instanceId?: string;
   /** Encrypts token columns with this secret (the flow's credential secret); empty = stored as they are. */
   secret?: string;
 }
@@ -50,6 +53,7 @@ export class PgStateStores implements StateStores {
   readonly db: PgDatabase;
   readonly tokens: PgTokenStore;
   readonly journals: PgJournalStore;
+  readonly instances: PgInstanceRegistry;
   readonly installReplays: ReplayStore;
   private readonly sealer: Sealer;
   private readonly installations = new Map<string, InstalledApplication | undefined>();
@@ -60,7 +64,9 @@ export class PgStateStores implements StateStores {
     this.db = new PgDatabase(options);
     this.sealer = options.secret ? aesSealer(options.secret) : PLAIN;
     this.tokens = new PgTokenStore(this.db, this.sealer);
-    this.journals = new PgJournalStore(this.db, { leaseMs: options.leaseMs ?? DEFAULT_LEASE_MS });
+    const leaseMs = Math.max(300, options.leaseMs ?? DEFAULT_LEASE_MS);
+    this.journals = new PgJournalStore(this.db, leaseMs);
+    this.instances = new PgInstanceRegistry(this.db, leaseMs, options.instanceId);
     this.installReplays = new PgReplayStore(this.db);
   }
 
@@ -125,7 +131,7 @@ export class PgStateStores implements StateStores {
   }
 
   async close(): Promise<void> {
-    this.journals.stop();
+    this.instances.stop();
     await this.db.close();
   }
 }
