@@ -1,12 +1,15 @@
 import should from "should";
+import { AckQueue } from "../../src/core/acks/ack-queue";
 import type { Bitrix24Client } from "../../src/core/client/client";
+import { OfflineConsumer } from "../../src/core/consumer/offline-consumer";
+import { OfflineEventsApi } from "../../src/core/queue/offline-api";
 import { Bitrix24Error } from "../../src/core/rest/errors";
 import { PgDatabase } from "../../src/core/state/postgres/pg-database";
 import { migrate } from "../../src/core/state/postgres/pg-migrations";
 import { PgStateStores } from "../../src/core/state/postgres/pg-state";
 import type { JournalKey, JournalProcess } from "../../src/core/state/state-seam";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
-import { adminClient, freshSchema } from "../kit/postgres";
+import { adminClient, canRestart, freshSchema, pgServer } from "../kit/postgres";
 import { sleep } from "../wait";
 import { sandboxClient } from "./fixtures/sandbox-client";
 
@@ -266,6 +269,65 @@ describe("PostgreSQL state", function () {
       for (let i = 0; i < times.length; i++) {
         // Within any prefix [0, t]: at most 5 + 20 t requests (+1 for timer granularity).
         should(i + 1).be.belowOrEqual(5 + Math.ceil((times[i] / 1000) * 20) + 1);
+      }
+    });
+  });
+
+  describe("faults", () => {
+    it("the database restarts mid-drain: the consumer waits and goes on, every event cleared once", async function () {
+      if (!(await canRestart())) this.skip(); // a server of one's own (PG_TEST_URL) is not ours to restart
+      const sandbox = await startSandbox({ rateLimit: { perSecond: 10, burst: 5 }, events: 400 });
+      const s = await stores({ retryMs: 30_000 });
+      const client = sandboxClient(sandbox, { tokenStore: s.tokens, rateLimit: { perSecond: 10, burst: 5 } });
+      const api = new OfflineEventsApi(client);
+      const acks = new AckQueue(api);
+      const consumer = new OfflineConsumer(api, acks, {
+        portalHost: client.portalHost,
+        clientId: sandbox.credentials.clientId,
+        journals: s.journals,
+        registry: s.instances,
+        mode: "ack",
+        limit: 20,
+        errorRecords: false,
+        authConnector: "",
+        drain: true,
+        maxInFlight: 0,
+        ackTimeoutMs: 60_000,
+        maxDeliveries: 3,
+        prefetch: 1,
+        allowAtMostOnce: false,
+        orphanSweep: false,
+      });
+      const seen: number[] = [];
+      const failures: string[] = [];
+      consumer.on("failure", (e) => failures.push(e.code));
+      consumer.on("deliver", (group) => {
+        for (const d of group.deliveries) {
+          seen.push(d.id);
+          acks.clear({ processId: group.processId!, authConnector: "", ids: [d.id] }).catch(() => undefined);
+        }
+      });
+      try {
+        const drained = consumer.trigger();
+        await sleep(800);
+        should(seen.length).be.above(0);
+        should(sandbox.stats().queue.total).be.above(0);
+        const server = await pgServer();
+        await server.restart!(1500);
+        await drained;
+        for (let i = 0; i < 100 && sandbox.stats().queue.total > 0; i++) {
+          await consumer.trigger();
+          await sleep(50);
+        }
+        should(sandbox.stats().queue.total).equal(0);
+        should(new Set(seen).size).equal(400);
+        // The journal's writes during the restart were waited out, not failed.
+        should(failures.filter((c) => c === "STATE_STORE_ERROR")).eql([]);
+      } finally {
+        await consumer.close();
+        await acks.close().catch(() => undefined);
+        client.close();
+        await sandbox.close();
       }
     });
   });
