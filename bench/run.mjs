@@ -15,6 +15,7 @@ import { keptNotes, renderMarkdown } from "./lib/report.mjs";
 import { baselineComparison } from "./scenarios/baseline-comparison.mjs";
 import { callAll, callEach } from "./scenarios/call-engine.mjs";
 import { memoryFlat } from "./scenarios/memory.mjs";
+import { postgresStore } from "./scenarios/postgres-store.mjs";
 import { pushLatency } from "./scenarios/push-latency.mjs";
 import { rateLimitedDrain } from "./scenarios/rate-limited-drain.mjs";
 import { scaleOut } from "./scenarios/scale-out.mjs";
@@ -36,6 +37,7 @@ const MEASUREMENTS = [
   { number: "6", id: "scale-out", title: "6. Scale-out", run: scaleOut },
   { number: "7", id: "call-all", title: "7. Call node engine: all records of a list", run: callAll },
   { number: "8", id: "call-each", title: "8. Call node engine: one call per item", run: callEach },
+  { number: "9", id: "postgres-store", title: "9. PostgreSQL store", run: postgresStore },
 ];
 
 function parseArgs(argv) {

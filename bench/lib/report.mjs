@@ -119,6 +119,43 @@ function summaryRows(byId) {
       verdict(s8.goal.met),
     ]);
   }
+  const s9 = byId["postgres-store"];
+  if (s9?.rows?.length) {
+    const [a, b, c] = s9.rows;
+    if (a) {
+      rows.push([
+        "9a",
+        `Rate-limited drain with the PostgreSQL store (${fmt(a.events)} events, bucket ${a.bucket.burst} / ${a.bucket.perSecond}/s)`,
+        `${fmt(a.store.afterBurstPerSecond)} events/s after the burst, ${a.store.rejected503} × 503`,
+        `the same drain with files, same run: ${fmt(a.files.afterBurstPerSecond)} events/s`,
+        pct(a.ratio),
+        "≥ 95 %",
+        verdict(a.met),
+      ]);
+    }
+    if (b) {
+      rows.push([
+        "9b",
+        `Two instances on one store, one shared bucket (${fmt(b.events)} events)`,
+        `${fmt(b.afterBurstPerSecond)} events/s after the burst, ${b.rejected503} × 503`,
+        `${fmt(b.bound)} events/s (Y × limit)`,
+        pct(b.ratio),
+        "≥ 90 %, zero 503s",
+        verdict(b.met),
+      ]);
+    }
+    if (c) {
+      rows.push([
+        "9c",
+        `Unlimited drain with the store (${fmt(c.events)} events)`,
+        `${fmt(c.store.perSecond)} events/s`,
+        `the file journal: ${fmt(c.files.perSecond)} events/s`,
+        `${pct(c.ratio)}; +${fmt(c.extraMsPerBatch)} ms per batch of 50`,
+        "reported",
+        "—",
+      ]);
+    }
+  }
   for (const r of Object.values(byId)) {
     if (r.error)
       rows.push([r.number ?? "?", r.title, `**failed**: ${r.error.split("\n")[0]}`, "", "", "", "**not met**"]);
@@ -417,6 +454,21 @@ function details(byId) {
           fmt(r.rejected503),
         ]),
       ),
+      "",
+    );
+  }
+  const s9 = byId["postgres-store"];
+  if (s9?.rows?.length) {
+    out.push("### 9. PostgreSQL store", "");
+    out.push(
+      "The same inject → get → clear flow with the portal's `store` naming a `bitrix24-postgres` node (an embedded",
+      "PostgreSQL on loopback, durable: fsync on), against the same flow with files, in the same run. Row b runs two",
+      "Node-RED processes on one store: they draw from one bucket row, so together they must stay under the portal's",
+      "bound. Row c shows what a database round trip per batch costs where nothing else limits the drain.",
+      "",
+      "```json",
+      JSON.stringify(s9.rows, null, 2),
+      "```",
       "",
     );
   }
