@@ -1,3 +1,5 @@
+import { spawn } from "node:child_process";
+import { join } from "node:path";
 import should from "should";
 import { AckQueue } from "../../src/core/acks/ack-queue";
 import type { Bitrix24Client } from "../../src/core/client/client";
@@ -8,6 +10,7 @@ import { PgDatabase } from "../../src/core/state/postgres/pg-database";
 import { migrate } from "../../src/core/state/postgres/pg-migrations";
 import { PgStateStores } from "../../src/core/state/postgres/pg-state";
 import type { JournalKey, JournalProcess } from "../../src/core/state/state-seam";
+import { tokenStoreKey } from "../../src/core/state/token-store";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
 import { adminClient, canRestart, freshSchema, pgServer } from "../kit/postgres";
 import { sleep } from "../wait";
@@ -17,7 +20,7 @@ import { sandboxClient } from "./fixtures/sandbox-client";
 
 const KEY: JournalKey = { portalHost: "example.bitrix24.com", clientId: "app", authConnector: "", error: 0 };
 
-function process(id: string, deliveryCount: number): JournalProcess {
+function held(id: string, deliveryCount: number): JournalProcess {
   return { processId: id, size: 2, deliveredAt: 1, pending: [{ id: 1, messageId: "m1", deliveryCount }] };
 }
 
@@ -32,6 +35,10 @@ describe("PostgreSQL state", function () {
   afterEach(async () => {
     for (const s of opened.splice(0)) await s.close();
   });
+  /** The settings of an opened store, for a child process that joins the same schema. */
+  async function freshSchemaOf(s: PgStateStores) {
+    return { ...s.db.settings };
+  }
 
   describe("migrations and errors", () => {
     it("two instances starting at once migrate the schema once (advisory lock), and again is a no-op", async () => {
@@ -123,6 +130,40 @@ describe("PostgreSQL state", function () {
       }
     });
 
+    it("a lock holder dies mid-refresh (SIGKILL): the next instance takes the lock at once and refreshes", async () => {
+      const sandbox = await startSandbox({ rateLimit: false, events: 0, tokenTtlSec: 1 });
+      const b = await stores();
+      const key = tokenStoreKey(new URL(sandbox.url).host, sandbox.credentials.clientId);
+      const child = spawn(process.execPath, ["--import", "tsx", join(__dirname, "fixtures", "lock-holder.ts")], {
+        env: { ...process.env, B24_PG_SETTINGS: JSON.stringify(await freshSchemaOf(b)), B24_LOCK_KEY: key },
+        stdio: ["ignore", "pipe", "inherit"],
+      });
+      const client = sandboxClient(sandbox, { tokenStore: b.tokens });
+      try {
+        let out = "";
+        child.stdout?.on("data", (chunk: Buffer) => {
+          out += chunk.toString();
+        });
+        const deadline = Date.now() + 15000;
+        while (!out.includes("locked") && Date.now() < deadline) await sleep(20);
+        should(out).containEql("locked");
+        await sleep(1100); // the deployed access token is expired: the call below must refresh, under the lock
+        const call = client.call("app.info");
+        await sleep(300);
+        should(sandbox.stats().oauth.refreshes).equal(0); // waiting for the holder
+        const killedAt = Date.now();
+        child.kill("SIGKILL");
+        await call;
+        should(Date.now() - killedAt).be.below(3000);
+        should(sandbox.stats().oauth).eql({ refreshes: 1, invalidGrant: 0 });
+        should((await b.tokens.load(key))?.refreshToken).not.equal(sandbox.credentials.refreshToken);
+      } finally {
+        child.kill("SIGKILL");
+        client.close();
+        await sandbox.close();
+      }
+    });
+
     it("compare-and-set: a save under a lock whose row changed meanwhile fails and keeps the newer tokens", async () => {
       const a = await stores();
       const b = await stores({}, a.db.schema);
@@ -207,7 +248,7 @@ describe("PostgreSQL state", function () {
       const sa = a.journals.open(KEY, a.instances);
       should((await sa.adopt()).processes).eql([]);
       await sa.beginFetch(1234);
-      await sa.save([process("p1", 2), process("p2", 1)]);
+      await sa.save([held("p1", 2), held("p2", 1)]);
       const sb = b.journals.open(KEY, b.instances);
       should((await sb.adopt()).processes).eql([]);
       await sleep(2500); // a renews every 500 ms: still its own
@@ -240,8 +281,8 @@ describe("PostgreSQL state", function () {
       const a = await stores();
       const sa = a.journals.open(KEY, a.instances);
       await sa.adopt();
-      await sa.save([process("p1", 1), process("p2", 1)]);
-      await sa.save([process("p2", 1)]);
+      await sa.save([held("p1", 1), held("p2", 1)]);
+      await sa.save([held("p2", 1)]);
       should([...sa.knownProcessIds()]).eql(["p2"]);
       await sa.release();
       const sb = a.journals.open(KEY, a.instances);
