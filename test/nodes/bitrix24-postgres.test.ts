@@ -121,6 +121,19 @@ describe("bitrix24-postgres node", function () {
     } finally {
       await admin.end();
     }
+    // The token columns reach no status, log line, error or msg of any node.
+    const admin2 = await adminClient();
+    const secrets = (await admin2.query(`SELECT access_token, refresh_token FROM "${pg.schema}".tokens`)).rows.flatMap(
+      (r) => [r.access_token, r.refresh_token],
+    );
+    await admin2.end();
+    const seen = ["db", "p", "g", "c", "empty"].map((id) => {
+      const n = helper.getNode(id) as unknown as Record<string, { args?: unknown[][] } | undefined>;
+      return JSON.stringify(["status", "log", "warn", "error", "send"].map((m) => n[m]?.args ?? []));
+    });
+    for (const secret of [...secrets, sandbox.credentials.refreshToken]) {
+      should(seen.some((text) => text.includes(secret))).be.false();
+    }
     const stateDir = join(userDir, ".bitrix24-offline-events");
     const files = existsSync(stateDir) ? readdirSync(stateDir) : [];
     should(files.filter((f) => f.endsWith(".tokens.json") || f.startsWith("journal-"))).eql([]);
