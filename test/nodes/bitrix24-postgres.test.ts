@@ -4,8 +4,11 @@ import { join } from "node:path";
 import type { NodeDef } from "node-red";
 import helper from "node-red-node-test-helper";
 import should from "should";
+import { fileStateStores } from "../../src/core/state/file-state";
+import { PgBucket } from "../../src/core/state/postgres/pg-bucket";
 import type { PgSettings } from "../../src/core/state/postgres/pg-database";
-import type { PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
+import { PgStateStores } from "../../src/core/state/postgres/pg-state";
+import { clientOptionsFor, type PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
 import { adminClient, freshSchema } from "../kit/postgres";
 import { sleep, until } from "../wait";
@@ -190,5 +193,31 @@ describe("bitrix24-postgres node", function () {
     should(portal.client).be.undefined();
     // The text comes from the locale catalog (the test helper has none: the key stands in for it).
     should(portal.configError?.description).match(/noStore|not deployed/);
+  });
+
+  it("the bucket: with a store the instances share one (Instances means nothing), or each keeps its own address's", async () => {
+    const stores = new PgStateStores(pg);
+    try {
+      const config = {
+        portalUrl: "https://example.bitrix24.com",
+        oauthServer: "",
+        rateLimit: 2,
+        rateBurst: 50,
+        instances: 2,
+      };
+      const credentials = { clientId: "app", clientSecret: "s", accessToken: "a", refreshToken: "r" };
+      const shared = clientOptionsFor(config, credentials, stores);
+      should(shared.rateGate).be.instanceOf(PgBucket);
+      should(shared.rateLimit).eql({ perSecond: 2, burst: 50 });
+      const own = clientOptionsFor({ ...config, ownAddress: true }, credentials, stores);
+      should(own.rateGate).be.undefined();
+      should(own.rateLimit).eql({ perSecond: 2, burst: 50 });
+      // Files, as before: Instances divides the bucket by hand.
+      const files = clientOptionsFor(config, credentials, fileStateStores(userDir));
+      should(files.rateGate).be.undefined();
+      should(files.rateLimit).eql({ perSecond: 1, burst: 25 });
+    } finally {
+      await stores.close();
+    }
   });
 });
