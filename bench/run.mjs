@@ -14,6 +14,7 @@ import { environment, load } from "./lib/environment.mjs";
 import { keptNotes, renderMarkdown } from "./lib/report.mjs";
 import { baselineComparison } from "./scenarios/baseline-comparison.mjs";
 import { callAll, callEach } from "./scenarios/call-engine.mjs";
+import { changesMeasurement } from "./scenarios/changes.mjs";
 import { memoryFlat } from "./scenarios/memory.mjs";
 import { postgresStore } from "./scenarios/postgres-store.mjs";
 import { pushLatency } from "./scenarios/push-latency.mjs";
@@ -37,7 +38,8 @@ const MEASUREMENTS = [
   { number: "6", id: "scale-out", title: "6. Scale-out", run: scaleOut },
   { number: "7", id: "call-all", title: "7. Call node engine: all records of a list", run: callAll },
   { number: "8", id: "call-each", title: "8. Call node engine: one call per item", run: callEach },
-  { number: "9", id: "postgres-store", title: "9. PostgreSQL store", run: postgresStore },
+  { number: "9", id: "changes", title: "9. What changed (changes option)", run: changesMeasurement },
+  { number: "10", id: "postgres-store", title: "10. PostgreSQL store", run: postgresStore },
 ];
 
 function parseArgs(argv) {

@@ -3,7 +3,16 @@
 const { readFileSync } = require("node:fs");
 const { isAbsolute, join } = require("node:path");
 
-const EXAMPLES = ["basic-sync", "deal-sync", "entity-sync", "deal-export", "push", "error-replay", "queue-monitor"];
+const EXAMPLES = [
+  "basic-sync",
+  "deal-sync",
+  "entity-sync",
+  "stage-changes",
+  "deal-export",
+  "push",
+  "error-replay",
+  "queue-monitor",
+];
 const PORTAL_ID = "b24-sandbox-portal";
 
 /** The nodes of one examples/<name>.json file, as shipped. */

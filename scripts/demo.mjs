@@ -184,15 +184,20 @@ async function waitForNodeRed() {
   }
 }
 
+const DEMO_STAGES = ["PREPARATION", "EXECUTING", "WON", "NEW"];
+
 /**
  * A portal user edits a deal: a REST write as any other application makes it (through the sandbox's inbound
  * webhook, whose secret never expires), so the portal queues ONCRMDEALUPDATE for every offline binding.
  */
 function editDeal(id, tick) {
+  // Now and then the deal also moves to another stage (the stage changes tab shows the deals that reach WON).
+  const fields = { OPPORTUNITY: 1000 + tick };
+  if (tick % 3 === 0) fields.STAGE_ID = DEMO_STAGES[(tick / 3) % DEMO_STAGES.length];
   fetch(`${sandbox.credentials.webhookUrl}crm.deal.update.json`, {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ id, fields: { OPPORTUNITY: 1000 + tick } }),
+    body: JSON.stringify({ id, fields }),
   }).catch((error) => {
     if (!stopping) console.error(`[demo] editing deal ${id} failed: ${error.message}`);
   });

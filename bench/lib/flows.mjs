@@ -118,6 +118,8 @@ export function drainFlow(sandbox, o) {
       prefetch: o.prefetch ?? 1,
       entity: o.entity ?? false,
       entityMap: "",
+      changes: o.changes ?? false,
+      watchFields: o.watchFields ?? "",
       wires: [firstOutput, [], []],
     },
     { id: "clear", z: TAB, type: "bitrix24-offline-clear", name: "clear", portal: "portal", by: "id", wires: [[]] },

@@ -142,6 +142,7 @@ describe("npm start (scripts/demo.mjs)", function () {
     should(tabs).containEql("Bitrix24: deal sync");
     should(tabs).containEql("Bitrix24: deal export");
     should(tabs).containEql("Bitrix24: entity sync");
+    should(tabs).containEql("Bitrix24: stage changes");
     const portals = flows.data.filter((node) => node.type === "bitrix24-portal");
     should(portals).have.length(1);
     should(portals[0].portalUrl).equal(sandboxUrl);

@@ -301,4 +301,35 @@ describe("the editor in a real browser", function () {
       authConnector: "",
     });
   });
+  it("the get node's folded 'Objects and changes' section: Changes turns Objects on, Watch fields shows with it", async () => {
+    browser = await openBrowser("en-US");
+    const page = await browser.context.newPage();
+    await openEditor(page, nodeRed.url);
+    const canvasNode = await dropNode(page, "bitrix24-offline-get");
+    await canvasNode.dblclick();
+    await page.locator("#node-input-portal").waitFor();
+    // folded while everything in it is off
+    should(await page.locator("#bitrix24-get-more").getAttribute("open")).be.null();
+    should(await page.locator("#node-input-watchFields").isVisible()).be.false();
+    await page.locator("#bitrix24-get-more summary").click();
+    await page.locator("#node-input-changes").check();
+    should(await page.locator("#node-input-entity").isChecked()).be.true();
+    should(await page.locator("#node-input-entity").isDisabled()).be.true();
+    await page.locator("#node-input-watchFields").fill("STAGE_ID, OPPORTUNITY");
+    await page.screenshot({ path: join(ARTIFACTS, "7-get-changes.png") });
+    await page.locator("#node-dialog-ok").click();
+    // opened again: the section opens by itself, the values kept
+    await canvasNode.dblclick();
+    await page.locator("#node-input-portal").waitFor();
+    should(await page.locator("#bitrix24-get-more").getAttribute("open")).not.be.null();
+    should(await page.locator("#node-input-watchFields").inputValue()).equal("STAGE_ID, OPPORTUNITY");
+    const saved = await page.evaluate(() => {
+      const red = (window as unknown as { RED: { nodes: { filterNodes(q: object): Array<Record<string, unknown>> } } })
+        .RED;
+      const node = red.nodes.filterNodes({ type: "bitrix24-offline-get" }).at(-1);
+      return { changes: node?.changes, entity: node?.entity, watchFields: node?.watchFields };
+    });
+    should(saved).eql({ changes: true, entity: true, watchFields: "STAGE_ID, OPPORTUNITY" });
+    await page.locator("#node-dialog-cancel").click();
+  });
 });

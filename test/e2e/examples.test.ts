@@ -65,6 +65,7 @@ describe("the example flows in a real Node-RED against the sandbox", function ()
       "error-replay",
       "push",
       "queue-monitor",
+      "stage-changes",
     ]);
   });
 
@@ -462,5 +463,30 @@ describe("the example flows in a real Node-RED against the sandbox", function ()
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+  it("stage changes: deals reaching WON one way, amount changes another, the rest acknowledged unseen", async () => {
+    sandbox.crm.seed("deal", 4);
+    await nodeRed.deploy(exampleFlow("stage-changes", sandbox));
+    await until(async () => {
+      const state = (await axios.get(`${sandbox.url}/_sandbox/state`)).data as {
+        bindings: Array<{ event: string; connector: string }>;
+      };
+      return state.bindings.filter((b) => b.connector === "stage-changes").length === 2;
+    }, "the deal events bound under the stage-changes connector");
+    const queued = () => sandbox.records().filter((r) => r.CONNECTOR === "stage-changes");
+    // first sight of every deal: nothing to compare with, straight to the clear node
+    for (let id = 1; id <= 4; id++) sandbox.portalCall("crm.deal.update", { id, fields: { TITLE: `Deal ${id}` } });
+    await until(() => queued().length === 0, "the first sights acknowledged", 30000);
+    sandbox.portalCall("crm.deal.update", { id: 1, fields: { STAGE_ID: "WON" } });
+    sandbox.portalCall("crm.deal.update", { id: 2, fields: { OPPORTUNITY: 4321 } });
+    sandbox.portalCall("crm.deal.update", { id: 3, fields: { TITLE: "a title is not watched" } });
+    await until(() => queued().length === 0 && debugFrom("sc-amount").length === 1, "the changes handled", 30000);
+    const won = debugFrom("sc-won").map((d) => JSON.parse(d.msg) as Record<string, unknown>);
+    should(won).have.length(1);
+    should(won[0]).match({ deal: "1", to: "Deal successful" });
+    should(JSON.parse(debugFrom("sc-amount")[0].msg)).match({ deal: "2", after: "4321.00" });
+    await until(() => /1 unchanged/.test(comms.statusOf("sc-get") ?? ""), "the status counting the unchanged deal");
+    should(debugFrom("sc-failed")).be.empty();
+    should(nodeRed.output()).not.match(/\[error\]/);
   });
 });

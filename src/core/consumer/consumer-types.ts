@@ -1,9 +1,11 @@
 import type { AckQueue } from "../acks/ack-queue";
+import type { DeliveryChanges } from "../changes/change-tracker";
 import type { EntityAttachment, EntityMap } from "../entities/entity-reads";
 import type { OfflineEventsApi } from "../queue/offline-api";
 import { Bitrix24Error } from "../rest/errors";
 import type { OfflineEvent, OfflineFilter, OfflineOrder } from "../rest/types";
 import type { InstanceRegistry } from "../state/instance-registry";
+import type { SnapshotStores } from "../state/snapshot-store";
 import type { JournalLoadWarning, JournalStore } from "../state/state-seam";
 
 /**
@@ -70,13 +72,19 @@ export interface OfflineConsumerOptions {
   entity?: boolean;
   /** Which method reads which event's object. Default: the built-in map. */
   entityMap?: EntityMap;
+  /** Say what changed since the last acked state (change-tracker.ts); implies `entity`. Default false. */
+  changes?: boolean;
+  /** Fields whose changes count; empty = every field. */
+  watchFields?: string[];
+  /** Where the states live (the state seam's snapshots). Default: the embedded store in stateDir (lmdb-snapshot-store.ts). */
+  snapshots?: SnapshotStores;
 }
 
 /** The options with their defaults applied and numbers clamped. */
 export type ConsumerSettings = Required<
-  Omit<OfflineConsumerOptions, "filter" | "order" | "entityMap" | "registry" | "journals" | "stateDir">
+  Omit<OfflineConsumerOptions, "filter" | "order" | "entityMap" | "registry" | "snapshots" | "journals" | "stateDir">
 > &
-  Pick<OfflineConsumerOptions, "filter" | "order" | "entityMap" | "journals" | "stateDir">;
+  Pick<OfflineConsumerOptions, "filter" | "order" | "entityMap" | "snapshots" | "journals" | "stateDir">;
 
 /** The consumer's flags as its parts read them (live: getters on the consumer, not copies). */
 export interface ConsumerFlags {
@@ -99,6 +107,8 @@ export interface Delivery {
   redelivered: boolean;
   /** With the entity option: the object the event names, or why there is none. Unmapped events: absent. */
   entity?: EntityAttachment;
+  /** With the changes option: what changed since the object's last acked state. */
+  changes?: DeliveryChanges;
 }
 
 /** Events of one process, emitted together (one get, one re-select). */
@@ -119,6 +129,8 @@ export interface DrainSummary {
   requests: number;
   /** Of `events`, how many were redeliveries (recovery, re-select). */
   redelivered: number;
+  /** Changes option: events with no watched change, acked by the node and not emitted (not in `events`). */
+  unchanged: number;
   /** True when the last get found fewer records than it asked for: the queue (as filtered) is empty. */
   empty: boolean;
   /** True when the drain did not run or stopped early because the consumer was paused or closed. */
@@ -133,6 +145,8 @@ export interface ConsumerState {
   /** Unacknowledged events (ack mode). */
   pending: number;
   maxInFlight: number;
+  /** Changes option: events acked unseen since the node started. */
+  unchanged: number;
 }
 
 export type ConsumerWarning =
@@ -156,7 +170,7 @@ export interface OfflineConsumerEvents {
 }
 
 export type ConsumerApi = Pick<OfflineEventsApi, "client" | "get" | "getCommand" | "feature" | "list">;
-export type ConsumerAcks = Pick<AckQueue, "take" | "error" | "pending" | "flush" | "on" | "off">;
+export type ConsumerAcks = Pick<AckQueue, "take" | "clear" | "error" | "pending" | "flush" | "on" | "off">;
 
 /** What one drain (or re-select, sweep, redelivery) has done so far. */
 export interface Tally {
@@ -164,10 +178,11 @@ export interface Tally {
   batches: number;
   requests: number;
   redelivered: number;
+  unchanged: number;
 }
 
 export function newTally(): Tally {
-  return { events: 0, batches: 0, requests: 0, redelivered: 0 };
+  return { events: 0, batches: 0, requests: 0, redelivered: 0, unchanged: 0 };
 }
 
 /** Every failure the consumer reports is a Bitrix24Error: a bug's TypeError becomes INTERNAL_ERROR. */

@@ -34,7 +34,7 @@ function deferredDrain(overrides: DrainOverrides): DrainRequest {
 }
 
 export function stoppedSummary(): DrainSummary {
-  return { events: 0, batches: 0, ms: 0, requests: 0, redelivered: 0, empty: false, stopped: true };
+  return { events: 0, batches: 0, ms: 0, requests: 0, redelivered: 0, unchanged: 0, empty: false, stopped: true };
 }
 
 export interface DrainLoopHost {

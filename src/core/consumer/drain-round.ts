@@ -57,7 +57,8 @@ export interface RoundHost {
   fetchFailed(since: number): void;
   /** New records: held and in the journal (ack mode) before anything is emitted; the mark `since` goes with them. */
   recordFetched(results: OfflineGetResult[], since?: number): Promise<DeliveryGroup[]>;
-  emit(groups: DeliveryGroup[], tally: Tally): void;
+  /** Emits (after the change stage, when on: hence a promise). */
+  emit(groups: DeliveryGroup[], tally: Tally): Promise<void>;
   /** The portal refused ack mode: throws unless the user allowed the at-most-once fallback. */
   extendedModeMissing(cause: Bitrix24Error): void;
 }
@@ -133,9 +134,9 @@ export class DrainRound {
     // Emitting comes after the journal write: the flow's acks then find the next round about to start, and ride
     // with it, instead of waiting through the write and leaving on their own (a request of their own each).
     // The last round's events go first: they were fetched (and held) before these.
-    if (reads && outcome) this.host.emit(reads.finish(outcome), tally);
+    if (reads && outcome) await this.host.emit(reads.finish(outcome), tally);
     if (this.entities) this.entities.hold(groups);
-    else this.host.emit(groups, tally);
+    else await this.host.emit(groups, tally);
     if (failure) {
       if (ackMode && isExtendedModeRefusal(failure)) {
         this.host.extendedModeMissing(failure); // throws unless at-most-once is allowed

@@ -1,11 +1,16 @@
 import { EventEmitter } from "node:events";
 import type { AckedNotice } from "../acks/ack-queue";
-import { BUILTIN_ENTITY_MAP } from "../entities/entity-reads";
+import { ChangeTracker } from "../changes/change-tracker";
+import { parseWatchFields } from "../changes/compare";
+import { FieldLabels } from "../changes/field-labels";
+import { BUILTIN_ENTITY_MAP, type ObjectRef, objectRefOf } from "../entities/entity-reads";
 import { EntityStage } from "../entities/entity-stage";
 import { EXTENDED_MODE_FEATURE, extendedModeError, isExtendedModeRefusal } from "../queue/extended-mode";
 import type { Bitrix24Error } from "../rest/errors";
 import type { OfflineGetResult } from "../rest/types";
 import { fileInstanceRegistry } from "../state/file-instance-registry";
+import { LmdbSnapshotStores } from "../state/lmdb-snapshot-store";
+import { sendChunked } from "./consumer-batch";
 import {
   asError,
   type ConsumerAcks,
@@ -73,6 +78,10 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
   private readonly round: DrainRound;
   private readonly loop: DrainLoop;
   private readonly entities: EntityStage<DeliveryGroup> | undefined;
+  /** Changes option: the tracker, once its store is open. */
+  private readonly tracker: Promise<ChangeTracker> | undefined;
+  private readonly labels: FieldLabels | undefined;
+  private unchangedTotal = 0;
   private started: Promise<void> | undefined;
   /** Set once the portal refused ack mode for good; every later trigger is refused with a fresh error. */
   private refusal: { cause?: Bitrix24Error } | undefined;
@@ -104,7 +113,10 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
       sweepPages: options.sweepPages ?? 20,
       ackWindowMs: options.ackWindowMs ?? 3,
       closeWaitMs: options.closeWaitMs ?? 5000,
-      entity: options.entity === true,
+      changes: options.changes === true,
+      watchFields: parseWatchFields(options.watchFields),
+      // What changed is found by comparing objects: the changes option reads them.
+      entity: options.entity === true || options.changes === true,
     };
     this.o = o;
     this.modeNow = options.mode;
@@ -122,13 +134,28 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
       { snapshot: () => this.ledger.snapshot(), failed: fail, track: (write) => this.track(write) },
       registry,
     );
+    const entityMap = o.entityMap ?? BUILTIN_ENTITY_MAP;
+    // Changes: the field metadata for labels rides in the entity stage's requests, like the objects.
+    this.labels = o.changes ? new FieldLabels(o.watchFields) : undefined;
+    const labels = this.labels;
     this.entities = o.entity
       ? new EntityStage(
-          o.entityMap ?? BUILTIN_ENTITY_MAP,
+          entityMap,
           ({ method, error }) => this.emit("warning", { code: "ENTITY_READ_FAILED", method, error }),
           (method) => this.emit("entity-read-recovered", method),
+          labels && {
+            commands: (events) =>
+              labels.preload(
+                events.map((e) => objectRefOf(e, entityMap)).filter((r): r is ObjectRef => r !== undefined),
+              ),
+            absorb: (commands, outcome) => labels.absorb(commands, outcome),
+          },
         )
       : undefined;
+    this.tracker = o.changes ? this.openTracker() : undefined;
+    // Without a listener an open failure would be unhandled until the first drain reports it.
+    this.tracker?.catch(() => undefined);
+    const tracker = this.tracker;
     const consumer = this;
     const flags: ConsumerFlags = {
       get mode() {
@@ -161,6 +188,10 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
           if (isExtendedModeRefusal(err)) this.extendedModeMissing(err);
         },
         scheduleRedelivery: () => this.scheduleRedelivery(),
+        changes: tracker && {
+          reselected: async (processId, events) => (await tracker).reselected(processId, events),
+          compare: (groups, tally, drop) => this.withChanges(groups, tally, drop),
+        },
       },
       this.entities,
     );
@@ -219,6 +250,7 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
       mode: this.modeNow,
       pending: this.ledger.pending,
       maxInFlight: this.o.maxInFlight,
+      unchanged: this.unchangedTotal,
     };
   }
 
@@ -304,7 +336,10 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
       await this.acks.flush().catch(() => undefined);
     }
     this.acks?.off("acked", this.onAcked);
+    // Changes: the flushed acks' state commits (and their ledger updates) go before the journal and store close.
+    if (this.tracker) await Promise.allSettled([...this.background]);
     await this.journal.close();
+    await this.tracker?.then((t) => t.close()).catch(() => undefined);
     await this.takeover.close();
     this.clearTimers(); // a late answer may have scheduled one
   }
@@ -332,9 +367,11 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
     return groups;
   }
 
-  private emitFetched(groups: DeliveryGroup[], tally: Tally): void {
-    if (groups.length === 0) return;
+  private async emitFetched(fetched: DeliveryGroup[], tally: Tally): Promise<void> {
+    if (fetched.length === 0) return;
     // Closing: the records are in the journal and come back after the restart; nobody would receive them now.
+    if (this.closed && this.modeNow === "ack") return;
+    const groups = await this.withChanges(fetched, tally, true);
     if (this.closed && this.modeNow === "ack") return;
     this.scheduleRedelivery();
     for (const group of groups) {
@@ -347,6 +384,21 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
   }
 
   private handleAcked(notice: AckedNotice): void {
+    if (this.tracker && (notice.authConnector ?? "") === this.o.authConnector) {
+      // The state commit first, then the ledger (and so the journal) forgets the records: after a crash in between,
+      // the journal still names the process, and its re-select shows the records gone (change-tracker.ts).
+      this.track(
+        this.tracker
+          .then((t) => t.acked(notice))
+          .catch((err) => this.emit("failure", asError(err)))
+          .finally(() => this.applyAck(notice)),
+      );
+      return;
+    }
+    this.applyAck(notice);
+  }
+
+  private applyAck(notice: AckedNotice): void {
     if (!this.ledger.applyAck(notice)) return;
     // Losing this write is harmless (a re-select of an acked record returns nothing), so it need not be durable
     // at once: the next delivery's write carries it, or a timer writes it once the consumer is quiet. A snapshot
@@ -422,6 +474,60 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
     this.redelivery.stop();
     this.takeover.stop();
     this.journal.cancelLazy();
+  }
+
+  // ---------------------------------------------------------------------------------------------- changes
+
+  private async openTracker(): Promise<ChangeTracker> {
+    const o = this.o;
+    // One history per queue and watch list: two nodes watching different fields must not advance each other.
+    const ns = [o.portalHost, o.clientId, o.authConnector, o.watchFields.join(",")].join("\u0000");
+    const store = await (o.snapshots ?? new LmdbSnapshotStores(stateDirOf(o))).open(ns);
+    return new ChangeTracker({
+      store,
+      map: o.entityMap ?? BUILTIN_ENTITY_MAP,
+      watch: o.watchFields,
+      labels: this.labels,
+      send: (commands) => sendChunked(this.api.client, commands),
+    });
+  }
+
+  /**
+   * The changes option: each event gets what changed (durable before it is emitted); with `drop`, events with no
+   * watched change are acked here (ack mode) instead of emitted. Their ack commits their state like any other.
+   */
+  private async withChanges(groups: DeliveryGroup[], tally: Tally, drop: boolean): Promise<DeliveryGroup[]> {
+    if (!this.tracker) return groups;
+    const tracker = await this.tracker;
+    await tracker.prepare(groups, this.modeNow);
+    if (!drop) return groups;
+    const out: DeliveryGroup[] = [];
+    for (const g of groups) {
+      const unchanged = g.deliveries.filter((d) => d.changes?.unchanged);
+      if (unchanged.length === 0) {
+        out.push(g);
+        continue;
+      }
+      const ack = this.modeNow === "ack" && g.processId !== null;
+      if (ack && !this.acks) {
+        out.push(g); // nobody here could ack them: the flow must
+        continue;
+      }
+      if (ack && this.acks && g.processId !== null) {
+        const target = {
+          processId: g.processId,
+          ids: unchanged.map((d) => d.id),
+          ...(g.authConnector ? { authConnector: g.authConnector } : {}),
+        };
+        // A failed ack leaves them held: the ack timeout redelivers them, compared again.
+        this.track(this.acks.clear(target).catch((err) => this.emit("failure", asError(err))));
+      }
+      tally.unchanged += unchanged.length;
+      this.unchangedTotal += unchanged.length;
+      const rest = g.deliveries.filter((d) => !d.changes?.unchanged);
+      if (rest.length > 0) out.push({ ...g, deliveries: rest });
+    }
+    return out;
   }
 
   // ---------------------------------------------------------------------------------------------- misc

@@ -46,6 +46,15 @@ export interface RecoveryHooks {
   failed(err: Bitrix24Error): void;
   /** The recovered processes can come due. */
   scheduleRedelivery(): void;
+  /**
+   * Changes option (change-tracker.ts): `reselected` before anything else (staged states of records the re-select
+   * no longer returns were acked: they advance), `compare` before emitting (the same changes again; with `drop`,
+   * events with no watched change are acked by the consumer and left out).
+   */
+  changes?: {
+    reselected(processId: string, events: OfflineEvent[]): Promise<void>;
+    compare(groups: DeliveryGroup[], tally: Tally, drop: boolean): Promise<DeliveryGroup[]>;
+  };
 }
 
 export class Recovery {
@@ -146,6 +155,7 @@ export class Recovery {
    */
   async deliver(processId: string, events: OfflineEvent[], tally: Tally): Promise<void> {
     const ackMode = this.hooks.flags.mode === "ack";
+    await this.hooks.changes?.reselected(processId, events);
     if (events.length === 0) {
       this.ledger.dropProcess(processId);
       if (ackMode) await this.hooks.save();
@@ -170,14 +180,21 @@ export class Recovery {
       });
       if (this.hooks.flags.closed && ackMode) return;
     }
+    const changes = this.hooks.changes;
+    // Compared again with the last acked state: a redelivered event carries the same changes.
+    const [again] = changes && redeliver.length > 0 ? await changes.compare([group(redeliver)], tally, true) : [];
+    const [gone] = changes && dead.length > 0 ? await changes.compare([group(dead)], tally, false) : [];
+    if (changes && this.hooks.flags.closed && ackMode) return;
     this.hooks.scheduleRedelivery();
-    if (redeliver.length > 0) {
-      tally.events += redeliver.length;
-      tally.redelivered += redeliver.length;
+    const emitted = changes ? again : redeliver.length > 0 ? group(redeliver) : undefined;
+    if (emitted) {
+      tally.events += emitted.deliveries.length;
+      tally.redelivered += emitted.deliveries.length;
       tally.batches++;
-      this.hooks.emit("deliver", group(redeliver));
+      this.hooks.emit("deliver", emitted);
     }
-    if (dead.length > 0) this.hooks.emit("dead-letter", group(dead));
+    const deadGroup = changes ? gone : dead.length > 0 ? group(dead) : undefined;
+    if (deadGroup) this.hooks.emit("dead-letter", deadGroup);
     if (exhausted.length > 0) this.markExhausted(processId, exhausted);
     this.hooks.emitState();
   }

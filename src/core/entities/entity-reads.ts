@@ -351,3 +351,26 @@ export function planEntityReads(
     },
   };
 }
+
+/** The object an event names: its rule, id and type id (smart processes); undefined when unmapped or without id. */
+export interface ObjectRef {
+  rule: EntityRule;
+  id: string;
+  typeId?: string;
+  /** `<method>:<type id>:<id>`: the same for an object's add, update and delete events. */
+  key: string;
+}
+
+export function objectRefOf(event: OfflineEvent, map: EntityMap): ObjectRef | undefined {
+  const rule = ruleFor(map, event.EVENT_NAME);
+  if (!rule) return undefined;
+  const paths = Array.isArray(rule.id) ? rule.id : [rule.id];
+  let id: string | undefined;
+  for (const p of paths) {
+    id = scalarId(at(event.EVENT_DATA, p));
+    if (id !== undefined) break;
+  }
+  const typeId = rule.typeIdPath ? scalarId(at(event.EVENT_DATA, rule.typeIdPath)) : undefined;
+  if (id === undefined || (rule.typeIdPath && typeId === undefined)) return undefined;
+  return { rule, id, typeId, key: `${rule.method}:${typeId ?? ""}:${id}` };
+}

@@ -32,6 +32,15 @@ export interface EntityReads<G extends EventGroup = EventGroup> {
   finish(outcome: BatchOutcome | Bitrix24Error): G[];
 }
 
+/**
+ * More reads that ride in the same requests as the objects' (the changes option's field metadata): commands for
+ * these events, and their answers back.
+ */
+export interface RidingReads {
+  commands(events: OfflineEvent[]): Record<string, BatchCommand>;
+  absorb(commands: Record<string, BatchCommand>, outcome: BatchOutcome | Bitrix24Error): void;
+}
+
 export class EntityStage<G extends EventGroup = EventGroup> {
   private awaiting: G[] = [];
   /** `method\0code` of failures reported and not yet followed by a successful read of that method. */
@@ -42,6 +51,7 @@ export class EntityStage<G extends EventGroup = EventGroup> {
     private readonly report: (failure: EntityReadFailure) => void,
     /** A method whose failure was reported read successfully again. */
     private readonly recovered: (method: string) => void = () => undefined,
+    private readonly riding?: RidingReads,
   ) {}
 
   /** Events fetched and recorded, waiting for the next request to carry their reads. */
@@ -61,10 +71,12 @@ export class EntityStage<G extends EventGroup = EventGroup> {
     if (this.awaiting.length === 0) return undefined;
     const groups = this.awaiting;
     const plan = this.plan(groups);
+    const extra = this.ridingCommands(groups);
     return {
-      commands: plan.commands,
+      commands: { ...plan.commands, ...extra },
       finish: (outcome) => {
         this.awaiting = this.awaiting.filter((g) => !groups.includes(g));
+        this.riding?.absorb(extra, outcome);
         this.settle(plan, outcome);
         return groups;
       },
@@ -78,13 +90,20 @@ export class EntityStage<G extends EventGroup = EventGroup> {
       this.settle(plan, { result: {}, errors: {}, total: {}, next: {}, requests: 0 });
       return;
     }
+    const extra = this.ridingCommands(groups);
     let outcome: BatchOutcome | Bitrix24Error;
     try {
-      outcome = await send(plan.commands);
+      outcome = await send({ ...plan.commands, ...extra });
     } catch (err) {
       outcome = err as Bitrix24Error;
     }
+    this.riding?.absorb(extra, outcome);
     this.settle(plan, outcome);
+  }
+
+  private ridingCommands(groups: G[]): Record<string, BatchCommand> {
+    if (!this.riding) return {};
+    return this.riding.commands(groups.flatMap((g) => g.deliveries.map((d) => d.event)));
   }
 
   private plan(groups: G[]): EntityPlan {

@@ -1,6 +1,7 @@
 import type { BucketSettings, RateGate } from "../transport/rate-limiter";
 import type { InstanceRegistry } from "./instance-registry";
 import type { JournalKey, JournalLoadWarning, JournalProcess } from "./journal-files";
+import type { SnapshotStores } from "./snapshot-store";
 
 /**
  * The state seam (DESIGN.md, "Scale-out"): everything the package persists goes through the interfaces in this
@@ -134,6 +135,8 @@ export interface StateStores {
   readonly journals: JournalStore;
   /** Who is alive among the consumers of a queue (the journals' takeover and the orphan sweep ask it). */
   readonly instances: InstanceRegistry;
+  /** The change snapshots (issue 21's `changes` option); absent: the embedded store in the portal's stateDir. */
+  readonly snapshots?: SnapshotStores;
   /**
    * Installation POSTs already answered, shared by every instance; absent (files): each process remembers them in
    * memory (InstallGate), which is enough on one machine, where one Node-RED receives the POST.

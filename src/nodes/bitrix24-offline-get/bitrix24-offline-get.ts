@@ -1,4 +1,5 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow, NodeStatus } from "node-red";
+import { parseWatchFields } from "../../core/changes/compare";
 import {
   type ConsumerState,
   type ConsumerWarning,
@@ -40,6 +41,8 @@ export interface GetConfig extends NodeDef {
   externalConsumers?: boolean;
   entity?: boolean;
   entityMap?: string;
+  changes?: boolean;
+  watchFields?: string;
 }
 
 export type GetSettings = Omit<
@@ -127,10 +130,33 @@ export function parseGetConfig(config: Partial<GetConfig>): GetSettings {
     allowAtMostOnce: config.allowAtMostOnce === true,
     orphanSweep: config.orphanSweep !== false,
     externalConsumers: config.externalConsumers === true,
-    entity: config.entity === true,
+    // The changes option compares objects, so it reads them.
+    entity: config.entity === true || config.changes === true,
     // Checked even with the option off: a map that would fail once switched on is wrong now.
     entityMap: parseEntityMap(config.entityMap),
+    changes: config.changes === true,
+    watchFields: parseWatchFieldsOption(config.watchFields),
   };
+}
+
+/** `watchFields`: field names separated by commas; anything but letters, digits and _ is a typo worth saying. */
+function parseWatchFieldsOption(value: unknown): string[] {
+  if (value === undefined || value === null) return [];
+  if (typeof value !== "string") {
+    throw new Bitrix24Error({
+      code: "INVALID_CONFIG",
+      description: `watchFields must be field names separated by commas, got ${JSON.stringify(value)}`,
+    });
+  }
+  const fields = parseWatchFields(value);
+  const bad = fields.find((f) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(f));
+  if (bad !== undefined) {
+    throw new Bitrix24Error({
+      code: "INVALID_CONFIG",
+      description: `watchFields: "${bad}" is not a field name (e.g. STAGE_ID, OPPORTUNITY, stageId)`,
+    });
+  }
+  return fields;
 }
 
 /** msg.limit / msg.filter / msg.order / msg.processId. */
@@ -191,8 +217,12 @@ export default function register(RED: NodeAPI): void {
       ...settings,
       portalHost: portal.portalHost,
       clientId: portal.clientId,
+      // The state seam: where the journal, the registry and the change snapshots live (files or PostgreSQL);
+      // stateDir for what a store does not hold itself.
+      stateDir: portal.stateDir,
       journals: portal.state.journals,
       registry: portal.state.instances,
+      snapshots: portal.state.snapshots,
     });
 
     // ------------------------------------------------------------------------------------------ status
@@ -239,6 +269,9 @@ export default function register(RED: NodeAPI): void {
         return;
       }
       const shown = stateStatus(state);
+      // Changes option: how many events had nothing watched in them (acked here, never emitted).
+      if (settings?.changes && shown.text)
+        shown.text = `${shown.text} · ${t("status.unchanged", { n: state.unchanged })}`;
       if (entityFailure && state.phase === "idle") {
         node.status({
           fill: "yellow",

@@ -1,3 +1,4 @@
+import type { DeliveryChanges } from "../../core/changes/change-tracker";
 import type { DeliveryGroup } from "../../core/consumer/consumer-types";
 import type { EntityAttachment } from "../../core/entities/entity-reads";
 import type { OfflineEvent } from "../../core/rest/types";
@@ -16,6 +17,13 @@ function entityParts(attachment: EntityAttachment | undefined): {
   if (attachment.missing) meta.entityMissing = true;
   if (attachment.error) meta.entityError = attachment.error;
   return { entity: attachment.entity, meta };
+}
+
+/** msg.changes and msg.bitrix24.firstSeen of one event (changes option). */
+function addChanges(msg: EventMessage, changes: DeliveryChanges | undefined): void {
+  if (!changes) return;
+  msg.changes = changes.changes;
+  if (changes.firstSeen) msg.bitrix24.firstSeen = true;
 }
 
 /** One msg per event (or one per batch) following the msg contract (msg-contract.ts). */
@@ -42,6 +50,13 @@ export function deliveryMessages(group: DeliveryGroup, portalHost: string, outpu
         batch: { index: 0, size },
       }),
     };
+    if (group.deliveries.some((d) => d.changes)) {
+      // Arrays in the order of msg.payload, like msg.entity.
+      msg.changes = group.deliveries.map((d) => d.changes?.changes ?? null);
+      if (group.deliveries.some((d) => d.changes?.firstSeen)) {
+        msg.bitrix24.firstSeen = group.deliveries.map((d) => d.changes?.firstSeen === true);
+      }
+    }
     if (group.deliveries.some((d) => d.entity)) {
       // Arrays in the order of msg.payload: one entry per event.
       msg.entity = group.deliveries.map((d) => d.entity?.entity ?? null);
@@ -71,6 +86,7 @@ export function deliveryMessages(group: DeliveryGroup, portalHost: string, outpu
       },
     };
     if (entity !== undefined) msg.entity = entity;
+    addChanges(msg, d.changes);
     return msg;
   });
 }

@@ -1,4 +1,5 @@
 import type { NodeMessage } from "node-red";
+import type { Changes } from "../../core/changes/compare";
 import type { EntityAttachment } from "../../core/entities/entity-reads";
 import type { Bitrix24Error } from "../../core/rest/errors";
 import type { OfflineEvent } from "../../core/rest/types";
@@ -26,6 +27,8 @@ export interface Bitrix24Meta {
   entityMissing?: boolean | boolean[];
   /** Entity option: why the object could not be read {code, status, method, description}. Batch msgs: per event. */
   entityError?: EntityReadError | Array<EntityReadError | null>;
+  /** Changes option: no acknowledged state of the object was known (msg.changes is null). Batch msgs: per event. */
+  firstSeen?: boolean | boolean[];
 }
 
 type EntityReadError = NonNullable<EntityAttachment["error"]>;
@@ -34,6 +37,8 @@ export interface EventMessage extends NodeMessage {
   payload: OfflineEvent | OfflineEvent[];
   /** Entity option: the object the event names, as the portal returns it now (null: none); batch msgs: per event. */
   entity?: Record<string, unknown> | null | Array<Record<string, unknown> | null>;
+  /** Changes option: `{FIELD: {before, after, beforeLabel?, afterLabel?}}` since the last acked state; batch: per event. */
+  changes?: Changes | null | Array<Changes | null>;
   topic?: string;
   bitrix24: Bitrix24Meta;
 }

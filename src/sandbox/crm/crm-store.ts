@@ -10,6 +10,7 @@ import {
 import { itemSchema, itemView, seedItemFields } from "./item-methods";
 import type { Schema } from "./list-query";
 import { ObjectTable } from "./object-table";
+import { StatusDirectory } from "./status-methods";
 import { seedTaskFields, taskSchema, taskView } from "./task-methods";
 import { userSchema, userView } from "./user-methods";
 
@@ -64,6 +65,8 @@ export class CrmStore {
   readonly items = new ObjectTable();
   readonly tasks = new ObjectTable();
   readonly users = new ObjectTable();
+  /** crm.status.list's directories (stages, statuses, sources). */
+  readonly statuses = new StatusDirectory();
   itemSchema: Schema = itemSchema();
   taskSchema: Schema = taskSchema();
   userSchema: Schema = userSchema();

@@ -159,7 +159,25 @@ function noAccess(action: string): RestError {
   return taskError("1048582", `No access to ${action} the task`);
 }
 
+/** The enums tasks.task.getFields describes with `values` (its page's answer): what the task lists mean. */
+const TASK_ENUMS: Record<string, Record<string, string>> = {
+  MARK: { N: "Negative", P: "Positive" },
+  PRIORITY: { "2": "High", "1": "Normal", "0": "Low" },
+  STATUS: { "2": "Pending", "3": "In progress", "4": "Supposedly completed", "5": "Completed", "6": "Deferred" },
+};
+
 export const TASK_HANDLERS: Readonly<Record<string, Handler>> = {
+  // `{fields: {NAME: {title, type, ...}}}` with UPPER_CASE names, though tasks.task.list answers camelCase ones.
+  "tasks.task.getfields": (state) => {
+    const fields: Record<string, unknown> = {};
+    for (const def of state.crm.taskSchema.fields) {
+      const values = TASK_ENUMS[def.name];
+      fields[def.name] = values
+        ? { title: def.title, type: "enum", values }
+        : { title: def.title, type: def.type, ...(def.name === "ID" ? { primary: true } : {}) };
+    }
+    return { result: { fields } };
+  },
   "tasks.task.add": (state, params) => {
     const input = fieldsParam(params);
     const fields: Record<string, unknown> = {};

@@ -1,6 +1,7 @@
 import { CRM_HANDLERS } from "../crm/crm-methods";
 import type { CrmStore } from "../crm/crm-store";
 import { ITEM_HANDLERS } from "../crm/item-methods";
+import { STATUS_HANDLERS } from "../crm/status-methods";
 import { TASK_HANDLERS } from "../crm/task-methods";
 import { USER_HANDLERS } from "../crm/user-methods";
 import { intval, text } from "../php/param-values";
@@ -319,6 +320,7 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
   ...ITEM_HANDLERS,
   ...TASK_HANDLERS,
   ...USER_HANDLERS,
+  ...STATUS_HANDLERS,
 };
 
 /** The scope a method needs; the event.* and feature.get methods need none an app could lack. */
