@@ -7,7 +7,7 @@ import { OfflineConsumer } from "../../src/core/consumer/offline-consumer";
 import { OfflineEventsApi } from "../../src/core/queue/offline-api";
 import { Bitrix24Error } from "../../src/core/rest/errors";
 import { PgDatabase } from "../../src/core/state/postgres/pg-database";
-import { migrate } from "../../src/core/state/postgres/pg-migrations";
+import { migrate, SCHEMA_VERSION } from "../../src/core/state/postgres/pg-migrations";
 import { PgStateStores } from "../../src/core/state/postgres/pg-state";
 import type { JournalKey, JournalProcess } from "../../src/core/state/state-seam";
 import { tokenStoreKey } from "../../src/core/state/token-store";
@@ -46,10 +46,10 @@ describe("PostgreSQL state", function () {
       const b = await stores({}, a.db.schema);
       await Promise.all([a.ready(), b.ready()]);
       const rows = await a.db.query<{ version: number }>(`SELECT version FROM ${a.db.table("schema_version")}`);
-      should(rows.rows.map((r) => r.version)).eql([1]);
+      should(rows.rows.map((r) => r.version).sort()).eql(Array.from({ length: SCHEMA_VERSION }, (_, i) => i + 1));
       const client = await a.db.pool.connect();
       try {
-        should(await migrate(client, a.db.schema)).equal(1);
+        should(await migrate(client, a.db.schema)).equal(SCHEMA_VERSION);
       } finally {
         client.release();
       }
@@ -289,6 +289,37 @@ describe("PostgreSQL state", function () {
       should(await sb.abandoned()).be.true();
       should((await sb.adopt()).processes.map((p) => p.processId)).eql(["p2"]);
       await sb.release();
+    });
+  });
+
+  describe("change snapshots (issue 21's interface)", () => {
+    it("stage → commit advances; discard does not; an older read acked last never wins; namespaces apart; shared", async () => {
+      const one = await stores();
+      const two = await stores({}, one.db.schema);
+      const a = await one.snapshots.open("ns-a");
+      const b = await one.snapshots.open("ns-b");
+      await a.stage([
+        { ref: "p:1", key: "deal:1", snapshot: { fields: { STAGE_ID: "NEW" }, seq: 1 } },
+        { ref: "p:2", key: "deal:1", snapshot: { fields: { STAGE_ID: "WON" }, seq: 2 } },
+        { ref: "p:3", key: "deal:2", snapshot: { fields: { STAGE_ID: "LOSE" }, seq: 3 } },
+        { ref: "q:1", key: "deal:3", snapshot: null },
+      ]);
+      should((await a.read(["deal:1"])).size).equal(0);
+      should((await a.staged("p")).map((e) => e.ref)).eql(["p:1", "p:2", "p:3"]);
+      await a.commit(["p:2"]);
+      await a.commit(["p:1"]); // older read, acked last
+      await a.discard(["p:3"]);
+      should((await a.read(["deal:1"])).get("deal:1")?.fields).eql({ STAGE_ID: "WON" });
+      should((await a.read(["deal:2"])).size).equal(0);
+      should((await a.staged()).map((e) => e.ref)).eql(["q:1"]);
+      should((await b.read(["deal:1"])).size).equal(0);
+      // Another instance on the same schema sees the same history.
+      const other = await two.snapshots.open("ns-a");
+      should((await other.read(["deal:1"])).get("deal:1")).eql({ fields: { STAGE_ID: "WON" }, seq: 2 });
+      await other.put([{ key: "deal:1", snapshot: null }]);
+      should((await a.read(["deal:1"])).size).equal(0);
+      should((await a.stats()).objects).equal(0);
+      should((await a.stats()).staged).equal(1);
     });
   });
 

@@ -69,6 +69,23 @@ const MIGRATIONS: ReadonlyArray<(s: string) => string> = [
       queues text[] NOT NULL
     );
   `,
+  // 2: the change snapshots of issue 21 (snapshot-store.ts): acknowledged states, and states staged per event.
+  (s) => `
+    CREATE TABLE ${s}.snapshots_acked (
+      ns text NOT NULL,
+      key text NOT NULL,
+      fields jsonb NOT NULL,
+      seq bigint NOT NULL,
+      PRIMARY KEY (ns, key)
+    );
+    CREATE TABLE ${s}.snapshots_staged (
+      ns text NOT NULL,
+      ref text NOT NULL,
+      key text NOT NULL,
+      snapshot jsonb,
+      PRIMARY KEY (ns, ref)
+    );
+  `,
 ];
 
 /** The schema version this code expects. */

@@ -6,6 +6,7 @@ import { PgBucket } from "./pg-bucket";
 import { PgDatabase, type PgSettings } from "./pg-database";
 import { PgInstanceRegistry } from "./pg-instance-registry";
 import { DEFAULT_LEASE_MS, PgJournalStore } from "./pg-journal-store";
+import { PgSnapshotStores } from "./pg-snapshot-store";
 import { PgTokenStore } from "./pg-token-store";
 import { aesSealer, PLAIN, type Sealer } from "./sealer";
 
@@ -55,6 +56,7 @@ export class PgStateStores implements StateStores {
   readonly journals: PgJournalStore;
   readonly instances: PgInstanceRegistry;
   readonly installReplays: ReplayStore;
+  readonly snapshots: PgSnapshotStores;
   private readonly sealer: Sealer;
   private readonly installations = new Map<string, InstalledApplication | undefined>();
   private readonly adopted = new Map<string, string>();
@@ -68,6 +70,7 @@ export class PgStateStores implements StateStores {
     this.journals = new PgJournalStore(this.db, leaseMs);
     this.instances = new PgInstanceRegistry(this.db, leaseMs, options.instanceId);
     this.installReplays = new PgReplayStore(this.db);
+    this.snapshots = new PgSnapshotStores(this.db);
   }
 
   get where(): string {
