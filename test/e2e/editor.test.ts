@@ -44,7 +44,14 @@ async function dropNode(page: Page, type: string): Promise<Locator> {
   await page.mouse.down();
   await page.mouse.move(chart.x + 300, chart.y + 200, { steps: 15 });
   await page.mouse.up();
-  const canvasNode = page.locator("#red-ui-workspace-chart g.red-ui-flow-node-group").first();
+  // The new node is the one the editor selected on the drop: the workspace may hold nodes of earlier tests
+  // (deployed flows stay), some at the very spot this one lands on.
+  const id = await page.evaluate(() => {
+    const red = (window as unknown as { RED: { view: { selection(): { nodes?: Array<{ id: string }> } } } }).RED;
+    return red.view.selection().nodes?.[0]?.id;
+  });
+  if (!id) throw new Error(`dropping ${type} selected no node`);
+  const canvasNode = page.locator(`#red-ui-workspace-chart g.red-ui-flow-node-group[id="${id}"]`);
   await canvasNode.waitFor();
   return canvasNode;
 }
