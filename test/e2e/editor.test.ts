@@ -309,9 +309,6 @@ describe("the editor in a real browser", function () {
     });
   });
   it("the get node's folded 'Objects and changes' section: Changes turns Objects on, Watch fields shows with it", async () => {
-    // An empty flow first: the call node the test before deployed would lie under the dropped node (dropNode
-    // takes the canvas's first node), which made this test depend on where that one landed.
-    await nodeRed.deploy([{ id: "t1", type: "tab", label: "Flow 1" }, sandboxPortal(sandbox)]);
     browser = await openBrowser("en-US");
     const page = await browser.context.newPage();
     await openEditor(page, nodeRed.url);
