@@ -16,6 +16,7 @@ import { baselineComparison } from "./scenarios/baseline-comparison.mjs";
 import { callAll, callEach } from "./scenarios/call-engine.mjs";
 import { changesMeasurement } from "./scenarios/changes.mjs";
 import { memoryFlat } from "./scenarios/memory.mjs";
+import { opsOverhead } from "./scenarios/ops-overhead.mjs";
 import { postgresStore } from "./scenarios/postgres-store.mjs";
 import { pushLatency } from "./scenarios/push-latency.mjs";
 import { rateLimitedDrain } from "./scenarios/rate-limited-drain.mjs";
@@ -39,7 +40,13 @@ const MEASUREMENTS = [
   { number: "7", id: "call-all", title: "7. Call node engine: all records of a list", run: callAll },
   { number: "8", id: "call-each", title: "8. Call node engine: one call per item", run: callEach },
   { number: "9", id: "changes", title: "9. What changed (changes option)", run: changesMeasurement },
-  { number: "10", id: "postgres-store", title: "10. PostgreSQL store", run: postgresStore },
+  {
+    number: "10",
+    id: "ops-overhead",
+    title: "10. Operations view: sidebar open and metrics scraped vs. neither",
+    run: opsOverhead,
+  },
+  { number: "11", id: "postgres-store", title: "11. PostgreSQL store", run: postgresStore },
 ];
 
 function parseArgs(argv) {

@@ -23,13 +23,15 @@ execFileSync(
     stdio: "inherit",
   },
 );
-// Each node type has its folder (src/nodes/<type>/); Node-RED looks for a node's help and labels in
-// locales/<lang>/<type>.{html,json} and for icons in icons/, both beside the node's .js.
-const nodesSrc = join(root, "src/nodes");
-for (const type of readdirSync(nodesSrc)) {
-  const html = join(nodesSrc, type, `${type}.html`);
+// Each node type has its folder (src/nodes/<type>/), each editor plugin too (src/plugins/<name>/); Node-RED looks
+// for their help and labels in locales/<lang>/<type>.{html,json} and for icons in icons/, both beside the .js.
+const folders = ["nodes", "plugins"].flatMap((kind) =>
+  existsSync(join(root, "src", kind)) ? readdirSync(join(root, "src", kind)).map((type) => ({ kind, type })) : [],
+);
+for (const { kind, type } of folders) {
+  const html = join(root, "src", kind, type, `${type}.html`);
   if (!existsSync(html)) continue; // shared glue, not a node type
-  const typeOut = join(out, "nodes", type);
+  const typeOut = join(out, kind, type);
   mkdirSync(typeOut, { recursive: true });
   cpSync(html, join(typeOut, `${type}.html`));
   for (const lang of readdirSync(join(root, "locales"))) {
@@ -38,5 +40,5 @@ for (const type of readdirSync(nodesSrc)) {
       if (existsSync(file)) cpSync(file, join(typeOut, "locales", lang, `${type}.${ext}`), { recursive: true });
     }
   }
-  cpSync(join(root, "icons"), join(typeOut, "icons"), { recursive: true });
+  if (kind === "nodes") cpSync(join(root, "icons"), join(typeOut, "icons"), { recursive: true });
 }

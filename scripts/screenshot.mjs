@@ -1,7 +1,8 @@
 // The README's pictures, reproducible: starts the demo (scripts/demo.mjs, on free ports) or uses a running
 // editor given as EDITOR_URL, opens it in the editor tests' headless Chromium (test/e2e/chromium.ts: the one
 // npm installs, or CHROMIUM_PATH's) through playwright-core, and saves docs/flow.png (the basic example flow
-// with live node statuses) and docs/get-dialog.png (the get node's edit dialog). Needs a build (npm run build).
+// with live node statuses), docs/sidebar.png (the editor's Bitrix24 sidebar tab while the demo drains) and
+// docs/get-dialog.png (the get node's edit dialog). Needs a build (npm run build).
 //   node scripts/screenshot.mjs
 import { spawn } from "node:child_process";
 import { mkdirSync, statSync } from "node:fs";
@@ -16,6 +17,8 @@ const { launchChromium } = await tsImport("../test/e2e/chromium.ts", import.meta
 const FLOW_TAB = "Bitrix24: basic sync";
 // the nodes of examples/basic-sync.json whose status text must be showing before the picture is taken
 const STATUS_NODES = ["bs-trigger", "bs-get", "bs-synced"];
+// how long the sidebar watches the demo before its picture: long enough for the chart to show the trickle
+const SIDEBAR_WATCH_MS = 45000;
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -106,6 +109,28 @@ try {
   const flowPng = join(docs, "flow.png");
   await page.screenshot({ path: flowPng, clip: { x: left, y: top, width: right - left, height: bottom - top } });
 
+  // the Bitrix24 sidebar tab, a little wider than the default so the chart and the numbers have room
+  // (from the tab bar, or as the tab's menu entry does when the bar hides it for lack of room)
+  const tab = page.locator("#red-ui-tab-bitrix24-ops");
+  if (await tab.isVisible()) await tab.click();
+  else await page.evaluate(() => globalThis.RED.sidebar.show("bitrix24-ops"));
+  const separator = await page.locator("#red-ui-sidebar-separator").boundingBox();
+  if (separator) {
+    await page.mouse.move(separator.x + separator.width / 2, separator.y + 200);
+    await page.mouse.down();
+    await page.mouse.move(separator.x - 160, separator.y + 200, { steps: 10 });
+    await page.mouse.up();
+  }
+  await page.locator(".b24ops-portal").first().waitFor({ timeout: 30000 });
+  await page.waitForTimeout(SIDEBAR_WATCH_MS);
+  const sidebarPng = join(docs, "sidebar.png");
+  // down to the last portal's numbers: the tab's empty lower part says nothing
+  const sidebar = await page.locator("#red-ui-sidebar").boundingBox();
+  const last = await page.locator(".b24ops-portal").last().boundingBox();
+  if (!sidebar || !last) throw new Error("the sidebar is not visible");
+  const height = Math.min(sidebar.height, last.y + last.height + 12 - sidebar.y);
+  await page.screenshot({ path: sidebarPng, clip: { x: sidebar.x, y: sidebar.y, width: sidebar.width, height } });
+
   await chart.locator('g.red-ui-flow-node-group[id="bs-get"]').dblclick();
   await page.locator("#node-input-portal").waitFor();
   await page.waitForTimeout(500); // the tray slides in
@@ -118,7 +143,7 @@ try {
   await page.locator(".red-ui-tray").last().screenshot({ path: dialogPng });
   await page.locator("#node-dialog-cancel").click();
 
-  for (const file of [flowPng, dialogPng]) {
+  for (const file of [flowPng, sidebarPng, dialogPng]) {
     console.log(`${file}: ${Math.round(statSync(file).size / 1024)} KB`);
   }
 } finally {

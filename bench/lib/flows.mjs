@@ -30,7 +30,7 @@ function placed(flows) {
 }
 
 /** The config node; rate = the portal's bucket as the user enters it ({perSecond, burst}) or false = off. */
-function portal(sandbox, rate) {
+function portal(sandbox, rate, metricsPath = "") {
   return {
     id: "portal",
     type: "bitrix24-portal",
@@ -42,6 +42,7 @@ function portal(sandbox, rate) {
     rateLimit: rate ? rate.perSecond : 1_000_000,
     rateBurst: rate ? rate.burst : 1_000_000,
     instances: 1,
+    metricsPath,
   };
 }
 
@@ -86,7 +87,7 @@ export function drainFlow(sandbox, o) {
   if (o.report || o.reportObjects) firstOutput.push("seen");
   const flows = [
     { id: TAB, type: "tab", label: "bench" },
-    o.store ? { ...portal(sandbox, o.rate), store: "store" } : portal(sandbox, o.rate),
+    o.store ? { ...portal(sandbox, o.rate, o.metricsPath), store: "store" } : portal(sandbox, o.rate, o.metricsPath),
     ...(o.store ? [storeNode(o.store)] : []),
     {
       id: "start",

@@ -79,7 +79,9 @@ async function start(flows, credentials) {
     userDir,
     flowFile: "flows.json",
     credentialSecret: false,
-    httpAdminRoot: false,
+    // BENCH_ADMIN=1 (measurement 9): the admin API and the editor (its comms websocket comes with it), for a
+    // client that watches like an open Bitrix24 sidebar
+    httpAdminRoot: process.env.BENCH_ADMIN === "1" ? "/admin" : false,
     httpNodeRoot: "/api",
     uiHost: "127.0.0.1",
     logging: { console: { level: process.env.BENCH_NR_LOG_LEVEL || "warn", metrics: false, audit: false } },
@@ -94,6 +96,7 @@ async function start(flows, credentials) {
     setTimeout(() => resolve(false), 15_000).unref();
   });
   app.use("/api", RED.httpNode);
+  if (process.env.BENCH_ADMIN === "1") app.use("/admin", RED.httpAdmin);
   await RED.start();
   await flowsStarted;
   // Flows with a missing node type are not started at all: tell the parent which expected nodes are absent.

@@ -133,12 +133,25 @@ function summaryRows(byId) {
       verdict(s9.goal.met),
     ]);
   }
-  const s10 = byId["postgres-store"];
+  const s10 = byId["ops-overhead"];
   if (s10?.rows?.length) {
-    const [a, b, c] = s10.rows;
+    const b = s10.config.bucket;
+    rows.push([
+      "10",
+      `Operations view: the drain of #1 (limit 50, bucket ${b.burst} burst, ${b.perSecond}/s; ${fmt(s10.config.events)} events) with the Bitrix24 sidebar open and metrics scraped every second`,
+      `${fmt(s10.watched.afterBurstPerSecond)} events/s after the burst; Node-RED CPU ${fmt(s10.watched.cpuMicrosPerEvent)} µs/event`,
+      `same drain, neither: ${fmt(s10.plain.afterBurstPerSecond)} events/s; ${fmt(s10.plain.cpuMicrosPerEvent)} µs/event`,
+      pct(s10.rateRatio),
+      s10.goal.text,
+      verdict(s10.goal.met),
+    ]);
+  }
+  const s11 = byId["postgres-store"];
+  if (s11?.rows?.length) {
+    const [a, b, c] = s11.rows;
     if (a) {
       rows.push([
-        "10a",
+        "11a",
         `Rate-limited drain with the PostgreSQL store (${fmt(a.events)} events, bucket ${a.bucket.burst} / ${a.bucket.perSecond}/s)`,
         `${fmt(a.store.afterBurstPerSecond)} events/s after the burst, ${a.store.rejected503} × 503`,
         `the same drain with files, same run: ${fmt(a.files.afterBurstPerSecond)} events/s`,
@@ -149,7 +162,7 @@ function summaryRows(byId) {
     }
     if (b) {
       rows.push([
-        "10b",
+        "11b",
         `Two instances on one store, one shared bucket (${fmt(b.events)} events)`,
         `${fmt(b.afterBurstPerSecond)} events/s after the burst, ${b.rejected503} × 503`,
         `${fmt(b.bound)} events/s (Y × limit)`,
@@ -160,7 +173,7 @@ function summaryRows(byId) {
     }
     if (c) {
       rows.push([
-        "10c",
+        "11c",
         `Unlimited drain with the store (${fmt(c.events)} events)`,
         `${fmt(c.store.perSecond)} events/s`,
         `the file journal: ${fmt(c.files.perSecond)} events/s`,
@@ -532,9 +545,59 @@ function details(byId) {
       "",
     );
   }
-  const s10 = byId["postgres-store"];
+  const s10 = byId["ops-overhead"];
   if (s10?.rows?.length) {
-    out.push("### 10. PostgreSQL store", "");
+    out.push("### 10. Operations view overhead", "");
+    out.push(
+      "The drain of #1 (inject → get, limit 50 → clear) twice without and twice with what an open Bitrix24 sidebar and",
+      "a Prometheus cause: the editor's comms client subscribed to the sidebar's pushes (lease renewed every 15 s, so",
+      "the runtime publishes once a second and looks at the queue once a minute), and metricsPath scraped every second.",
+      `Order ${s10.config.order.join(", ")}, each with a fresh Node-RED and sandbox. CPU is the Node-RED process's own`,
+      "(user + system, /proc) from the trigger to the last ack.",
+      "",
+    );
+    out.push(
+      table(
+        [
+          "run",
+          "seconds",
+          "after burst/s",
+          "ratio to bound",
+          "503s",
+          "requests (list)",
+          "Node-RED CPU ms",
+          "µs/event",
+          "pushes (KB)",
+          "scrapes (KB)",
+        ],
+        s10.rows.map((r) => [
+          r.variant,
+          fmt(r.seconds),
+          fmt(r.afterBurstPerSecond),
+          pct(r.ratioToBound),
+          fmt(r.rejected503),
+          `${fmt(r.requests)} (${fmt(r.listRequests)})`,
+          fmt(r.cpuMs),
+          fmt(r.cpuMicrosPerEvent),
+          r.pushes === undefined ? "—" : `${fmt(r.pushes)} (${fmt(r.pushKb)})`,
+          r.scrapes === undefined ? "—" : `${fmt(r.scrapes)} (${fmt(r.scrapeKb)})`,
+        ]),
+      ),
+      "",
+    );
+    const c = s10.costs;
+    if (c) {
+      out.push(
+        `In this process, with a finer clock (a portal with 5 get nodes, 10 methods, 20 errors, 15 full minutes of series): one push ${fmt(c.pushMicros)} µs,`,
+        `a tab opening (the whole 15 minutes) ${fmt(c.openMicros)} µs, one scrape ${fmt(c.scrapeMicros)} µs (${fmt(c.scrapeBytes)} bytes); always on, whether watched or`,
+        `not: a 50-event batch delivered and acked ${fmt(c.batchMicros)} µs.`,
+        "",
+      );
+    }
+  }
+  const s11 = byId["postgres-store"];
+  if (s11?.rows?.length) {
+    out.push("### 11. PostgreSQL store", "");
     out.push(
       "The same inject → get → clear flow with the portal's `store` naming a `bitrix24-postgres` node (an embedded",
       "PostgreSQL on loopback, durable: fsync on), against the same flow with files, in the same run. Row b runs two",
@@ -542,7 +605,7 @@ function details(byId) {
       "bound. Row c shows what a database round trip per batch costs where nothing else limits the drain.",
       "",
       "```json",
-      JSON.stringify(s10.rows, null, 2),
+      JSON.stringify(s11.rows, null, 2),
       "```",
       "",
     );

@@ -1,4 +1,4 @@
-// 10. The PostgreSQL store (issue 20): what keeping the state in a database costs, and whether several instances on
+// 11. The PostgreSQL store (issue 20): what keeping the state in a database costs, and whether several instances on
 // one store stay under the portal's bucket together.
 //   a. the rate-limited drain with the store vs. the same drain with files, same run (goal: >= 95 %);
 //   b. two Node-RED instances on one store, one shared bucket, vs. the portal's bound (goal: >= 90 %, 0 × 503);
@@ -174,7 +174,7 @@ export async function postgresStore(ctx) {
   const [a, b, c] = rows;
   return {
     id: "postgres-store",
-    title: "10. PostgreSQL store",
+    title: "11. PostgreSQL store",
     rows,
     goal: {
       text: "a. the store's rate-limited drain >= 95 % of the files' (same run); b. two instances on one store >= 90 % of the bound, 0 × 503; c. reported",

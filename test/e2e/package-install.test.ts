@@ -4,7 +4,10 @@ import should from "should";
 import { freshUserDir, installedPackage } from "./installed-package";
 import { NODE_BINARY, NODE_RED_DIR, type NodeRedProcess, startNodeRed } from "./node-red-process";
 
-const pkg = require("../../package.json") as { name: string; "node-red": { nodes: Record<string, string> } };
+const pkg = require("../../package.json") as {
+  name: string;
+  "node-red": { nodes: Record<string, string>; plugins: Record<string, string> };
+};
 
 describe("the packed tarball in a fresh Node-RED user directory", function () {
   this.timeout(180000);
@@ -21,6 +24,12 @@ describe("the packed tarball in a fresh Node-RED user directory", function () {
     should(listing).containEql("package/nodes/nodes/bitrix24-portal/locales/ru/bitrix24-portal.json");
     should(listing).containEql("package/nodes/sandbox/cli.js");
     for (const file of Object.values(pkg["node-red"].nodes)) should(listing).containEql(`package/${file}`);
+    // the editor's Bitrix24 sidebar: a plugin with its editor half and its labels
+    for (const file of Object.values(pkg["node-red"].plugins)) {
+      should(listing).containEql(`package/${file}`);
+      should(listing).containEql(`package/${file.replace(/\.js$/, ".html")}`);
+    }
+    should(listing).containEql("package/nodes/plugins/bitrix24-sidebar/locales/ru/bitrix24-sidebar.json");
     should(listing).containEql("package/examples/basic-sync.json");
     should(listing.some((f) => f.startsWith("package/src/") || f.startsWith("package/test/"))).be.false();
     should(listing.some((f) => f.endsWith(".map") || f.endsWith(".d.ts"))).be.false();
@@ -60,5 +69,13 @@ describe("the packed tarball in a fresh Node-RED user directory", function () {
     should(missing).eql([]);
     const ru = await axios.get(`${nodeRed?.url}/locales/${pkg.name}/bitrix24-portal?lng=ru`);
     should(ru.data["bitrix24-portal"].label.portalUrl).equal("Адрес портала");
+    // the sidebar plugin: loaded without error, its labels served to the editor
+    const plugins = (await axios.get(`${nodeRed?.url}/plugins`, { headers: { Accept: "application/json" } }))
+      .data as Array<{ module: string; id: string; enabled: boolean; err?: string }>;
+    should(plugins.filter((p) => p.module === pkg.name).map((p) => [p.id, p.enabled, p.err])).eql([
+      [`${pkg.name}/bitrix24-sidebar`, true, undefined],
+    ]);
+    const messages = await axios.get(`${nodeRed?.url}/plugins/messages?lng=ru`);
+    should(messages.data[`${pkg.name}/bitrix24-sidebar`]["bitrix24-sidebar"].label).equal("Битрикс24");
   });
 });

@@ -117,6 +117,15 @@ export interface PortalMove {
   status: number;
 }
 
+/** An answer's `time.operating`: the server time the method used in its current 10-minute window. */
+export interface OperatingInfo {
+  method: string;
+  /** Seconds. */
+  operating: number;
+  /** Epoch ms when the method's window resets (`time.operating_reset_at`), when the answer said. */
+  resetAt?: number;
+}
+
 export interface MethodPause {
   method: string;
   /** Epoch ms: calls of this method wait until then (`time.operating_reset_at`). */
@@ -170,7 +179,8 @@ function positive(value: number | undefined, fallback: number, what: string): nu
  * "request" ({method, status, ms}) after each HTTP request; "retry" (RetryInfo) before each backoff;
  * "token-store-error" (Bitrix24Error) when refreshed tokens could not be written down;
  * "portal-moved" (PortalMove) when a redirect moved every later call to a renamed portal's new address;
- * "method-paused" (MethodPause) when OPERATION_TIME_LIMIT pauses one method until its budget resets.
+ * "method-paused" (MethodPause) when OPERATION_TIME_LIMIT pauses one method until its budget resets;
+ * "operating" (OperatingInfo) for each answer (and batch command) that reported `time.operating`.
  */
 export class Bitrix24Client extends EventEmitter {
   readonly portalUrl: string;
@@ -276,6 +286,12 @@ export class Bitrix24Client extends EventEmitter {
   /** Where calls go now: the configured portal URL, or the new address of a renamed portal. */
   get currentPortalUrl(): string {
     return this.session?.portalOrigin ?? this.origin;
+  }
+
+  /** The bucket's level now (requests in it), its settings and the calls waiting; undefined without a limiter. */
+  get bucketReading(): { level: number; burst: number; perSecond: number; waiting: number } | undefined {
+    if (!this.bucket) return undefined;
+    return { level: this.bucket.fill, ...this.bucket.settings, waiting: this.bucket.waiting };
   }
 
   /** Current tokens (OAuth only), e.g. for a config node that shows when they were last refreshed. */
@@ -443,6 +459,7 @@ export class Bitrix24Client extends EventEmitter {
         if (code === "OPERATION_TIME_LIMIT") this.pauseMethod(method, operatingResetAt(times[key]));
         continue;
       }
+      this.reportOperating(method, times[key]);
       if (key in results) outcome.result[key] = results[key];
       const total = optionalNumber(totals[key]);
       const next = optionalNumber(nexts[key]);
@@ -481,6 +498,7 @@ export class Bitrix24Client extends EventEmitter {
       const { exchange, token } = await this.sendOnce(method, params, risk !== undefined, waits);
       if (exchange.kind === "answer") {
         this.pauses.noteReset(method, operatingResetAt(exchange.body.time));
+        this.reportOperating(method, exchange.body.time);
         return exchange.body;
       }
       if (exchange.kind === "moved") {
@@ -526,6 +544,19 @@ export class Bitrix24Client extends EventEmitter {
       }
       attempt += 1;
     }
+  }
+
+  private reportOperating(method: string, time: unknown): void {
+    // Most clients have no listener (no metrics): skip the parsing then.
+    if (this.listenerCount("operating") === 0 || typeof time !== "object" || time === null) return;
+    const operating = optionalNumber((time as Record<string, unknown>).operating);
+    if (operating === undefined) return;
+    const resetAt = operatingResetAt(time);
+    this.emit("operating", {
+      method,
+      operating,
+      ...(resetAt === undefined ? {} : { resetAt }),
+    } satisfies OperatingInfo);
   }
 
   private pauseMethod(method: string, resetAt: number | undefined): void {

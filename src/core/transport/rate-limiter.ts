@@ -19,6 +19,11 @@ export interface RateGate {
   wouldWait(): number;
   /** The portal answered 503 QUERY_LIMIT_EXCEEDED: its bucket is full. */
   penalize(): void;
+  /** Requests in the bucket now, as far as this process knows (the operations view shows it). */
+  readonly fill: number;
+  readonly settings: BucketSettings;
+  /** Requests of this process waiting for a slot right now. */
+  readonly waiting: number;
 }
 
 interface Waiter {
@@ -122,6 +127,12 @@ export class LeakyBucket implements RateGate {
     this.drain();
     this.level = Math.max(this.level, this.burst);
     this.schedule();
+  }
+
+  /** Requests in the bucket now (drained to this moment): what an operations view shows as its fill. */
+  get fill(): number {
+    this.drain();
+    return this.level;
   }
 
   /** Requests waiting for a slot right now. */

@@ -10,6 +10,7 @@ import {
   type OfflineConsumerOptions,
 } from "../../core/consumer/offline-consumer";
 import { parseEntityMap } from "../../core/entities/entity-reads";
+import { feedFromConsumer, reportError } from "../../core/metrics/feed";
 import { validateFilter, validateOrder } from "../../core/queue/offline-api";
 import { Bitrix24Error } from "../../core/rest/errors";
 import type { OfflineFilter, OfflineOrder } from "../../core/rest/types";
@@ -225,6 +226,13 @@ export default function register(RED: NodeAPI): void {
       snapshots: portal.state.snapshots,
     });
 
+    // The portal's operations numbers (sidebar, metricsPath) follow this consumer until the node closes.
+    const who = { id: node.id, name: node.name || "" };
+    const metrics = portal.ops?.metrics;
+    const unwatch =
+      metrics &&
+      feedFromConsumer(metrics, who, consumer, settings.limit * settings.prefetch, settings.changes === true);
+
     // ------------------------------------------------------------------------------------------ status
     let stickyError: NodeStatus | undefined;
     // A failed object read is warned about once (until a read of that method succeeds again): the idle status
@@ -290,6 +298,8 @@ export default function register(RED: NodeAPI): void {
     function showError(err: Bitrix24Error): void {
       const text = err.description === NO_EXTENDED_MODE ? t("status.noExtended") : errorStatusText(err);
       stickyError = { fill: "red", shape: "ring", text };
+      // every error the node shows goes to the sidebar's recent errors too
+      if (metrics) reportError(metrics, who, err);
       // The error is the newest news: a count change waiting to be drawn must not paint over it.
       status.cancel();
       node.status(stickyError);
@@ -409,6 +419,7 @@ export default function register(RED: NodeAPI): void {
 
     node.on("close", (_removed: boolean, done: () => void) => {
       api.client.off("rate-limited", onRateLimited);
+      unwatch?.();
       if (rateTimer) clearTimeout(rateTimer);
       rateTimer = undefined;
       status.cancel();

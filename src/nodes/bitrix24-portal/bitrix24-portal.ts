@@ -26,6 +26,7 @@ import {
   stateDirFor,
 } from "./portal-config";
 import { registerInstallEndpoint } from "./portal-install";
+import { startPortalOps } from "./portal-metrics";
 
 // Worker nodes and tests name the portal node's types and helpers by this file, as before portal-config.ts.
 export type { InstallationStatus, PortalConfig, PortalCredentials, PortalNode } from "./portal-config";
@@ -150,6 +151,14 @@ export default function register(RED: NodeAPI): void {
       reportMoves(RED, this, client);
       readInstallation(client);
       void loadShared(client);
+      this.ops = startPortalOps(
+        RED,
+        this,
+        { client, api: this.api, acks: this.acks },
+        config.metricsPath,
+        this.onInstalled,
+        (text) => this.warn(text),
+      );
     } catch (err) {
       this.configError =
         err instanceof Bitrix24Error ? err : new Bitrix24Error({ code: "INVALID_CONFIG", description: String(err) });
@@ -207,6 +216,7 @@ export default function register(RED: NodeAPI): void {
       // logs an error), the client is closed, which aborts what is still in flight. Records whose clear did not
       // get through stay held and come back from the journal after the restart.
       removeInstallEndpoint?.();
+      this.ops?.close();
       listeners.clear();
       const acks = this.acks;
       let guard: NodeJS.Timeout | undefined;

@@ -19,6 +19,7 @@ import { Bitrix24Error } from "../../core/rest/errors";
 import type { StateStores } from "../../core/state/state-seam";
 import { tokenStoreKey } from "../../core/state/token-store";
 import { normalisePath } from "../shared/http-endpoint";
+import type { PortalOps } from "./portal-metrics";
 
 export interface PortalCredentials {
   clientId?: string;
@@ -50,6 +51,8 @@ export interface PortalConfig extends NodeDef {
    * (REFERENCE.md: the portal counts per source address). Default false: the instances share one bucket.
    */
   ownAddress?: boolean;
+  /** HTTP path on Node-RED's HTTP node server serving Prometheus text; empty = none. */
+  metricsPath?: string;
 }
 
 /** What the status, the dialog and the trigger may know of an installation: no secret in it. */
@@ -83,6 +86,8 @@ export interface PortalNode extends Node<PortalCredentials> {
   /** The last refused installation POST, for the dialog (status and reason: never a secret). */
   installRefusal?: { status: number; reason: string; at: number };
   /** Calls fn after each accepted installation; returns the unsubscribe function. */
+  /** The operations numbers (sidebar, metricsPath); get nodes add their consumers. Undefined without a client. */
+  ops?: PortalOps;
   onInstalled(fn: (status: InstallationStatus) => void): () => void;
 }
 

@@ -1,6 +1,7 @@
 import type { Node, NodeMessage } from "node-red";
 import { Bitrix24Error } from "../../core/rest/errors";
 import type { Bitrix24Meta } from "./msg-contract";
+import { reportNodeError } from "./ops-hub";
 
 /**
  * Any thrown value as a Bitrix24Error WITHOUT its `cause`: Node-RED copies an error's own `cause` into the
@@ -34,6 +35,8 @@ export function reportFailure(
   const error = asBitrix24Error(err);
   msg.bitrix24 = { ...(msg.bitrix24 ?? {}), error: error.toJSON() };
   node.status({ fill: "red", shape: "ring", text: errorStatusText(error) });
+  // the editor's Bitrix24 sidebar lists it under the node's portal, with a link to the node
+  reportNodeError(node, error);
   if (done) done(error);
   else node.error(error, msg);
   return error;

@@ -87,3 +87,15 @@ export class RefusalReporter {
     report(more);
   }
 }
+
+/** GET route on RED.httpNode behind httpNodeMiddleware (httpNodeAuth guards all of httpNodeRoot); false when httpNodeRoot is false. */
+export function registerGet(RED: NodeAPI, path: string, handler: RequestHandler): boolean {
+  if (RED.settings.httpNodeRoot === false) return false;
+  const settings = RED.settings as { httpNodeMiddleware?: RequestHandler | RequestHandler[] };
+  const middleware =
+    typeof settings.httpNodeMiddleware === "function" || Array.isArray(settings.httpNodeMiddleware)
+      ? [settings.httpNodeMiddleware].flat()
+      : [];
+  RED.httpNode.get(path, ...middleware, handler);
+  return true;
+}

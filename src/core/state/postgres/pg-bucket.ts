@@ -36,17 +36,30 @@ export class PgBucket implements RateGate {
   constructor(
     private readonly db: PgDatabase,
     private readonly key: string,
-    private readonly settings: BucketSettings,
+    private readonly o: BucketSettings,
   ) {
-    const burst = Math.floor(settings.burst);
+    const burst = Math.floor(o.burst);
     this.capacity = burst > HEADROOM ? burst - HEADROOM : burst;
-    this.fallback = new LeakyBucket(settings);
+    this.fallback = new LeakyBucket(o);
+  }
+
+  get settings(): BucketSettings {
+    return { perSecond: this.o.perSecond, burst: Math.floor(this.o.burst) };
+  }
+
+  /** The level the database last answered, drained since by the time passed. */
+  get fill(): number {
+    return Math.max(0, this.lastLevel - ((Date.now() - this.lastAt) / 1000) * this.o.perSecond);
+  }
+
+  get waiting(): number {
+    return this.queue.length;
   }
 
   wouldWait(): number {
-    const level = Math.max(0, this.lastLevel - ((Date.now() - this.lastAt) / 1000) * this.settings.perSecond);
+    const level = Math.max(0, this.lastLevel - ((Date.now() - this.lastAt) / 1000) * this.o.perSecond);
     const excess = level + this.queue.length + 1 - this.capacity;
-    return excess > 0 ? Math.ceil((excess / this.settings.perSecond) * 1000) : 0;
+    return excess > 0 ? Math.ceil((excess / this.o.perSecond) * 1000) : 0;
   }
 
   acquire(signal?: AbortSignal): Promise<number> {
@@ -68,12 +81,12 @@ export class PgBucket implements RateGate {
 
   penalize(): void {
     this.fallback.penalize();
-    this.lastLevel = this.settings.burst;
+    this.lastLevel = this.o.burst;
     this.lastAt = Date.now();
     this.db
       .queryOnce(
         `UPDATE ${this.db.table("buckets")} SET level = GREATEST(level, $2), updated_at = clock_timestamp() WHERE key = $1`,
-        [this.key, this.settings.burst],
+        [this.key, this.o.burst],
       )
       .catch(() => undefined);
   }
@@ -132,7 +145,7 @@ export class PgBucket implements RateGate {
          WHERE b.key = $1 AND current.level + 1 <= $3 RETURNING 1
        )
        SELECT current.level, EXISTS (SELECT 1 FROM taken) AS taken FROM current`,
-      [this.key, this.settings.perSecond, this.capacity],
+      [this.key, this.o.perSecond, this.capacity],
     );
     const row = result.rows[0];
     const level = Number(row?.level ?? 0);
@@ -142,6 +155,6 @@ export class PgBucket implements RateGate {
       return 0;
     }
     this.lastLevel = level;
-    return Math.ceil(((level + 1 - this.capacity) / this.settings.perSecond) * 1000);
+    return Math.ceil(((level + 1 - this.capacity) / this.o.perSecond) * 1000);
   }
 }
