@@ -2,20 +2,11 @@
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+// The same portal, get and clear nodes as the tests build (test/kit/flows.cjs).
+import { clearNode, getNode, portalConfig, portalCredentials } from "../../test/kit/flows.cjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const TAB = "bench-tab";
-
-function credentialsOf(sandbox) {
-  const c = sandbox.credentials;
-  return {
-    clientId: c.clientId,
-    clientSecret: c.clientSecret,
-    accessToken: c.accessToken,
-    refreshToken: c.refreshToken,
-    applicationToken: c.applicationToken,
-  };
-}
 
 /** Node-RED takes a node without a position for a config node. */
 function placed(flows) {
@@ -31,19 +22,15 @@ function placed(flows) {
 
 /** The config node; rate = the portal's bucket as the user enters it ({perSecond, burst}) or false = off. */
 function portal(sandbox, rate, metricsPath = "") {
-  return {
+  return portalConfig(sandbox, {
     id: "portal",
-    type: "bitrix24-portal",
     name: "sandbox",
-    portalUrl: sandbox.url,
-    authType: "oauth",
-    oauthServer: sandbox.url,
     // The node has no "off": an unlimited sandbox gets a limit far above anything reachable.
     rateLimit: rate ? rate.perSecond : 1_000_000,
     rateBurst: rate ? rate.burst : 1_000_000,
     instances: 1,
     metricsPath,
-  };
+  });
 }
 
 /** A function node that reports each event leaving the get node (id, wall time) to the benchmark. */
@@ -99,35 +86,25 @@ export function drainFlow(sandbox, o) {
       once: false,
       wires: [["get"]],
     },
-    {
+    getNode({
       id: "get",
       z: TAB,
-      type: "bitrix24-offline-get",
       name: "get",
       portal: "portal",
       limit: o.limit,
-      mode: "ack",
-      filter: "",
-      order: "",
-      errorRecords: false,
-      authConnector: "",
-      output: "event",
-      drain: true,
       maxInFlight: o.maxInFlight ?? 500,
-      ackTimeout: 300,
-      maxDeliveries: 3,
       prefetch: o.prefetch ?? 1,
       entity: o.entity ?? false,
       entityMap: "",
       changes: o.changes ?? false,
       watchFields: o.watchFields ?? "",
       wires: [firstOutput, [], []],
-    },
-    { id: "clear", z: TAB, type: "bitrix24-offline-clear", name: "clear", portal: "portal", by: "id", wires: [[]] },
+    }),
+    clearNode({ id: "clear", z: TAB, name: "clear", portal: "portal", wires: [[]] }),
   ];
   if (o.reportObjects) flows.push(objectReportNode("seen"));
   else if (o.report) flows.push(seenNode("seen"));
-  const credentials = { portal: credentialsOf(sandbox) };
+  const credentials = { portal: portalCredentials(sandbox) };
   if (o.store) credentials.store = { user: o.store.user, password: o.store.password };
   return { flows: placed(flows), credentials };
 }
@@ -171,29 +148,11 @@ export function latencyFlow(sandbox, port, o) {
       ...trigger,
       wires: [["get"]],
     },
-    {
-      id: "get",
-      z: TAB,
-      type: "bitrix24-offline-get",
-      name: "get",
-      portal: "portal",
-      limit: 50,
-      mode: "ack",
-      filter: "",
-      order: "",
-      errorRecords: false,
-      authConnector: "",
-      output: "event",
-      drain: true,
-      maxInFlight: 500,
-      ackTimeout: 300,
-      maxDeliveries: 3,
-      wires: [["seen", "clear"], [], []],
-    },
+    getNode({ id: "get", z: TAB, name: "get", portal: "portal", wires: [["seen", "clear"], [], []] }),
     seenNode("seen"),
-    { id: "clear", z: TAB, type: "bitrix24-offline-clear", name: "clear", portal: "portal", by: "id", wires: [[]] },
+    clearNode({ id: "clear", z: TAB, name: "clear", portal: "portal", wires: [[]] }),
   ];
-  return { flows: placed(flows), credentials: { portal: credentialsOf(sandbox) } };
+  return { flows: placed(flows), credentials: { portal: portalCredentials(sandbox) } };
 }
 
 /**

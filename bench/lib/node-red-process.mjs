@@ -1,6 +1,6 @@
 // Starts a real Node-RED in a child process (node-red-child.mjs) and talks to it over IPC.
 import { fork } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -22,9 +22,12 @@ const START_TIMEOUT_MS = 60_000;
  * @param {Record<string,string>} [o.env]  extra environment (the baseline flow reads its URLs from it)
  * @param {(ids: string[], times: number[]) => void} [o.onSeen]  what the flow's function nodes report
  * @param {string} [o.userDirBase]         where the user directory goes (default: the OS temp directory)
+ * @param {string} [o.stateDir]            a state folder shared with other instances (as Node-RED instances on one
+ *                                         machine share theirs): the package's folder in the user directory links there
  */
 export async function startNodeRed(o) {
   const userDir = mkdtempSync(join(o.userDirBase ?? tmpdir(), `b24-bench-${o.name}-`));
+  if (o.stateDir) symlinkSync(o.stateDir, join(userDir, ".bitrix24-offline-events"));
   const child = fork(join(here, "node-red-child.mjs"), [], {
     // B24_BENCH_NODE_RED_ARGS: extra node flags for the Node-RED processes, e.g. "--cpu-prof" to profile them.
     execArgv: [

@@ -6,6 +6,7 @@
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { sandboxAuth } from "../../test/kit/flows.cjs";
 import { ratio, round } from "../lib/measures.mjs";
 import { packageRoot } from "../lib/node-red-process.mjs";
 import { requestsSince, startSandbox } from "../lib/sandbox-watch.mjs";
@@ -27,17 +28,9 @@ const bucketFor = (ctx) => (ctx.quick ? { burst: 10, perSecond: 5 } : { burst: 5
 /** A client configured like the portal node would be (same numbers as the portal's bucket). */
 function clientFor(sandbox, bucket) {
   const { Bitrix24Client } = core();
-  const c = sandbox.credentials;
   return new Bitrix24Client({
     portalUrl: sandbox.url,
-    auth: {
-      type: "oauth",
-      clientId: c.clientId,
-      clientSecret: c.clientSecret,
-      accessToken: c.accessToken,
-      refreshToken: c.refreshToken,
-      oauthServer: sandbox.url,
-    },
+    auth: sandboxAuth(sandbox, sandbox.url),
     rateLimit: bucket,
   });
 }

@@ -1,6 +1,8 @@
 // 6. Scale-out: 1, 2 and 4 Node-RED processes with the same flow on one sandbox queue (bucket off). Every event
 // leaving a get node is reported to the benchmark, so duplicates and events never delivered are counted exactly.
-import { cpus } from "node:os";
+import { mkdtempSync, rmSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { drainFlow } from "../lib/flows.mjs";
 import { ratio, round } from "../lib/measures.mjs";
@@ -18,6 +20,10 @@ export async function scaleOut(ctx) {
   for (const instances of ctx.quick ? [4] : [1, 2, 4]) {
     ctx.log(`  ${instances} instance(s): ${events} events`);
     const sandbox = await startSandbox({ rateLimit: false });
+    // One machine: the instances share the state folder, so each sees the others alive in the instance registry
+    // and never takes a live neighbour's held batch for an orphan (with separate folders they cannot see each
+    // other: that is the get node's "Other consumers" case).
+    const stateDir = mkdtempSync(join(tmpdir(), `b24-bench-scale-${instances}-state-`));
     const deliveries = new Uint32Array(events + 1); // by record ID (ids start at 1 in a fresh sandbox)
     const perInstance = new Array(instances).fill(0);
     let strays = 0;
@@ -28,6 +34,7 @@ export async function scaleOut(ctx) {
         Array.from({ length: instances }, (_, i) =>
           startNodeRed({
             name: `scale-${instances}-${i}`,
+            stateDir,
             flows: () => drainFlow(sandbox, { limit, prefetch: 1, rate: false, report: true }),
             onSeen: (ids) => {
               perInstance[i] += ids.length;
@@ -80,6 +87,7 @@ export async function scaleOut(ctx) {
     } finally {
       await Promise.all(nodeReds.map((n) => n.stop()));
       await sandbox.close();
+      rmSync(stateDir, { recursive: true, force: true });
     }
   }
   const one = rows.find((r) => r.instances === 1);

@@ -5,7 +5,7 @@ import { OfflineEventsApi } from "../../src/core/queue/offline-api";
 import { Bitrix24Error } from "../../src/core/rest/errors";
 import type { OfflineGetResult } from "../../src/core/rest/types";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
-import { sandboxClient } from "./fixtures/sandbox-client";
+import { sandboxClient } from "../kit/sandbox-client";
 
 interface Rig {
   sandbox: Sandbox;

@@ -1,6 +1,8 @@
 import should from "should";
 import { clearTargets, errorTargets } from "../../src/core/acks/ack-targets";
 import type { Bitrix24Error } from "../../src/core/rest/errors";
+import type { Bitrix24Meta } from "../../src/nodes/shared/msg-contract";
+import { bitrix24Meta } from "../kit/messages";
 
 const P = "p".repeat(32);
 const M1 = "a".repeat(32);
@@ -17,19 +19,8 @@ function event(id: number, messageId: string) {
   };
 }
 
-function meta(over: Record<string, unknown> = {}) {
-  return {
-    portal: "x",
-    processId: P,
-    authConnector: "",
-    id: 0,
-    messageId: "",
-    error: 0,
-    deliveryCount: 1,
-    redelivered: false,
-    batch: { index: 0, size: 1 },
-    ...over,
-  };
+function meta(over: Partial<Bitrix24Meta> = {}) {
+  return bitrix24Meta({ portal: "x", processId: P, ...over });
 }
 
 function refusal(fn: () => unknown): Bitrix24Error {

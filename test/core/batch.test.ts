@@ -1,9 +1,9 @@
 import should from "should";
-import { Bitrix24Client, type ClientOptions } from "../../src/core/client/client";
 import { Bitrix24Error } from "../../src/core/rest/errors";
 import { phpQueryString } from "../../src/core/rest/php-query";
 import type { BatchCommand } from "../../src/core/rest/types";
-import { FakePortal, type SeenRequest, sendError, sendResult } from "./fixtures/fake-portal";
+import { fakePortalPerTest, webhookClientsPerTest } from "../kit/clients";
+import { type FakePortal, type SeenRequest, sendError, sendResult } from "../kit/fake-portal";
 
 const MID = "0123456789abcdef0123456789abcdef";
 
@@ -17,27 +17,9 @@ function parseCommand(cmd: string): { method: string; pairs: Array<[string, stri
 
 describe("core/client batch", () => {
   let portal: FakePortal;
-  const clients: Bitrix24Client[] = [];
-
-  function client(options: Partial<ClientOptions> = {}): Bitrix24Client {
-    const c = new Bitrix24Client({
-      portalUrl: portal.url,
-      auth: { type: "webhook", webhookUrl: `${portal.url}/rest/1/secret/` },
-      rateLimit: false,
-      retry: { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 },
-      ...options,
-    });
-    clients.push(c);
-    return c;
-  }
-
-  beforeEach(async () => {
-    portal = await FakePortal.start((_req, res) => sendResult(res, true));
-  });
-
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.close();
-    await portal.close();
+  const client = webhookClientsPerTest(() => portal.url);
+  fakePortalPerTest((p) => {
+    portal = p;
   });
 
   it("encodes parameters as a PHP query string", () => {

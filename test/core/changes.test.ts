@@ -2,18 +2,18 @@ import { promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import should from "should";
-import { AckQueue } from "../../src/core/acks/ack-queue";
+import type { AckQueue } from "../../src/core/acks/ack-queue";
 import { canonical, diffFields, sameValue } from "../../src/core/changes/compare";
 import type { Bitrix24Client } from "../../src/core/client/client";
 import type { Delivery, DeliveryGroup, DrainSummary } from "../../src/core/consumer/consumer-types";
 import { OfflineConsumer, type OfflineConsumerOptions } from "../../src/core/consumer/offline-consumer";
 import { parseEntityMap } from "../../src/core/entities/entity-reads";
-import { OfflineEventsApi } from "../../src/core/queue/offline-api";
+import type { OfflineEventsApi } from "../../src/core/queue/offline-api";
 import { LmdbSnapshotStore } from "../../src/core/state/lmdb-snapshot-store";
-import { type Sandbox, startSandbox } from "../../src/sandbox";
+import type { Sandbox } from "../../src/sandbox";
+import { consumerOptions, consumerPartsPerTest, objectIdOf } from "../kit/consumer";
 import { bindOffline } from "../sandbox/rest-call";
 import { until } from "../wait";
-import { sandboxClient } from "./fixtures/sandbox-client";
 
 /** Issue 21: what changed since the object's last acknowledged state (core: compare, store, consumer). */
 
@@ -79,9 +79,7 @@ describe("changes: the embedded snapshot store (lmdb)", () => {
   });
 });
 
-function objectId(d: Delivery): number {
-  return Number((d.event.EVENT_DATA as { FIELDS: { ID: string } }).FIELDS.ID);
-}
+const objectId = (d: Delivery): number => Number(objectIdOf(d));
 
 describe("changes: the consumer against the sandbox", function () {
   this.timeout(20000);
@@ -90,45 +88,18 @@ describe("changes: the consumer against the sandbox", function () {
   let api: OfflineEventsApi;
   let acks: AckQueue;
   let stateDir: string;
-  const consumers: OfflineConsumer[] = [];
-
-  beforeEach(async () => {
-    sandbox = await startSandbox({ rateLimit: false });
-    client = sandboxClient(sandbox, { retry: { maxAttempts: 1 } });
-    api = new OfflineEventsApi(client);
-    acks = new AckQueue(api);
-    stateDir = await fs.mkdtemp(join(tmpdir(), "b24-changes-"));
+  const consumers = consumerPartsPerTest("b24-changes-", async (parts) => {
+    ({ sandbox, client, api, acks, stateDir } = parts);
     sandbox.crm.seed("deal", 5);
     await bindOffline(sandbox, ["ONCRMDEALUPDATE", "ONCRMDEALDELETE"]);
   });
 
-  afterEach(async () => {
-    for (const c of consumers.splice(0)) await c.close();
-    await acks.close().catch(() => undefined);
-    client.close();
-    await sandbox.close();
-    await fs.rm(stateDir, { recursive: true, force: true });
-  });
-
   function make(options: Partial<OfflineConsumerOptions> = {}, ack = true) {
-    const consumer = new OfflineConsumer(api, acks, {
-      portalHost: client.portalHost,
-      clientId: sandbox.credentials.clientId,
-      stateDir,
-      mode: "ack",
-      limit: 50,
-      errorRecords: false,
-      authConnector: "",
-      drain: true,
-      maxInFlight: 0,
-      ackTimeoutMs: 60_000,
-      maxDeliveries: 5,
-      prefetch: 1,
-      allowAtMostOnce: false,
-      orphanSweep: false,
-      changes: true,
-      ...options,
-    });
+    const consumer = new OfflineConsumer(
+      api,
+      acks,
+      consumerOptions(client, sandbox.credentials.clientId, stateDir, { maxDeliveries: 5, changes: true, ...options }),
+    );
     consumers.push(consumer);
     const delivered: DeliveryGroup[] = [];
     const drained: DrainSummary[] = [];

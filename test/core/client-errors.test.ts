@@ -1,8 +1,9 @@
 import should from "should";
-import { Bitrix24Client, type ClientOptions, type RequestInfo } from "../../src/core/client/client";
+import { Bitrix24Client, type RequestInfo } from "../../src/core/client/client";
 import { type Bitrix24Error, SYSTEM_ERRORS } from "../../src/core/rest/errors";
-import { FakePortal, type Handler, sendError, sendJson, sendResult } from "./fixtures/fake-portal";
-import { rejection } from "./fixtures/rejection";
+import { fakePortalPerTest, webhookClientsPerTest } from "../kit/clients";
+import { type FakePortal, type Handler, sendError, sendJson, sendResult } from "../kit/fake-portal";
+import { rejection } from "../kit/rejection";
 
 /** The seeds' "Statuses and System Error Codes" table, and whether a retry may help. */
 const SEED_ERRORS: Array<[number, string, boolean]> = [
@@ -26,27 +27,9 @@ const SEED_ERRORS: Array<[number, string, boolean]> = [
 
 describe("core/client error mapping and retries", () => {
   let portal: FakePortal;
-  const clients: Bitrix24Client[] = [];
-
-  function webhookClient(options: Partial<ClientOptions> = {}): Bitrix24Client {
-    const c = new Bitrix24Client({
-      portalUrl: portal.url,
-      auth: { type: "webhook", webhookUrl: `${portal.url}/rest/1/secret/` },
-      rateLimit: false,
-      retry: { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 },
-      ...options,
-    });
-    clients.push(c);
-    return c;
-  }
-
-  beforeEach(async () => {
-    portal = await FakePortal.start((_req, res) => sendResult(res, true));
-  });
-
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.close();
-    await portal.close();
+  const webhookClient = webhookClientsPerTest(() => portal.url);
+  fakePortalPerTest((p) => {
+    portal = p;
   });
 
   it("calls <webhook><method>.json with the parameters as JSON and returns result/total/next/time", async () => {
@@ -153,13 +136,11 @@ describe("core/client error mapping and retries", () => {
     should(err).match({ code: "TIMEOUT", status: 0, retryable: true });
     should(portal.requests).have.length(2);
 
-    const absent = new Bitrix24Client({
+    const absent = webhookClient({
       portalUrl: "http://127.0.0.1:1",
       auth: { type: "webhook", webhookUrl: "http://127.0.0.1:1/rest/1/x/" },
-      rateLimit: false,
       retry: { maxAttempts: 1 },
     });
-    clients.push(absent);
     const down = await rejection(absent.call("event.get"));
     should(down).match({ code: "NETWORK_ERROR", status: 0, retryable: true });
   });

@@ -3,7 +3,7 @@ import { sep } from "node:path";
 import should from "should";
 import { Bitrix24Client, type ClientOptions } from "../../src/core/client/client";
 import { Bitrix24Error } from "../../src/core/rest/errors";
-import { FakePortal, sendError } from "./fixtures/fake-portal";
+import { FakePortal, sendError } from "../kit/fake-portal";
 
 /** Timers created by src/core that are still pending (async_hooks sees every setTimeout/setInterval). */
 function trackCoreTimers(): { pending: () => number; stop: () => void } {

@@ -1,67 +1,34 @@
-import { promises as fs } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import should from "should";
-import { AckQueue } from "../../src/core/acks/ack-queue";
-import type { Bitrix24Client } from "../../src/core/client/client";
-import type { ConsumerWarning, Delivery, DeliveryGroup } from "../../src/core/consumer/consumer-types";
+import type { ConsumerWarning, DeliveryGroup } from "../../src/core/consumer/consumer-types";
 import { OfflineConsumer, type OfflineConsumerOptions } from "../../src/core/consumer/offline-consumer";
 import { parseEntityMap } from "../../src/core/entities/entity-reads";
-import { OfflineEventsApi } from "../../src/core/queue/offline-api";
-import { type Sandbox, startSandbox } from "../../src/sandbox";
+import type { Sandbox } from "../../src/sandbox";
+import { type ConsumerParts, consumerOptions, consumerPartsPerTest, objectIdOf } from "../kit/consumer";
 import { until } from "../wait";
-import { sandboxClient } from "./fixtures/sandbox-client";
 
 /** The get side attaching each event's object (entity stage) against the sandbox's CRM objects. */
 
-function objectId(d: Delivery): string {
-  return String((d.event.EVENT_DATA as { FIELDS: { ID: string } }).FIELDS.ID);
-}
+const objectId = objectIdOf;
 
 describe("entity attach (against the sandbox's CRM objects)", function () {
   this.timeout(20000);
+  let p: ConsumerParts;
   let sandbox: Sandbox;
-  let client: Bitrix24Client;
-  let api: OfflineEventsApi;
-  let acks: AckQueue;
-  let stateDir: string;
-  const consumers: OfflineConsumer[] = [];
-
-  beforeEach(async () => {
-    sandbox = await startSandbox({ rateLimit: false });
-    client = sandboxClient(sandbox, { retry: { maxAttempts: 1 } });
-    api = new OfflineEventsApi(client);
-    acks = new AckQueue(api);
-    stateDir = await fs.mkdtemp(join(tmpdir(), "b24-entity-"));
-  });
-
-  afterEach(async () => {
-    for (const c of consumers.splice(0)) await c.close();
-    await acks.close().catch(() => undefined);
-    client.close();
-    await sandbox.close();
-    await fs.rm(stateDir, { recursive: true, force: true });
+  const consumers = consumerPartsPerTest("b24-entity-", (parts) => {
+    p = parts;
+    sandbox = parts.sandbox;
   });
 
   function make(options: Partial<OfflineConsumerOptions> = {}) {
-    const consumer = new OfflineConsumer(api, acks, {
-      portalHost: client.portalHost,
-      clientId: sandbox.credentials.clientId,
-      stateDir,
-      mode: "ack",
-      limit: 50,
-      errorRecords: false,
-      authConnector: "",
-      drain: true,
-      maxInFlight: 0,
-      ackTimeoutMs: 60_000,
-      maxDeliveries: 5,
-      prefetch: 1,
-      allowAtMostOnce: false,
-      orphanSweep: false,
-      entity: true,
-      ...options,
-    });
+    const consumer = new OfflineConsumer(
+      p.api,
+      p.acks,
+      consumerOptions(p.client, sandbox.credentials.clientId, p.stateDir, {
+        maxDeliveries: 5,
+        entity: true,
+        ...options,
+      }),
+    );
     consumers.push(consumer);
     const delivered: DeliveryGroup[] = [];
     const warnings: ConsumerWarning[] = [];
@@ -70,7 +37,7 @@ describe("entity attach (against the sandbox's CRM objects)", function () {
     const ackAll = () =>
       consumer.on("deliver", (group) => {
         setImmediate(() => {
-          acks.clear({ processId: group.processId!, ids: group.deliveries.map((d) => d.id) }).catch(() => undefined);
+          p.acks.clear({ processId: group.processId!, ids: group.deliveries.map((d) => d.id) }).catch(() => undefined);
         });
       });
     const all = () => delivered.flatMap((g) => g.deliveries);
@@ -110,7 +77,7 @@ describe("entity attach (against the sandbox's CRM objects)", function () {
     queueEvents("ONCRMDEALUPDATE", [9999]); // no such deal (deleted since)
     queueEvents("ONSOMEOTHEREVENT", [1]);
     // Changed after the event was queued: the msg must carry this, not the state when the event happened.
-    await client.call("crm.deal.update", { id: 7, fields: { TITLE: "changed later" } });
+    await p.client.call("crm.deal.update", { id: 7, fields: { TITLE: "changed later" } });
     const before = sandbox.stats().requests;
     const h = make();
     h.ackAll();
@@ -201,7 +168,7 @@ describe("entity attach (against the sandbox's CRM objects)", function () {
     should(failed).have.length(1);
     should(failed[0]).containDeep({ method: "widget.item.list" });
     await until(() => h.consumer.state.pending === 0);
-    await acks.flush();
+    await p.acks.flush();
     should(sandbox.stats().queue.total).equal(0);
   });
 
@@ -211,7 +178,7 @@ describe("entity attach (against the sandbox's CRM objects)", function () {
     const h = make({ ackTimeoutMs: 200 });
     await h.consumer.trigger();
     should(h.all().map((d) => d.entity?.entity?.TITLE)).eql([1, 2, 3].map((id) => sandbox.crm.get("deal", id)?.TITLE));
-    await client.call("crm.deal.update", { id: 2, fields: { TITLE: "second version" } });
+    await p.client.call("crm.deal.update", { id: 2, fields: { TITLE: "second version" } });
     await until(() => h.all().some((d) => d.redelivered));
     const again = h.all().filter((d) => d.redelivered);
     should(again.find((d) => objectId(d) === "2")?.entity?.entity).have.property("TITLE", "second version");
@@ -219,7 +186,7 @@ describe("entity attach (against the sandbox's CRM objects)", function () {
     await h.consumer.close();
 
     // Restart: the journal's process is re-selected with clear=0, its objects read once more.
-    await client.call("crm.deal.update", { id: 3, fields: { TITLE: "third version" } });
+    await p.client.call("crm.deal.update", { id: 3, fields: { TITLE: "third version" } });
     const next = make();
     await next.consumer.trigger();
     const recovered = next.all().filter((d) => d.redelivered);

@@ -1,28 +1,22 @@
 import { createServer } from "node:net";
 import should from "should";
-import { Bitrix24Client, type ClientOptions } from "../../src/core/client/client";
 import type { Bitrix24Error } from "../../src/core/rest/errors";
 import { isLossyGet } from "../../src/core/transport/delivery-safety";
-import { FakePortal, sendError, sendResult } from "./fixtures/fake-portal";
-import { rejection } from "./fixtures/rejection";
+import { fakePortalPerTest, webhookClientsPerTest } from "../kit/clients";
+import { type FakePortal, sendError, sendResult } from "../kit/fake-portal";
+import { rejection } from "../kit/rejection";
 
 const EVENTS = { process_id: null, events: [{ ID: "1", EVENT_NAME: "ONCRMLEADADD", MESSAGE_ID: "a".repeat(32) }] };
 
 describe("core/client never blindly retries a clear=1 event.offline.get", () => {
   let portal: FakePortal;
-  const clients: Bitrix24Client[] = [];
-
-  function client(options: Partial<ClientOptions> = {}): Bitrix24Client {
-    const c = new Bitrix24Client({
-      portalUrl: portal.url,
-      auth: { type: "webhook", webhookUrl: `${portal.url}/rest/1/secret/` },
-      rateLimit: false,
-      retry: { maxAttempts: 4, baseDelayMs: 1, maxDelayMs: 2 },
-      ...options,
-    });
-    clients.push(c);
-    return c;
-  }
+  const client = webhookClientsPerTest(() => portal.url, { maxAttempts: 4 });
+  fakePortalPerTest(
+    (p) => {
+      portal = p;
+    },
+    (_req, res) => sendResult(res, EVENTS),
+  );
 
   /** Drops the connection without answering on the first `drops` requests, then answers. */
   function dropFirst(drops: number): void {
@@ -31,15 +25,6 @@ describe("core/client never blindly retries a clear=1 event.offline.get", () => 
       else sendResult(res, EVENTS);
     };
   }
-
-  beforeEach(async () => {
-    portal = await FakePortal.start((_req, res) => sendResult(res, EVENTS));
-  });
-
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.close();
-    await portal.close();
-  });
 
   it("classifies gets: clear missing or 1 deletes, only an explicit 0 keeps", () => {
     should(isLossyGet("event.offline.get", {})).be.true();
@@ -98,13 +83,11 @@ describe("core/client never blindly retries a clear=1 event.offline.get", () => 
         probe.close(() => resolve(p));
       });
     });
-    const c = new Bitrix24Client({
+    const c = client({
       portalUrl: `http://127.0.0.1:${port}`,
       auth: { type: "webhook", webhookUrl: `http://127.0.0.1:${port}/rest/1/x/` },
-      rateLimit: false,
       retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 },
     });
-    clients.push(c);
     let retries = 0;
     c.on("retry", () => {
       retries += 1;

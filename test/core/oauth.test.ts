@@ -2,10 +2,11 @@ import { promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import should from "should";
-import { Bitrix24Client, type ClientOptions, type TokenSet } from "../../src/core/client/client";
+import { Bitrix24Client, type ClientOptions, type OAuthAuth, type TokenSet } from "../../src/core/client/client";
 import { Bitrix24Error } from "../../src/core/rest/errors";
 import { FileTokenStore, fingerprint, tokenStoreKey } from "../../src/core/state/token-store";
-import { OAuthPortal } from "./fixtures/fake-portal";
+import { fakeAppAuth } from "../kit/clients";
+import { OAuthPortal } from "../kit/fake-portal";
 
 describe("core/client OAuth refresh and token persistence", () => {
   let portal: OAuthPortal;
@@ -18,15 +19,7 @@ describe("core/client OAuth refresh and token persistence", () => {
   ): Bitrix24Client {
     const c = new Bitrix24Client({
       portalUrl: portal.url,
-      auth: {
-        type: "oauth",
-        clientId: "app.1",
-        clientSecret: "secret",
-        accessToken: "access-0",
-        refreshToken: "refresh-0",
-        oauthServer: portal.url,
-        ...overrides,
-      } as ClientOptions["auth"],
+      auth: fakeAppAuth(portal.url, overrides as Partial<OAuthAuth>),
       rateLimit: false,
       retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 5 },
       tokenStore: new FileTokenStore(dir),

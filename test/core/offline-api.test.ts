@@ -2,7 +2,7 @@ import should from "should";
 import { Bitrix24Client } from "../../src/core/client/client";
 import { OfflineEventsApi, parseGetResult, validateFilter, validateOrder } from "../../src/core/queue/offline-api";
 import { Bitrix24Error } from "../../src/core/rest/errors";
-import { FakePortal, type SeenRequest, sendResult } from "./fixtures/fake-portal";
+import { FakePortal, type SeenRequest, sendResult } from "../kit/fake-portal";
 
 const MID = "0123456789abcdef0123456789abcdef";
 
@@ -82,25 +82,20 @@ describe("core/offline-api wrappers", () => {
     answer = () => ({
       result: { process_id: "p".repeat(32), events: [{ ID: "7", EVENT_NAME: "ONCRMLEADADD", MESSAGE_ID: MID }] },
     });
-    const got = await api.get({
+    const params = {
       filter: { ">=ID": 5 },
-      order: { ID: "ASC" },
+      order: { ID: "ASC" as const },
       limit: 10,
-      clear: 0,
-      error: 0,
+      clear: 0 as const,
+      error: 0 as const,
       auth_connector: "conn",
-    });
+    };
+    const sent = structuredClone(params); // what must reach the portal, whatever get() does with its argument
+    const got = await api.get(params);
     should(got.process_id).equal("p".repeat(32));
     should(got.events[0].ID).equal("7");
     should(portal.requests[0].restMethod).equal("event.offline.get");
-    should(portal.requests[0].body).eql({
-      filter: { ">=ID": 5 },
-      order: { ID: "ASC" },
-      limit: 10,
-      clear: 0,
-      error: 0,
-      auth_connector: "conn",
-    });
+    should(portal.requests[0].body).eql(sent);
     should(parseGetResult({ process_id: null, events: [] })).eql({ process_id: null, events: [] });
     should(() => parseGetResult({ events: {} })).throw(/events is not a list/);
   });

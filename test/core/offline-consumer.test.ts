@@ -18,8 +18,9 @@ import type { Bitrix24Error } from "../../src/core/rest/errors";
 import { queueKeyDigest } from "../../src/core/state/instance-registry";
 import { journalFileName } from "../../src/core/state/process-journal";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
+import { consumerOptions } from "../kit/consumer";
+import { sandboxClient } from "../kit/sandbox-client";
 import { sleep, until } from "../wait";
-import { sandboxClient } from "./fixtures/sandbox-client";
 
 interface Rig {
   sandbox: Sandbox;
@@ -62,23 +63,7 @@ describe("offline consumer (against the sandbox)", function () {
     const stateDir = await fs.mkdtemp(join(tmpdir(), "b24-consumer-"));
     const consumers: OfflineConsumer[] = [];
     const make = (options: Partial<OfflineConsumerOptions> = {}): Harness => {
-      const consumer = new OfflineConsumer(api, acks, {
-        portalHost: client.portalHost,
-        clientId: c.clientId,
-        stateDir,
-        mode: "ack",
-        limit: 50,
-        errorRecords: false,
-        authConnector: "",
-        drain: true,
-        maxInFlight: 0,
-        ackTimeoutMs: 60_000,
-        maxDeliveries: 3,
-        prefetch: 1,
-        allowAtMostOnce: false,
-        orphanSweep: false,
-        ...options,
-      });
+      const consumer = new OfflineConsumer(api, acks, consumerOptions(client, c.clientId, stateDir, options));
       consumers.push(consumer);
       const h: Harness = {
         consumer,

@@ -13,8 +13,8 @@ import type { JournalKey, JournalProcess } from "../../src/core/state/state-seam
 import { tokenStoreKey } from "../../src/core/state/token-store";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
 import { adminClient, canRestart, freshSchema, pgServer } from "../kit/postgres";
+import { sandboxClient } from "../kit/sandbox-client";
 import { sleep } from "../wait";
-import { sandboxClient } from "./fixtures/sandbox-client";
 
 /** The PostgreSQL implementation of the state seam, against a real server (test/kit/postgres.ts). */
 

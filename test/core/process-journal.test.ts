@@ -1,5 +1,5 @@
 import { promises as fs } from "node:fs";
-import { hostname, tmpdir } from "node:os";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import should from "should";
 import { journalPrefix } from "../../src/core/state/journal-files";
@@ -10,6 +10,7 @@ import {
   openJournal,
   SharedJournal,
 } from "../../src/core/state/process-journal";
+import { tempDirPerTest } from "../kit/temp-dir";
 
 const key: JournalKey = { portalHost: "example.bitrix24.com", clientId: "local.app", authConnector: "", error: 0 };
 
@@ -30,13 +31,8 @@ function proc(processId: string, ids: number[], deliveryCount = 1): JournalProce
 
 describe("process journal", () => {
   let dir: string;
-
-  beforeEach(async () => {
-    dir = await fs.mkdtemp(join(tmpdir(), "b24-journal-"));
-  });
-
-  afterEach(async () => {
-    await fs.rm(dir, { recursive: true, force: true });
+  tempDirPerTest("b24-journal-", (d) => {
+    dir = d;
   });
 
   it("names the file by portal, application, connector and error flag, not by node", () => {

@@ -2,8 +2,8 @@ import { performance } from "node:perf_hooks";
 import should from "should";
 import { Bitrix24Client, type RequestInfo } from "../../src/core/client/client";
 import { LeakyBucket, sharedBucket } from "../../src/core/transport/rate-limiter";
-import { LeakyBucket as PortalBucket } from "../../src/sandbox/server/leaky-bucket";
-import { FakePortal, sendResult } from "./fixtures/fake-portal";
+import { LeakyBucket as PortalBucket } from "../../src/sandbox/limits/leaky-bucket";
+import { FakePortal, sendResult } from "../kit/fake-portal";
 
 /** Largest number of starts inside any window [t_i, t_j] minus what the bucket allows for that window. */
 function worstExcess(starts: number[], perSecond: number, burst: number): number {

@@ -13,9 +13,10 @@ import { oauthServerFromDomain, oauthServerFromEndpoint } from "../../src/core/r
 import { FileTokenStore, fingerprint, tokenStoreKey } from "../../src/core/state/token-store";
 import { MethodPauses } from "../../src/core/transport/method-pauses";
 import { MAX_REDIRECT_HOPS } from "../../src/core/transport/portal-move";
+import { fakeAppAuth } from "../kit/clients";
+import { FakePortal, type SeenRequest, sendError, sendJson, sendResult } from "../kit/fake-portal";
+import { rejection } from "../kit/rejection";
 import { sleep, until } from "../wait";
-import { FakePortal, type SeenRequest, sendError, sendJson, sendResult } from "./fixtures/fake-portal";
-import { rejection } from "./fixtures/rejection";
 
 /** What a real portal does beyond the method pages (REFERENCE.md "Real portals"), against the core client. */
 describe("core/client against what real portals do (renames, OAuth regions, limits)", () => {
@@ -48,15 +49,7 @@ describe("core/client against what real portals do (renames, OAuth regions, limi
   ): Bitrix24Client {
     const c = new Bitrix24Client({
       portalUrl: url,
-      auth: {
-        type: "oauth",
-        clientId: "app.1",
-        clientSecret: "secret",
-        accessToken: "access-0",
-        refreshToken: "refresh-0",
-        oauthServer: url,
-        ...auth,
-      },
+      auth: fakeAppAuth(url, auth),
       rateLimit: false,
       retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 },
       tokenStore: new FileTokenStore(dir),

@@ -3,8 +3,8 @@ import { RestCalls } from "../../src/core/calls/rest-calls";
 import type { Bitrix24Client } from "../../src/core/client/client";
 import type { Bitrix24Error } from "../../src/core/rest/errors";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
-import { rejection } from "./fixtures/rejection";
-import { sandboxClient } from "./fixtures/sandbox-client";
+import { rejection } from "../kit/rejection";
+import { sandboxClient } from "../kit/sandbox-client";
 
 describe("core/rest-calls against the sandbox portal", () => {
   let sandbox: Sandbox;

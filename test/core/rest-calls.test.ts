@@ -1,28 +1,18 @@
 import should from "should";
 import { isReadMethod, RestCalls } from "../../src/core/calls/rest-calls";
-import { Bitrix24Client, type ClientOptions } from "../../src/core/client/client";
+import type { ClientOptions } from "../../src/core/client/client";
 import type { Bitrix24Error } from "../../src/core/rest/errors";
-import { FakeCrm, type Unresolved } from "./fixtures/fake-crm";
-import { sendError } from "./fixtures/fake-portal";
-import { rejection } from "./fixtures/rejection";
+import { webhookClientsPerTest } from "../kit/clients";
+import { FakeCrm, type Unresolved } from "../kit/fake-crm";
+import { sendError } from "../kit/fake-portal";
+import { rejection } from "../kit/rejection";
 
 const bound = (n: number) => Math.ceil(n / 2500) + 1;
 
 describe("core/rest-calls: the bitrix24-call engine", () => {
   let crm: FakeCrm;
-  const clients: Bitrix24Client[] = [];
-
-  function calls(options: Partial<ClientOptions> = {}): RestCalls {
-    const client = new Bitrix24Client({
-      portalUrl: crm.url,
-      auth: { type: "webhook", webhookUrl: `${crm.url}/rest/1/secret/` },
-      rateLimit: false,
-      retry: { maxAttempts: 4, baseDelayMs: 1, maxDelayMs: 2 },
-      ...options,
-    });
-    clients.push(client);
-    return new RestCalls(client);
-  }
+  const client = webhookClientsPerTest(() => crm.url, { maxAttempts: 4 });
+  const calls = (options: Partial<ClientOptions> = {}): RestCalls => new RestCalls(client(options));
 
   async function readAll(
     method: string,
@@ -50,7 +40,6 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
   });
 
   afterEach(async () => {
-    for (const c of clients.splice(0)) c.close();
     await crm.close();
   });
 
@@ -433,10 +422,11 @@ describe("core/rest-calls: the bitrix24-call engine", () => {
     });
 
     it("a write whose connection is refused (nothing sent) is retried, and fails as NETWORK_ERROR", async () => {
-      const rc = calls();
+      const c = client();
+      const rc = new RestCalls(c);
       await crm.close();
       const retries: unknown[] = [];
-      clients[0].on("retry", (r) => retries.push(r));
+      c.on("retry", (r) => retries.push(r));
       const err = await rejection(rc.call("crm.deal.add", { fields: { TITLE: "x" } }));
       should(err.code).equal("NETWORK_ERROR");
       should(retries).have.length(3);

@@ -16,8 +16,8 @@ import type {
   JournalStore,
 } from "../../src/core/state/state-seam";
 import { startSandbox } from "../../src/sandbox";
+import { sandboxClient } from "../kit/sandbox-client";
 import { until } from "../wait";
-import { sandboxClient } from "./fixtures/sandbox-client";
 
 /**
  * The state seam: the consumer persists through the JournalStore interface alone, so another store (PostgreSQL)

@@ -3,7 +3,7 @@ import { promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import should from "should";
-import { OAuthPortal } from "./fixtures/fake-portal";
+import { OAuthPortal } from "../kit/fake-portal";
 
 function runChild(
   env: Record<string, string>,

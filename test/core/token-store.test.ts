@@ -1,10 +1,11 @@
 import { spawn } from "node:child_process";
 import { promises as fs } from "node:fs";
-import { hostname, tmpdir } from "node:os";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import should from "should";
 import { Bitrix24Error } from "../../src/core/rest/errors";
 import { FileTokenStore, fingerprint, type StoredTokens, tokenStoreKey } from "../../src/core/state/token-store";
+import { tempDirPerTest } from "../kit/temp-dir";
 
 const TOKENS: StoredTokens = {
   accessToken: "a1",
@@ -16,13 +17,8 @@ const TOKENS: StoredTokens = {
 
 describe("core/token-store FileTokenStore", () => {
   let dir: string;
-
-  beforeEach(async () => {
-    dir = await fs.mkdtemp(join(tmpdir(), "b24-store-"));
-  });
-
-  afterEach(async () => {
-    await fs.rm(dir, { recursive: true, force: true });
+  tempDirPerTest("b24-store-", (d) => {
+    dir = d;
   });
 
   it("saves one 0600 file per key atomically (no temp files left) and loads it back", async () => {

@@ -6,7 +6,7 @@ import axios from "axios";
 import should from "should";
 import type { SandboxStats } from "../../src/sandbox";
 import { until } from "./example-flows";
-import { freePort } from "./node-red-process";
+import { freePort, outputOf } from "./node-red-process";
 
 /**
  * `npm start` as a newcomer meets it: scripts/demo.mjs (from the build in nodes/) on free ports, judged only by
@@ -33,18 +33,12 @@ function runDemo(env: Record<string, string>): Demo {
     env: { ...process.env, NODE_V8_COVERAGE: "", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
-  let log = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    log += chunk.toString();
-  });
-  child.stderr?.on("data", (chunk: Buffer) => {
-    log += chunk.toString();
-  });
+  const output = outputOf(child);
   // "exit", not "close": an orphaned Node-RED would hold the pipes open and hide the very thing tested
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once("exit", (code, signal) => resolve({ code, signal })),
   );
-  return { child, output: () => log, exited };
+  return { child, output, exited };
 }
 
 function alive(pid: number): boolean {

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
+import { clearNode, getNode } from "../kit/flows.cjs";
 import type { FlowNode } from "./node-red-process";
 
 /**
@@ -57,29 +58,18 @@ export function drainFlow(options: {
       publicUrl: "",
       wires: [["get"]],
     },
-    {
+    getNode({
       id: "get",
-      type: "bitrix24-offline-get",
       z,
       name: "",
       portal: options.portalId,
       limit: options.limit ?? 50,
-      mode: "ack",
-      filter: "",
-      order: "",
-      errorRecords: false,
-      authConnector: "",
-      output: "event",
-      drain: true,
-      maxInFlight: 500,
-      ackTimeout: 300,
-      maxDeliveries: 3,
       prefetch: 1,
       allowAtMostOnce: false,
       wires: [["work", "log-line"], [], []],
-    },
+    }),
     work,
-    { id: "clear", type: "bitrix24-offline-clear", z, name: "", portal: options.portalId, by: "id", wires: [[]] },
+    clearNode({ id: "clear", z, name: "", portal: options.portalId, wires: [[]] }),
     {
       id: "log-line",
       type: "change",

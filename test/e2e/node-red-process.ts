@@ -70,20 +70,14 @@ export async function startNodeRed(
       stdio: ["ignore", "pipe", "pipe"],
     },
   );
-  let log = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    log += chunk.toString();
-  });
-  child.stderr?.on("data", (chunk: Buffer) => {
-    log += chunk.toString();
-  });
+  const output = outputOf(child);
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 60000;
-  while (!/Started flows|Server now running/.test(log)) {
-    if (child.exitCode !== null) throw new Error(`Node-RED exited (${child.exitCode}):\n${log}`);
+  while (!/Started flows|Server now running/.test(output())) {
+    if (child.exitCode !== null) throw new Error(`Node-RED exited (${child.exitCode}):\n${output()}`);
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
-      throw new Error(`Node-RED did not start in 60 s:\n${log}`);
+      throw new Error(`Node-RED did not start in 60 s:\n${output()}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
@@ -92,7 +86,7 @@ export async function startNodeRed(
     port,
     userDir,
     child,
-    output: () => log,
+    output,
     deploy: async (flows) => {
       const response = await axios.post(`${url}/flows`, flows, {
         headers: { "Node-RED-Deployment-Type": "full", "Content-Type": "application/json" },
@@ -113,4 +107,16 @@ export async function startNodeRed(
         child.kill(signal);
       }),
   };
+}
+
+/** Everything a child process writes to stdout and stderr so far, as one text. */
+export function outputOf(child: ChildProcess): () => string {
+  let log = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    log += chunk.toString();
+  });
+  child.stderr?.on("data", (chunk: Buffer) => {
+    log += chunk.toString();
+  });
+  return () => log;
 }

@@ -16,6 +16,19 @@ function portalCredentials(sandbox, extra = {}) {
   };
 }
 
+/** The `auth` of a core client with the sandbox's OAuth application and start tokens. */
+function sandboxAuth(sandbox, oauthServer = sandbox.oauthUrl) {
+  const c = sandbox.credentials;
+  return {
+    type: "oauth",
+    clientId: c.clientId,
+    clientSecret: c.clientSecret,
+    accessToken: c.accessToken,
+    refreshToken: c.refreshToken,
+    oauthServer,
+  };
+}
+
 /** A bitrix24-portal config node "p" on the sandbox, its OAuth server the sandbox too; `extra` wins. */
 function portalConfig(sandbox, extra = {}) {
   return {
@@ -56,4 +69,23 @@ function clearNode(over = {}) {
   return { type: "bitrix24-offline-clear", portal: "p", by: "id", ...over };
 }
 
-module.exports = { GET_NODE, clearNode, getNode, portalConfig, portalCredentials };
+/** A trigger node on portal "p" that fires only when told to: no endpoint, no poll, nothing on deploy. */
+function triggerNode(over = {}) {
+  return {
+    type: "bitrix24-offline-trigger",
+    portal: "p",
+    path: "",
+    interval: 0,
+    onDeploy: false,
+    bindEvents: "",
+    publicUrl: "",
+    ...over,
+  };
+}
+
+/** A list node on portal "p": the whole queue, every page. */
+function listNode(over = {}) {
+  return { type: "bitrix24-offline-list", portal: "p", filter: "", order: "", allPages: true, ...over };
+}
+
+module.exports = { GET_NODE, clearNode, getNode, listNode, portalConfig, portalCredentials, sandboxAuth, triggerNode };

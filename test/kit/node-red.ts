@@ -5,6 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Node, NodeAPI, NodeDef } from "node-red";
 import helper from "node-red-node-test-helper";
+import type { PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
+import type { EventMessage } from "../../src/nodes/shared/msg-contract";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
 import { type FlowNode, portalConfig, portalCredentials } from "./flows.cjs";
 
@@ -97,6 +99,17 @@ export function caught(scope: string[]): Array<{ id: string; type: string; [key:
   ];
 }
 
+/**
+ * A POST from the editor to one of the portal node's admin endpoints (Test connection, Authorize) about portal
+ * "p" at `portalUrl`; `body` adds what differs. Answers as supertest does (`.expect(200)`, `.body`).
+ */
+export function adminPost(path: string, portalUrl: string, body: Record<string, unknown>) {
+  return helper
+    .request()
+    .post(path)
+    .send({ id: "p", portalUrl, ...body });
+}
+
 export function freshUserDir(settings: Record<string, unknown> = { httpNodeRoot: "/" }): string {
   const dir = mkdtempSync(join(tmpdir(), "b24-nr-"));
   helper.settings({ userDir: dir, ...settings });
@@ -110,6 +123,8 @@ export function removeDir(dir: string): void {
 export interface NodeRedTest {
   /** The sandbox of the current test (after start(); undefined before). */
   sandbox: Sandbox;
+  /** The sandbox of whichever test runs when it is used: for a suite to hold in a `const`. */
+  readonly current: Sandbox;
   /** This test's Node-RED user directory. */
   userDir: string;
   /** Starts the sandbox, by default without its rate limit. */
@@ -129,7 +144,12 @@ export interface NodeRedTest {
  * The life of a Node-RED node test, as mocha hooks: before each test a fresh user directory; after each the
  * flow unloaded (the nodes closed), the sandbox closed and the directory removed, in that order.
  */
-export function nodeRedPerTest(settings: Record<string, unknown> = {}): NodeRedTest {
+export function nodeRedPerTest(
+  settings: Record<string, unknown> = {},
+  /** A sandbox the test starts itself (instead of start()): closed after each test too. */
+  own?: () => Sandbox | undefined,
+): NodeRedTest {
+  let closed: Sandbox | undefined;
   const t = {
     userDir: "",
     async start(options: SandboxOptions = {}) {
@@ -146,12 +166,24 @@ export function nodeRedPerTest(settings: Record<string, unknown> = {}): NodeRedT
       await helper.load([nodes.portal, ...types] as Parameters<typeof helper.load>[0], all, credentials);
     },
   } as NodeRedTest;
+  Object.defineProperty(t, "current", {
+    value: new Proxy({} as Sandbox, {
+      get(_target, property) {
+        if (!t.sandbox) throw new Error("no sandbox: start() it in the test or a beforeEach");
+        const value: unknown = Reflect.get(t.sandbox, property, t.sandbox);
+        return typeof value === "function" ? value.bind(t.sandbox) : value;
+      },
+    }),
+  });
   beforeEach(() => {
     t.userDir = freshUserDir(settings);
   });
   afterEach(async () => {
     await helper.unload();
-    await t.sandbox?.close();
+    // A test's own sandbox variable outlives the test: one already closed is not closed twice.
+    const sandbox = own?.() ?? t.sandbox;
+    if (sandbox && sandbox !== closed) await sandbox.close();
+    closed = sandbox;
     removeDir(t.userDir);
     t.sandbox = undefined as unknown as Sandbox;
   });
@@ -183,6 +215,27 @@ export async function startHttpNodeServer(): Promise<{ url: string; close(): Pro
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
+}
+
+/**
+ * "test-acker": stands in for the clear node where a test is about the get node: acks each msg (one event or a
+ * batch) through the portal's ack queue, then passes it on.
+ */
+export function ackerNode(RED: NodeAPI): void {
+  function TestAcker(this: Node, config: NodeDef & { portal: string }) {
+    RED.nodes.createNode(this, config);
+    const portal = RED.nodes.getNode(config.portal) as PortalNode;
+    this.on("input", (input, send, done) => {
+      const msg = input as unknown as EventMessage;
+      const meta = msg.bitrix24;
+      const ids = Array.isArray(msg.payload) ? msg.payload.map((e) => Number(e.ID)) : [meta.id];
+      portal.acks!.clear({ processId: meta.processId!, authConnector: meta.authConnector, ids }).then(() => {
+        send(input);
+        done();
+      }, done);
+    });
+  }
+  RED.nodes.registerType("test-acker", TestAcker);
 }
 
 /** A flow stage that holds every msg (a flow that dies before it acks): nothing passes on. */

@@ -1,17 +1,16 @@
 import axios from "axios";
 import should from "should";
 import type { PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
-import { type Sandbox, startSandbox } from "../../src/sandbox";
+import type { Sandbox } from "../../src/sandbox";
 import { portalCredentials } from "../kit/flows.cjs";
+import { nodeRedPerTest } from "../kit/node-red";
 import {
   callsOf,
-  freshUserDir,
   GET_DEFAULTS,
   helper,
   lastStatus,
   nodes,
   portalConfig,
-  removeDir,
   type SpiedNode,
   statusesOf,
 } from "../reliability/node-rig";
@@ -71,18 +70,11 @@ const THROUGH_JOIN = { via: { type: "join", mode: "auto", build: "array", proper
 
 describe("bitrix24-call node", function () {
   this.timeout(20000);
+  const t = nodeRedPerTest({ httpNodeRoot: "/" });
   let sandbox: Sandbox;
-  let userDir: string;
 
   beforeEach(async () => {
-    sandbox = await startSandbox({ rateLimit: false });
-    userDir = freshUserDir();
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await sandbox.close();
-    removeDir(userDir);
+    sandbox = await t.start();
   });
 
   /** The sandbox's REST API as another application would call it (to prepare and check deals). */

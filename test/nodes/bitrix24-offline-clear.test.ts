@@ -1,26 +1,15 @@
 import should from "should";
 import type { OfflineEventsApi } from "../../src/core/queue/offline-api";
 import type { OfflineGetResult } from "../../src/core/rest/types";
-import type { EventMessage } from "../../src/nodes/shared/msg-contract";
-import type { Sandbox, SandboxOptions } from "../../src/sandbox";
 import { clearNode } from "../kit/flows.cjs";
-import { batchMsg, eventMsgs } from "../kit/messages";
+import { batchMsg, eventMsgs, type OutMsg } from "../kit/messages";
 import { caught, collect, helper, lastStatus, nodeRedPerTest, nodes, spied } from "../kit/node-red";
 import { sleep, until } from "../wait";
-
-interface OutMsg extends EventMessage {
-  _tag?: string;
-  error?: { message: string; code?: string };
-}
 
 describe("bitrix24-offline-clear node", function () {
   this.timeout(10000);
   const t = nodeRedPerTest();
-  let sandbox: Sandbox;
-
-  async function start(options: SandboxOptions = {}): Promise<void> {
-    sandbox = await t.start(options);
-  }
+  const { current: sandbox, start } = t;
 
   async function load(clear: Record<string, unknown> = {}, portal: Record<string, unknown> = {}) {
     const flow = [clearNode({ id: "c", ...clear, wires: [["out"]] }), { id: "out", type: "helper" }, ...caught(["c"])];

@@ -1,15 +1,9 @@
 import should from "should";
 import type { OfflineEventsApi } from "../../src/core/queue/offline-api";
-import type { EventMessage } from "../../src/nodes/shared/msg-contract";
 import type { Sandbox } from "../../src/sandbox";
-import { eventMsgs } from "../kit/messages";
+import { eventMsgs, type OutMsg } from "../kit/messages";
 import { caught as catchOf, collect, helper, nodeRedPerTest, nodes, type SpiedNode, spied } from "../kit/node-red";
 import { until } from "../wait";
-
-interface OutMsg extends EventMessage {
-  _tag?: string;
-  error?: { message: string; code?: string };
-}
 
 describe("bitrix24-offline-error node", function () {
   this.timeout(10000);

@@ -1,66 +1,24 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Node, NodeAPI, NodeDef } from "node-red";
-import helper from "node-red-node-test-helper";
 import should from "should";
-import type { PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
 import type { EventMessage } from "../../src/nodes/shared/msg-contract";
-import { type Sandbox, startSandbox } from "../../src/sandbox";
+import { ackerNode, helper, nodeRedPerTest, nodes, spied } from "../kit/node-red";
 import { bindOffline } from "../sandbox/rest-call";
 import { until } from "../wait";
 
-// The build output, as Node-RED loads it (`npm run build` first).
-const portalNode = require("../../nodes/nodes/bitrix24-portal/bitrix24-portal.js").default;
-const getNode = require("../../nodes/nodes/bitrix24-offline-get/bitrix24-offline-get.js").default;
-
-helper.init(require.resolve("node-red"));
-
 /** Issue 21 at the node: options changes / watchFields, msg.changes, firstSeen, unchanged events acked unseen. */
-
-function ackerNode(RED: NodeAPI): void {
-  function TestAcker(this: Node, config: NodeDef & { portal: string }) {
-    RED.nodes.createNode(this, config);
-    const portal = RED.nodes.getNode(config.portal) as PortalNode;
-    this.on("input", (input, send, done) => {
-      const msg = input as unknown as EventMessage;
-      const ids = Array.isArray(msg.payload) ? msg.payload.map((e) => Number(e.ID)) : [msg.bitrix24.id];
-      portal.acks!.clear({ processId: msg.bitrix24.processId!, ids }).then(() => {
-        send(input);
-        done();
-      }, done);
-    });
-  }
-  RED.nodes.registerType("test-acker", TestAcker);
-}
-
-interface SpiedNode {
-  status: { args: Array<[{ fill?: string; text?: string }]> };
-  error: { args: unknown[][] };
-  receive(msg: Record<string, unknown>): void;
-}
 
 describe("bitrix24-offline-get node: changes option", function () {
   this.timeout(15000);
-  let sandbox: Sandbox;
-  let userDir: string;
+  const t = nodeRedPerTest();
+  const sandbox = t.current;
 
   beforeEach(async () => {
-    userDir = mkdtempSync(join(tmpdir(), "b24-get-changes-"));
-    helper.settings({ userDir });
-    sandbox = await startSandbox({ rateLimit: false });
+    await t.start();
     sandbox.crm.seed("deal", 4);
     await bindOffline(sandbox, ["ONCRMDEALUPDATE", "ONCRMDEALDELETE"]);
   });
 
-  afterEach(async () => {
-    await helper.unload();
-    await sandbox.close();
-    rmSync(userDir, { recursive: true, force: true });
-  });
-
   async function load(get: Record<string, unknown>) {
-    const c = sandbox.credentials;
+    const { accessToken, clientId, clientSecret, refreshToken } = sandbox.credentials;
     const flow = [
       { id: "p", type: "bitrix24-portal", portalUrl: sandbox.url, authType: "oauth", oauthServer: sandbox.url },
       { id: "g", type: "bitrix24-offline-get", portal: "p", limit: 50, ...get, wires: [["out", "ack"], ["empty"], []] },
@@ -68,19 +26,14 @@ describe("bitrix24-offline-get node: changes option", function () {
       { id: "out", type: "helper" },
       { id: "empty", type: "helper" },
     ];
-    await helper.load([portalNode, getNode, ackerNode], flow, {
-      p: {
-        clientId: c.clientId,
-        clientSecret: c.clientSecret,
-        accessToken: c.accessToken,
-        refreshToken: c.refreshToken,
-      },
+    await helper.load([nodes.portal, nodes.get, ackerNode], flow, {
+      p: { clientId, clientSecret, accessToken, refreshToken },
     });
     const out: EventMessage[] = [];
     const empty: Array<{ payload: { unchanged?: number } }> = [];
     helper.getNode("out").on("input", (m: unknown) => out.push(m as EventMessage));
     helper.getNode("empty").on("input", (m: unknown) => empty.push(m as { payload: { unchanged?: number } }));
-    return { node: helper.getNode("g") as unknown as SpiedNode, out, empty };
+    return { node: spied("g"), out, empty };
   }
 
   const edit = (id: number, fields: Record<string, string | number>) =>

@@ -1,39 +1,15 @@
-import type { Node, NodeAPI, NodeDef } from "node-red";
 import should from "should";
 import { parseGetConfig } from "../../src/nodes/bitrix24-offline-get/bitrix24-offline-get";
 import type { PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
 import type { EventMessage } from "../../src/nodes/shared/msg-contract";
-import type { Sandbox, SandboxOptions } from "../../src/sandbox";
 import { getNode } from "../kit/flows.cjs";
-import { collect, helper, helpers, lastStatus, nodeRedPerTest, nodes, spied } from "../kit/node-red";
+import { ackerNode, collect, helper, helpers, lastStatus, nodeRedPerTest, nodes, spied } from "../kit/node-red";
 import { sleep, until } from "../wait";
-
-/** Stands in for the clear node (written separately): acks each msg through the portal's ack queue. */
-function ackerNode(RED: NodeAPI): void {
-  function TestAcker(this: Node, config: NodeDef & { portal: string }) {
-    RED.nodes.createNode(this, config);
-    const portal = RED.nodes.getNode(config.portal) as PortalNode;
-    this.on("input", (input, send, done) => {
-      const msg = input as unknown as EventMessage;
-      const meta = msg.bitrix24;
-      const ids = Array.isArray(msg.payload) ? msg.payload.map((e) => Number(e.ID)) : [meta.id];
-      portal.acks!.clear({ processId: meta.processId!, authConnector: meta.authConnector, ids }).then(() => {
-        send(input);
-        done();
-      }, done);
-    });
-  }
-  RED.nodes.registerType("test-acker", TestAcker);
-}
 
 describe("bitrix24-offline-get node", function () {
   this.timeout(15000);
   const t = nodeRedPerTest();
-  let sandbox: Sandbox;
-
-  async function start(options: SandboxOptions = {}): Promise<void> {
-    sandbox = await t.start(options);
-  }
+  const { current: sandbox, start } = t;
 
   /** Loads portal + get (+ acker when `ack`), collecting outputs. */
   async function load(

@@ -1,45 +1,23 @@
 import axios from "axios";
 import should from "should";
-import type { Sandbox } from "../../src/sandbox";
+import type { QueueSummary } from "../../src/core/queue/queue-summary";
+import { listNode } from "../kit/flows.cjs";
 import { nextMsg, nodeRedPerTest, nodes, spied } from "../kit/node-red";
 
 interface ListMsg {
   payload: Array<{ ID: string; PROCESS_ID: string | null; ERROR: string; EVENT_NAME: string }>;
   total: number;
   next?: number;
-  summary: {
-    total: number;
-    counted: number;
-    held: number;
-    error: number;
-    unprocessed: number;
-    byEvent: Record<string, number>;
-    oldest: string | null;
-  };
+  summary: QueueSummary;
 }
 
 describe("bitrix24-offline-list node", () => {
   const t = nodeRedPerTest();
-  let sandbox: Sandbox;
-
-  beforeEach(async () => {
-    sandbox = await t.start();
-  });
+  const sandbox = t.current;
+  beforeEach(() => t.start());
 
   async function load(list: Record<string, unknown> = {}) {
-    const flow = [
-      {
-        id: "l",
-        type: "bitrix24-offline-list",
-        portal: "p",
-        filter: "",
-        order: "",
-        allPages: true,
-        ...list,
-        wires: [["out"]],
-      },
-      { id: "out", type: "helper" },
-    ];
+    const flow = [listNode({ id: "l", ...list, wires: [["out"]] }), { id: "out", type: "helper" }];
     await t.load([nodes.list], flow, { portal: { rateLimit: 2, rateBurst: 50 } });
     return spied("l");
   }

@@ -1,6 +1,7 @@
 import axios from "axios";
 import should from "should";
 import type { Sandbox } from "../../src/sandbox";
+import { triggerNode } from "../kit/flows.cjs";
 import { captureHttpNode, collect, helper, nodeRedPerTest, nodes, spied, startHttpNodeServer } from "../kit/node-red";
 
 interface TriggerMsg {
@@ -33,20 +34,7 @@ describe("bitrix24-offline-trigger node", () => {
 
   async function load(trigger: Record<string, unknown> = {}, credentials: Record<string, string> = {}) {
     const flow = [
-      {
-        id: "t",
-        type: "bitrix24-offline-trigger",
-        portal: "p",
-        path: PATH,
-        interval: 0,
-        onDeploy: false,
-        bindEvents: "",
-        publicUrl: "",
-        followUp: 0,
-        minGap: 0,
-        ...trigger,
-        wires: [["out"]],
-      },
+      triggerNode({ id: "t", path: PATH, followUp: 0, minGap: 0, ...trigger, wires: [["out"]] }),
       { id: "out", type: "helper" },
     ];
     await t.load([nodes.trigger, captureHttpNode], flow, { portal: { rateLimit: 2, rateBurst: 50 }, credentials });

@@ -1,12 +1,13 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import axios from "axios";
 import helper from "node-red-node-test-helper";
 import should from "should";
-import { type InstallShape, type Sandbox, startSandbox } from "../../src/sandbox";
+import type { InstallShape, Sandbox } from "../../src/sandbox";
+import { triggerNode } from "../kit/flows.cjs";
+import { nodeRedPerTest, nodes } from "../kit/node-red";
 import {
   callsOf,
   captureHttpNode,
@@ -16,13 +17,6 @@ import {
   startHttpNodeServer,
   statusesOf,
 } from "../reliability/node-rig";
-
-// The build output, as Node-RED loads it.
-const portalNode = require("../../nodes/nodes/bitrix24-portal/bitrix24-portal.js").default;
-const triggerNode = require("../../nodes/nodes/bitrix24-offline-trigger/bitrix24-offline-trigger.js").default;
-const getNode = require("../../nodes/nodes/bitrix24-offline-get/bitrix24-offline-get.js").default;
-
-helper.init(require.resolve("node-red"));
 
 interface LoadedPortal extends SpiedNode {
   client?: { portalUrl: string; tokens?: { accessToken: string; refreshToken: string } };
@@ -45,8 +39,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("bitrix24-portal installation endpoint", function () {
   this.timeout(20000);
+  const t = nodeRedPerTest({ httpNodeRoot: "/" });
   let sandbox: Sandbox;
-  let userDir: string;
   let nodeServer: { url: string; close(): Promise<void> };
   let serverUrl: string;
   let recorder: Server;
@@ -78,34 +72,14 @@ describe("bitrix24-portal installation endpoint", function () {
   });
 
   beforeEach(async () => {
-    sandbox = await startSandbox({ rateLimit: false });
-    userDir = mkdtempSync(join(tmpdir(), "b24-install-"));
-    helper.settings({ userDir, httpNodeRoot: "/" });
+    sandbox = await t.start();
     recorded = [];
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await sandbox.close();
-    rmSync(userDir, { recursive: true, force: true });
   });
 
   function flow(portal: Record<string, unknown> = {}) {
     return [
       portalConfig(sandbox, { installPath: INSTALL, ...portal }),
-      {
-        id: "t",
-        type: "bitrix24-offline-trigger",
-        portal: "p",
-        path: PUSH,
-        interval: 0,
-        onDeploy: false,
-        bindEvents: "",
-        publicUrl: "",
-        followUp: 0,
-        minGap: 0,
-        wires: [["pushed"]],
-      },
+      triggerNode({ id: "t", path: PUSH, followUp: 0, minGap: 0, wires: [["pushed"]] }),
       { ...GET_DEFAULTS, id: "g", mode: "auto", allowAtMostOnce: true, wires: [["events"], [], []] },
       { id: "pushed", type: "helper" },
       { id: "events", type: "helper" },
@@ -124,7 +98,7 @@ describe("bitrix24-portal installation endpoint", function () {
     creds: Record<string, Record<string, string>> = cardCredentials(),
   ) {
     const flows = flow(portal) as Parameters<typeof helper.load>[1];
-    await helper.load([portalNode, triggerNode, getNode, captureHttpNode], flows, creds);
+    await helper.load([nodes.portal, nodes.trigger, nodes.get, captureHttpNode], flows, creds);
     const pushed: unknown[] = [];
     const events: Array<{ payload: { ID: string } }> = [];
     helper.getNode("pushed").on("input", (msg: unknown) => pushed.push(msg));
@@ -162,7 +136,7 @@ describe("bitrix24-portal installation endpoint", function () {
   }
 
   function tokenFiles(): string[] {
-    const dir = join(userDir, ".bitrix24-offline-events");
+    const dir = join(t.userDir, ".bitrix24-offline-events");
     return existsSync(dir)
       ? readdirSync(dir)
           .filter((f) => f.endsWith(".tokens.json"))

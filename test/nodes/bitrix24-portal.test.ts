@@ -1,15 +1,6 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import axios from "axios";
-import helper from "node-red-node-test-helper";
 import should from "should";
-import { type Sandbox, startSandbox } from "../../src/sandbox";
-
-// The build output, as Node-RED loads it.
-const portalNode = require("../../nodes/nodes/bitrix24-portal/bitrix24-portal.js").default;
-
-helper.init(require.resolve("node-red"));
+import { adminPost, helper, nodeRedPerTest } from "../kit/node-red";
 
 interface LoadedPortal {
   client?: { portalHost: string };
@@ -19,62 +10,26 @@ interface LoadedPortal {
 }
 
 describe("bitrix24-portal config node", () => {
-  let sandbox: Sandbox;
-  let userDir: string;
+  const t = nodeRedPerTest();
+  const sandbox = t.current;
+  beforeEach(() => t.start());
 
-  beforeEach(async () => {
-    sandbox = await startSandbox({ rateLimit: false });
-    userDir = mkdtempSync(join(tmpdir(), "b24-portal-"));
-    helper.settings({ userDir });
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await sandbox.close();
-    rmSync(userDir, { recursive: true, force: true });
-  });
-
-  function flow(overrides: Record<string, unknown> = {}) {
-    return [
-      {
-        id: "p",
-        type: "bitrix24-portal",
-        name: "sandbox",
-        portalUrl: sandbox.url,
-        authType: "oauth",
-        oauthServer: sandbox.url,
-        rateLimit: 2,
-        rateBurst: 50,
-        ...overrides,
-      },
-    ];
-  }
-
-  function credentials(overrides: Record<string, string> = {}) {
-    const c = sandbox.credentials;
-    return {
-      p: {
-        clientId: c.clientId,
-        clientSecret: c.clientSecret,
-        accessToken: c.accessToken,
-        refreshToken: c.refreshToken,
-        applicationToken: c.applicationToken,
-        ...overrides,
-      },
-    };
+  /** Portal "p" (named, at the default bucket) with the sandbox's credentials, `portal` and `credentials` winning. */
+  function load(portal: Record<string, unknown> = {}, credentials: Record<string, string> = {}): Promise<void> {
+    return t.load([], [], { portal: { name: "sandbox", rateLimit: 2, rateBurst: 50, ...portal }, credentials });
   }
 
   it("builds a client for a valid configuration and keeps state in the user directory", async () => {
-    await helper.load(portalNode, flow(), credentials());
+    await load();
     const portal = helper.getNode("p") as unknown as LoadedPortal;
     should.exist(portal.client);
     should(portal.configError).be.undefined();
     should(portal.portalHost).equal(new URL(sandbox.url).host);
-    should(portal.stateDir.startsWith(userDir)).be.true();
+    should(portal.stateDir.startsWith(t.userDir)).be.true();
   });
 
   it("refuses a plain-http portal that is not on loopback, with a clear reason", async () => {
-    await helper.load(portalNode, flow({ portalUrl: "http://example.com" }), credentials());
+    await load({ portalUrl: "http://example.com" });
     const portal = helper.getNode("p") as unknown as LoadedPortal;
     should(portal.client).be.undefined();
     should(portal.configError?.code).equal("INVALID_CONFIG");
@@ -82,36 +37,30 @@ describe("bitrix24-portal config node", () => {
   });
 
   it("refuses a configuration without client credentials", async () => {
-    await helper.load(portalNode, flow(), credentials({ clientId: "", clientSecret: "" }));
+    await load({}, { clientId: "", clientSecret: "" });
     const portal = helper.getNode("p") as unknown as LoadedPortal;
     should(portal.configError?.description).match(/client id and client secret/);
   });
 
   it("Test connection reports reachability, auth, offline availability, extended mode and queue depth", async () => {
     sandbox.addEvents(7);
-    await helper.load(portalNode, flow(), credentials());
+    await load();
     const c = sandbox.credentials;
-    const res = await helper
-      .request()
-      .post("/bitrix24-portal/test")
-      .send({
-        id: "p",
-        portalUrl: sandbox.url,
-        oauthServer: sandbox.url,
-        // the editor sends placeholders for passwords it did not change: the stored ones must be used
-        credentials: {
-          clientId: c.clientId,
-          clientSecret: "__PWRD__",
-          accessToken: "__PWRD__",
-          refreshToken: "__PWRD__",
-        },
-      })
-      .expect(200);
+    const res = await adminPost("/bitrix24-portal/test", sandbox.url, {
+      oauthServer: sandbox.url,
+      // the editor sends placeholders for passwords it did not change: the stored ones must be used
+      credentials: {
+        clientId: c.clientId,
+        clientSecret: "__PWRD__",
+        accessToken: "__PWRD__",
+        refreshToken: "__PWRD__",
+      },
+    }).expect(200);
     should(res.body).match({ ok: true, reachable: true, auth: true, offline: true, extended: true, queued: 7 });
   });
 
   it("Test connection tells a portal without extended mode and a non-administrator token apart", async () => {
-    await helper.load(portalNode, flow(), credentials());
+    await load();
     sandbox.setOptions({ extendedMode: false });
     const body = { id: "p", portalUrl: sandbox.url, oauthServer: sandbox.url, credentials: {} };
     const noExtended = await helper.request().post("/bitrix24-portal/test").send(body).expect(200);
@@ -122,7 +71,7 @@ describe("bitrix24-portal config node", () => {
   });
 
   it("Test connection names the failing step for a wrong token and an unreachable portal", async () => {
-    await helper.load(portalNode, flow(), credentials());
+    await load();
     const wrong = await helper
       .request()
       .post("/bitrix24-portal/test")
@@ -146,22 +95,16 @@ describe("bitrix24-portal config node", () => {
   });
 
   it("Authorize runs the OAuth code flow and stores working tokens in the node's credentials", async () => {
-    await helper.load(portalNode, flow(), credentials({ accessToken: "", refreshToken: "" }));
+    await load({}, { accessToken: "", refreshToken: "" });
     const c = sandbox.credentials;
     // The application's handler path (its form) is the callback: the portal redirects there, whatever the
     // authorize URL says (README, "One handler path for Authorize and push").
     sandbox.setOptions({ handlerUrl: "http://127.0.0.1:1880/bitrix24-portal/callback" });
-    const start = await helper
-      .request()
-      .post("/bitrix24-portal/authorize")
-      .send({
-        id: "p",
-        portalUrl: sandbox.url,
-        oauthServer: sandbox.url,
-        callbackUrl: "http://127.0.0.1:1880/bitrix24-portal/callback",
-        credentials: { clientId: c.clientId, clientSecret: "__PWRD__" },
-      })
-      .expect(200);
+    const start = await adminPost("/bitrix24-portal/authorize", sandbox.url, {
+      oauthServer: sandbox.url,
+      callbackUrl: "http://127.0.0.1:1880/bitrix24-portal/callback",
+      credentials: { clientId: c.clientId, clientSecret: "__PWRD__" },
+    }).expect(200);
     const authorizeUrl = new URL(start.body.url);
     should(authorizeUrl.pathname).equal("/oauth/authorize/");
     should(authorizeUrl.searchParams.get("client_id")).equal(c.clientId);
@@ -186,7 +129,7 @@ describe("bitrix24-portal config node", () => {
   });
 
   it("refuses a callback with an unknown state without touching credentials", async () => {
-    await helper.load(portalNode, flow(), credentials());
+    await load();
     const res = await helper.request().get("/bitrix24-portal/callback?code=abc&state=forged").expect(403);
     should(res.text).not.match(/"ok":true/);
   });

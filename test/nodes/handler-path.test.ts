@@ -1,17 +1,9 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import helper from "node-red-node-test-helper";
 import should from "should";
-import { type Sandbox, startSandbox } from "../../src/sandbox";
-import { captureHttpNode, GET_DEFAULTS, portalConfig, startHttpNodeServer } from "../reliability/node-rig";
+import type { Sandbox } from "../../src/sandbox";
+import { portalConfig, triggerNode } from "../kit/flows.cjs";
+import { adminPost, captureHttpNode, helper, nodeRedPerTest, nodes, startHttpNodeServer } from "../kit/node-red";
+import { GET_DEFAULTS } from "../reliability/node-rig";
 import { until } from "../wait";
-
-const portalNode = require("../../nodes/nodes/bitrix24-portal/bitrix24-portal.js").default;
-const triggerNode = require("../../nodes/nodes/bitrix24-offline-trigger/bitrix24-offline-trigger.js").default;
-const getNode = require("../../nodes/nodes/bitrix24-offline-get/bitrix24-offline-get.js").default;
-
-helper.init(require.resolve("node-red"));
 
 /**
  * README "One handler path for Authorize and push", step by step as a new user follows it, against a sandbox as
@@ -21,9 +13,9 @@ helper.init(require.resolve("node-red"));
  */
 describe("one handler path serves Authorize and push (README walk-through)", function () {
   this.timeout(20000);
+  const t = nodeRedPerTest({ httpNodeRoot: "/" });
   let sandbox: Sandbox;
   let nodeServer: { url: string; close(): Promise<void> };
-  let userDir: string;
 
   before(async () => {
     nodeServer = await startHttpNodeServer();
@@ -32,34 +24,23 @@ describe("one handler path serves Authorize and push (README walk-through)", fun
     await nodeServer.close();
   });
   beforeEach(async () => {
-    userDir = mkdtempSync(join(tmpdir(), "b24-handler-path-"));
-    helper.settings({ userDir, httpNodeRoot: "/" });
     // Step 3, the form: *Your handler path* is the portal node's callback on the public host.
-    sandbox = await startSandbox({ rateLimit: false, handlerUrl: `${nodeServer.url}/bitrix24-portal/callback` });
-  });
-  afterEach(async () => {
-    await helper.unload();
-    await sandbox.close();
-    rmSync(userDir, { recursive: true, force: true });
+    sandbox = await t.start({ handlerUrl: `${nodeServer.url}/bitrix24-portal/callback` });
   });
 
   function flow(bindEvents: string, publicUrl = nodeServer.url) {
     return [
       // The vendor's OAuth server, mapped to the sandbox's own OAuth address (not the portal's).
       portalConfig(sandbox, { installPath: "/bitrix24/install", oauthServer: sandbox.oauthUrl }),
-      {
+      triggerNode({
         id: "t",
-        type: "bitrix24-offline-trigger",
-        portal: "p",
         path: "/bitrix24/offline",
-        interval: 0,
-        onDeploy: false,
         bindEvents,
         publicUrl,
         followUp: 0,
         minGap: 0,
         wires: [["g"]],
-      },
+      }),
       { ...GET_DEFAULTS, id: "g", mode: "auto", allowAtMostOnce: true, wires: [["events"], [], []] },
       { id: "events", type: "helper" },
     ] as Parameters<typeof helper.load>[1];
@@ -72,7 +53,7 @@ describe("one handler path serves Authorize and push (README walk-through)", fun
 
   it("installs, binds push on the handler path's host, drains on push, and Authorize lands on the same path", async () => {
     // Steps 2-3: the portal node with its installation path, the client id and secret from the card; Reinstall.
-    await helper.load([portalNode, triggerNode, getNode, captureHttpNode], flow(""), card());
+    await helper.load([nodes.portal, nodes.trigger, nodes.get, captureHttpNode], flow(""), card());
     const install = await sandbox.install(`${nodeServer.url}/bitrix24/install`, "auth");
     should(install.status).equal(200, install.body);
     const portal = helper.getNode("p") as unknown as { installation?: { portal: string } };
@@ -81,7 +62,7 @@ describe("one handler path serves Authorize and push (README walk-through)", fun
 
     // Step 4: the trigger with its endpoint on the handler path's host and the events to bind; deploy.
     await helper.unload();
-    await helper.load([portalNode, triggerNode, getNode, captureHttpNode], flow("ONCRMDEALUPDATE"), card());
+    await helper.load([nodes.portal, nodes.trigger, nodes.get, captureHttpNode], flow("ONCRMDEALUPDATE"), card());
     const events: Array<{ payload: { EVENT_NAME: string } }> = [];
     helper.getNode("events").on("input", (msg: unknown) => events.push(msg as { payload: { EVENT_NAME: string } }));
     // The trigger binds on deploy (in the background): the portal's bindings show when it is done.
@@ -100,17 +81,11 @@ describe("one handler path serves Authorize and push (README walk-through)", fun
 
     // Step 5: Authorize. The portal sends the browser to the handler path (the callback), not to a redirect_uri.
     const c = sandbox.credentials;
-    const begin = await helper
-      .request()
-      .post("/bitrix24-portal/authorize")
-      .send({
-        id: "p",
-        portalUrl: sandbox.url,
-        oauthServer: sandbox.oauthUrl,
-        callbackUrl: "http://127.0.0.1:9/not-the-handler-path",
-        credentials: { clientId: c.clientId, clientSecret: "__PWRD__" },
-      })
-      .expect(200);
+    const begin = await adminPost("/bitrix24-portal/authorize", sandbox.url, {
+      oauthServer: sandbox.oauthUrl,
+      callbackUrl: "http://127.0.0.1:9/not-the-handler-path",
+      credentials: { clientId: c.clientId, clientSecret: "__PWRD__" },
+    }).expect(200);
     const consent = await fetch(begin.body.url, { redirect: "manual" });
     should(consent.status).equal(302);
     const back = new URL(consent.headers.get("location") ?? "");
@@ -120,7 +95,7 @@ describe("one handler path serves Authorize and push (README walk-through)", fun
 
   it("a trigger whose public URL is not on the handler path's host is refused by the portal, and says so", async () => {
     const wrongHost = nodeServer.url.replace("127.0.0.1", "localhost");
-    await helper.load([portalNode, triggerNode, getNode, captureHttpNode], flow("", wrongHost), {
+    await helper.load([nodes.portal, nodes.trigger, nodes.get, captureHttpNode], flow("", wrongHost), {
       p: { ...card().p, accessToken: sandbox.credentials.accessToken, refreshToken: sandbox.credentials.refreshToken },
     });
     const trigger = helper.getNode("t") as unknown as { error: { args: unknown[][] } };

@@ -4,15 +4,14 @@ import should from "should";
 import type { RetryInfo } from "../../src/core/client/client";
 import { fileStateStores } from "../../src/core/state/file-state";
 import { clientOptionsFor, type PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
-import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
+import type { Sandbox, SandboxOptions } from "../../src/sandbox";
+import { adminPost, nodeRedPerTest } from "../kit/node-red";
 import {
   callsOf,
-  freshUserDir,
   GET_DEFAULTS,
   helper,
   type LoadedFlow,
   loadFlow,
-  removeDir,
   type SpiedNode,
   statusesOf,
 } from "../reliability/node-rig";
@@ -25,21 +24,11 @@ const until = (check: () => boolean) => waitUntil(check, 8000);
 describe("nodes against what real portals do (renames, OAuth regions, limits)", function () {
   this.timeout(20000);
   let sandbox: Sandbox;
-  let userDir: string;
+  const t = nodeRedPerTest({ httpNodeRoot: "/" }, () => sandbox);
 
   async function start(options: SandboxOptions = {}): Promise<void> {
-    sandbox = await startSandbox({ rateLimit: false, ...options });
+    sandbox = await t.start(options);
   }
-
-  beforeEach(() => {
-    userDir = freshUserDir();
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await sandbox?.close();
-    removeDir(userDir);
-  });
 
   /** Portal "p", get "g" (wired to a real clear node "c" in ack mode), list "l"; helpers collect the outputs. */
   async function load(
@@ -80,7 +69,7 @@ describe("nodes against what real portals do (renames, OAuth regions, limits)", 
 
   /** The portal address kept beside the tokens (written in the background after a move). */
   function storedEndpoint(): string | undefined {
-    const dir = join(userDir, ".bitrix24-offline-events");
+    const dir = join(t.userDir, ".bitrix24-offline-events");
     const file = readdirSync(dir).find((f) => f.endsWith(".tokens.json"));
     return file ? JSON.parse(readFileSync(join(dir, file), "utf8")).clientEndpoint : undefined;
   }
@@ -182,17 +171,11 @@ describe("nodes against what real portals do (renames, OAuth regions, limits)", 
     await load({ credentials: { accessToken: "", refreshToken: "" } });
     const c = sandbox.credentials;
     sandbox.setOptions({ handlerUrl: "http://127.0.0.1:1880/bitrix24-portal/callback" });
-    const begin = await helper
-      .request()
-      .post("/bitrix24-portal/authorize")
-      .send({
-        id: "p",
-        portalUrl: sandbox.url,
-        oauthServer: sandbox.url, // the first guess, which refuses codes of the second region
-        callbackUrl: "http://127.0.0.1:1880/bitrix24-portal/callback",
-        credentials: { clientId: c.clientId, clientSecret: "__PWRD__" },
-      })
-      .expect(200);
+    const begin = await adminPost("/bitrix24-portal/authorize", sandbox.url, {
+      oauthServer: sandbox.url, // the first guess, which refuses codes of the second region
+      callbackUrl: "http://127.0.0.1:1880/bitrix24-portal/callback",
+      credentials: { clientId: c.clientId, clientSecret: "__PWRD__" },
+    }).expect(200);
     const consent = await fetch(begin.body.url, { redirect: "manual" });
     const back = new URL(consent.headers.get("location") ?? "");
     should(back.searchParams.get("server_domain")).equal(new URL(String(sandbox.secondOAuthUrl)).host);
@@ -289,7 +272,9 @@ describe("nodes against what real portals do (renames, OAuth regions, limits)", 
   it("the request timeout defaults above the portal's 60 s cut-off; a saved value is kept", () => {
     const config = { portalUrl: "https://example.bitrix24.com", oauthServer: "", rateLimit: 2, rateBurst: 50 };
     const credentials = { clientId: "a", clientSecret: "b", refreshToken: "r" };
-    should(clientOptionsFor(config, credentials, fileStateStores(userDir)).timeoutMs).equal(75_000);
-    should(clientOptionsFor({ ...config, timeout: 30 }, credentials, fileStateStores(userDir)).timeoutMs).equal(30_000);
+    should(clientOptionsFor(config, credentials, fileStateStores(t.userDir)).timeoutMs).equal(75_000);
+    should(clientOptionsFor({ ...config, timeout: 30 }, credentials, fileStateStores(t.userDir)).timeoutMs).equal(
+      30_000,
+    );
   });
 });

@@ -1,15 +1,15 @@
 import axios from "axios";
 import should from "should";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
+import { triggerNode } from "../kit/flows.cjs";
+import { nodeRedPerTest } from "../kit/node-red";
 import { recordBadInput, sleep, until } from "./ledger";
 import {
   callsOf,
-  freshUserDir,
   GET_DEFAULTS,
   helper,
   lastStatus,
   loadFlow,
-  removeDir,
   type SpiedNode,
   startHttpNodeServer,
   statusesOf,
@@ -27,18 +27,7 @@ interface Failure {
 describe("reliability: bad input", function () {
   this.timeout(20000);
   let sandbox: Sandbox | undefined;
-  let userDir: string;
-
-  beforeEach(() => {
-    userDir = freshUserDir();
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await sandbox?.close();
-    sandbox = undefined;
-    removeDir(userDir);
-  });
+  nodeRedPerTest({ httpNodeRoot: "/" }, () => sandbox);
 
   async function portal(options: SandboxOptions = {}): Promise<Sandbox> {
     sandbox = await startSandbox({ rateLimit: false, events: 5, ...options });
@@ -313,19 +302,7 @@ describe("reliability: bad input", function () {
     it("refuses missing/wrong tokens (401), oversized (413) and malformed bodies (400), and replays: no msg", async () => {
       const sb = await portal();
       const flow = await loadFlow(sb, [
-        {
-          id: "t",
-          type: "bitrix24-offline-trigger",
-          portal: "p",
-          path: PATH,
-          interval: 0,
-          onDeploy: false,
-          bindEvents: "",
-          publicUrl: "",
-          followUp: 0,
-          minGap: 0,
-          wires: [["fired"]],
-        },
+        triggerNode({ id: "t", path: PATH, followUp: 0, minGap: 0, wires: [["fired"]] }),
         { id: "fired", type: "helper" },
       ]);
       const token = sb.credentials.applicationToken;

@@ -8,7 +8,8 @@ import { OfflineEventsApi } from "../../src/core/queue/offline-api";
 import type { Bitrix24Error } from "../../src/core/rest/errors";
 import { FileTokenStore } from "../../src/core/state/token-store";
 import { type Sandbox, type SandboxOptions, startSandbox } from "../../src/sandbox";
-import { sandboxClient } from "../core/fixtures/sandbox-client";
+import { consumerOptions } from "../kit/consumer";
+import { sandboxClient } from "../kit/sandbox-client";
 import { DeliveryBook, FaultCounter, sleep } from "./ledger";
 
 /**
@@ -57,24 +58,18 @@ export async function coreRig(options: CoreRigOptions = {}): Promise<CoreRig> {
   });
   const api = new OfflineEventsApi(client);
   const acks = new AckQueue(api);
-  const consumer = new OfflineConsumer(api, acks, {
-    portalHost: client.portalHost,
-    clientId: c.clientId,
-    stateDir,
-    mode: "ack",
-    limit: 50,
-    errorRecords: false,
-    authConnector: "",
-    drain: true,
-    maxInFlight: 500,
-    ackTimeoutMs: 400,
-    maxDeliveries: 1000,
-    prefetch: 1,
-    allowAtMostOnce: false,
-    orphanSweep: true,
-    orphanAgeMs: 200,
-    ...options.consumer,
-  });
+  const consumer = new OfflineConsumer(
+    api,
+    acks,
+    consumerOptions(client, c.clientId, stateDir, {
+      maxInFlight: 500,
+      ackTimeoutMs: 400,
+      maxDeliveries: 1000,
+      orphanSweep: true,
+      orphanAgeMs: 200,
+      ...options.consumer,
+    }),
+  );
   const book = new DeliveryBook();
   book.noteQueue(sandbox);
   const counter = new FaultCounter().watch(client);

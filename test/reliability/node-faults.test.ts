@@ -2,16 +2,15 @@ import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import should from "should";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
+import { nodeRedPerTest } from "../kit/node-red";
 import { DeliveryBook, record, sleep, until } from "./ledger";
 import {
   callsOf,
-  freshUserDir,
   GET_DEFAULTS,
   helper,
   type LoadedFlow,
   lastStatus,
   loadFlow,
-  removeDir,
   type SpiedNode,
   statusesOf,
 } from "./node-rig";
@@ -23,17 +22,7 @@ import {
 describe("reliability: faults through the Node-RED nodes", function () {
   this.timeout(30000);
   let sandbox: Sandbox;
-  let userDir: string;
-
-  beforeEach(() => {
-    userDir = freshUserDir();
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await sandbox?.close();
-    removeDir(userDir);
-  });
+  const t = nodeRedPerTest({ httpNodeRoot: "/" }, () => sandbox);
 
   /** trigger (poll) → get → [out, clear → acked]; get's outputs 2 and 3 to helpers. */
   function drainFlow(get: Record<string, unknown> = {}, poll = 0.2): Array<Record<string, unknown>> {
@@ -138,9 +127,9 @@ describe("reliability: faults through the Node-RED nodes", function () {
     await until(() => flow.book.acks === 60, 5000, "the drain after another expiry");
     should(flow.counter.tokenRequests).equal(1);
     should(callsOf(flow.get, "error")).eql([]);
-    const tokenFile = readdirSync(join(userDir, ".bitrix24-offline-events")).find((f) => f.endsWith(".tokens.json"));
+    const tokenFile = readdirSync(join(t.userDir, ".bitrix24-offline-events")).find((f) => f.endsWith(".tokens.json"));
     should(tokenFile).be.a.String();
-    should(statSync(join(userDir, ".bitrix24-offline-events", tokenFile!)).mode & 0o777).equal(0o600);
+    should(statSync(join(t.userDir, ".bitrix24-offline-events", tokenFile!)).mode & 0o777).equal(0o600);
     record({ area: "node-red", scenario: "refresh rotated + restart", created: 110, delivered: 110, acked: 110 });
   });
 
@@ -253,7 +242,9 @@ describe("reliability: faults through the Node-RED nodes", function () {
 
   it("a clear that hangs past Node-RED's close timeout does not block the stop; the records come back after it", async () => {
     // Node-RED cuts a node's close after nodeCloseTimeout (default 15 s) and logs "Close timed out".
-    helper.settings({ userDir, httpNodeRoot: "/", nodeCloseTimeout: 4000 } as Parameters<typeof helper.settings>[0]);
+    helper.settings({ userDir: t.userDir, httpNodeRoot: "/", nodeCloseTimeout: 4000 } as Parameters<
+      typeof helper.settings
+    >[0]);
     sandbox = await startSandbox({ rateLimit: false, events: 30 });
     const created = new DeliveryBook();
     created.noteQueue(sandbox);

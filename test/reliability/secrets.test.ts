@@ -6,17 +6,10 @@ import should from "should";
 import { Bitrix24Client } from "../../src/core/client/client";
 import type { Bitrix24Error } from "../../src/core/rest/errors";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
+import { listNode, triggerNode } from "../kit/flows.cjs";
+import { adminPost, nodeRedPerTest } from "../kit/node-red";
 import { record, until } from "./ledger";
-import {
-  callsOf,
-  freshUserDir,
-  GET_DEFAULTS,
-  helper,
-  loadFlow,
-  removeDir,
-  type SpiedNode,
-  startHttpNodeServer,
-} from "./node-rig";
+import { callsOf, GET_DEFAULTS, helper, loadFlow, type SpiedNode, startHttpNodeServer } from "./node-rig";
 
 // Node-RED's runtime APIs behind GET /flows and GET /credentials/:type/:id, and the debug sidebar's encoder.
 const flowsApi = require("@node-red/runtime/lib/api/flows");
@@ -42,7 +35,7 @@ const CANARY = {
 describe("reliability: secrets never leak", function () {
   this.timeout(30000);
   let sandbox: Sandbox;
-  let userDir: string;
+  const t = nodeRedPerTest({ httpNodeRoot: "/" }, () => sandbox);
   let server: Awaited<ReturnType<typeof startHttpNodeServer>>;
 
   before(async () => {
@@ -54,7 +47,6 @@ describe("reliability: secrets never leak", function () {
   });
 
   beforeEach(async () => {
-    userDir = freshUserDir();
     sandbox = await startSandbox({
       rateLimit: false,
       events: 40,
@@ -66,12 +58,6 @@ describe("reliability: secrets never leak", function () {
         webhookUrl: `http://127.0.0.1/rest/1/${CANARY.webhookSecret}/`,
       },
     });
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await sandbox.close();
-    removeDir(userDir);
   });
 
   /** On a tab, as in a real flows file (ids must not equal a type: Node-RED would read that as a reference). */
@@ -107,31 +93,11 @@ describe("reliability: secrets never leak", function () {
     const flow = await loadFlow(
       sandbox,
       inTab([
-        {
-          id: "t",
-          type: "bitrix24-offline-trigger",
-          portal: "p",
-          path: "/b24/secret",
-          interval: 0,
-          onDeploy: false,
-          bindEvents: "",
-          publicUrl: "",
-          followUp: 0,
-          minGap: 0,
-          wires: [["g", "pushes"]],
-        },
+        triggerNode({ id: "t", path: "/b24/secret", followUp: 0, minGap: 0, wires: [["g", "pushes"]] }),
         { id: "g", ...GET_DEFAULTS, limit: 10, wires: [["out", "c"], ["empty"], ["dead"]] },
         { id: "c", type: "bitrix24-offline-clear", portal: "p", wires: [["acked"]] },
         { id: "e", type: "bitrix24-offline-error", portal: "p", wires: [["marked"]] },
-        {
-          id: "l",
-          type: "bitrix24-offline-list",
-          portal: "p",
-          filter: "",
-          order: "",
-          allPages: true,
-          wires: [["listed"]],
-        },
+        listNode({ id: "l", wires: [["listed"]] }),
         { id: "cat", type: "catch", scope: null, uncaught: false, wires: [["caught"]] },
         { id: "st", type: "status", scope: null, wires: [["statuses"]] },
         // A second get on its own queue (another connector) that nobody acks: its redeliveries fail in the
@@ -205,23 +171,17 @@ describe("reliability: secrets never leak", function () {
     await failWith({}, list, {});
 
     // 3. The admin endpoints the editor calls.
-    const tested = await helper
-      .request()
-      .post("/bitrix24-portal/test")
-      .send({
-        id: "p",
-        portalUrl: sandbox.url,
-        oauthServer: sandbox.url,
-        credentials: { clientId: sandbox.credentials.clientId, clientSecret: "__PWRD__", accessToken: "__PWRD__" },
-      });
-    const testedWrong = await helper
-      .request()
-      .post("/bitrix24-portal/test")
-      .send({
-        id: "p",
-        portalUrl: `http://admin:${CANARY.clientSecret}@example.bitrix24.com`,
+    const tested = await adminPost("/bitrix24-portal/test", sandbox.url, {
+      oauthServer: sandbox.url,
+      credentials: { clientId: sandbox.credentials.clientId, clientSecret: "__PWRD__", accessToken: "__PWRD__" },
+    });
+    const testedWrong = await adminPost(
+      "/bitrix24-portal/test",
+      `http://admin:${CANARY.clientSecret}@example.bitrix24.com`,
+      {
         credentials: { clientSecret: CANARY.clientSecret },
-      });
+      },
+    );
     const authorize = await helper
       .request()
       .post("/bitrix24-portal/authorize")
@@ -248,7 +208,10 @@ describe("reliability: secrets never leak", function () {
       "Test connection answers": JSON.stringify([tested.body, testedWrong.body]),
       "Authorize answer": JSON.stringify(authorize.body),
       // the journals and the instance registry's entries (instances/), every file but the token file
-      "journal files": readdirSync(join(userDir, ".bitrix24-offline-events"), { recursive: true, withFileTypes: true })
+      "journal files": readdirSync(join(t.userDir, ".bitrix24-offline-events"), {
+        recursive: true,
+        withFileTypes: true,
+      })
         .filter((f) => f.isFile() && !f.name.endsWith(".tokens.json"))
         .map((f) => readFileSync(join(f.parentPath, f.name), "utf8"))
         .join("\n"),
@@ -274,7 +237,7 @@ describe("reliability: secrets never leak", function () {
     should(log.console).match(/NETWORK_ERROR/); // the background failure: logged, no Catch
 
     // The token file is where the rotated tokens live: owner-only.
-    const dir = join(userDir, ".bitrix24-offline-events");
+    const dir = join(t.userDir, ".bitrix24-offline-events");
     const tokenFile = readdirSync(dir).find((f) => f.endsWith(".tokens.json"));
     should(statSync(join(dir, tokenFile!)).mode & 0o777).equal(0o600);
   });

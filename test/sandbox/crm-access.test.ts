@@ -1,14 +1,8 @@
 import should from "should";
-import type { Sandbox } from "../../src/sandbox";
-import { rest, sandboxPerSuite, webhookCall } from "./rest-call";
+import { rest, sharedSandbox, webhookCall } from "./rest-call";
 
 describe("sandbox: CRM methods share auth, the rate limit, time.operating and scopes", () => {
-  let sandbox: Sandbox;
-  const started = sandboxPerSuite();
-  beforeEach(() => {
-    sandbox = started();
-    sandbox.setOptions({ rateLimit: false, scopes: null });
-  });
+  const sandbox = sharedSandbox((s) => s.setOptions({ rateLimit: false, scopes: null }));
 
   it("needs auth like every method; a webhook works; time.operating counts per method", async () => {
     should((await rest(sandbox, "crm.deal.list", {}, { auth: null })).body.error).equal("NO_AUTH_FOUND");

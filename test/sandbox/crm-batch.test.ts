@@ -1,16 +1,11 @@
 import should from "should";
-import type { Sandbox } from "../../src/sandbox";
-import { bindOffline, rest, sandboxPerSuite } from "./rest-call";
+import { bindOffline, rest, sharedSandbox } from "./rest-call";
 
 const page = (filterId: string) => `crm.deal.list?order[ID]=ASC&filter[>ID]=${filterId}&select[]=ID&start=-1`;
 const ids = (rows: { ID: string }[]) => rows.map((r) => Number(r.ID));
 
 describe("sandbox: batch $result references over CRM objects", () => {
-  let sandbox: Sandbox;
-  const started = sandboxPerSuite();
-  beforeEach(() => {
-    sandbox = started();
-  });
+  const sandbox = sharedSandbox();
 
   it("chains pages: each command starts after the last ID of the one before", async () => {
     sandbox.crm.seed("deal", 120);

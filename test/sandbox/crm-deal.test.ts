@@ -1,6 +1,6 @@
 import should from "should";
 import type { Sandbox } from "../../src/sandbox";
-import { bindOffline, rest, restForm, sandboxPerSuite, webhookCall } from "./rest-call";
+import { bindOffline, rest, restForm, sharedSandbox, webhookCall } from "./rest-call";
 
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$/;
 
@@ -14,11 +14,7 @@ async function addDeals(sandbox: Sandbox, count: number, fields: (i: number) => 
 }
 
 describe("sandbox: crm.deal.*", () => {
-  let sandbox: Sandbox;
-  const started = sandboxPerSuite();
-  beforeEach(() => {
-    sandbox = started();
-  });
+  const sandbox = sharedSandbox();
 
   describe("add / get / update / delete", () => {
     it("add answers the new id as a number; get answers the deal with the portal's value shapes", async () => {

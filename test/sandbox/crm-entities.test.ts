@@ -1,13 +1,8 @@
 import should from "should";
-import type { Sandbox } from "../../src/sandbox";
-import { bindOffline, rest, sandboxPerSuite } from "./rest-call";
+import { bindOffline, rest, sharedSandbox } from "./rest-call";
 
 describe("sandbox: crm.contact.*, crm.lead.*, crm.company.*", () => {
-  let sandbox: Sandbox;
-  const started = sandboxPerSuite();
-  beforeEach(() => {
-    sandbox = started();
-  });
+  const sandbox = sharedSandbox();
 
   for (const [entity, event] of [
     ["contact", "ONCRMCONTACT"],

@@ -1,13 +1,8 @@
 import should from "should";
-import type { Sandbox } from "../../src/sandbox";
-import { bindOffline, rest, sandboxPerSuite } from "./rest-call";
+import { bindOffline, rest, sharedSandbox } from "./rest-call";
 
 describe("sandbox: crm.item.* (smart process 128), tasks.task.*, user.get", () => {
-  let sandbox: Sandbox;
-  const started = sandboxPerSuite();
-  beforeEach(() => {
-    sandbox = started();
-  });
+  const sandbox = sharedSandbox();
 
   describe("crm.item.*", () => {
     it("add/get/update/delete answer {item} with camelCase fields and numbers; events carry ENTITY_TYPE_ID", async () => {

@@ -1,20 +1,11 @@
 import should from "should";
-import { type Sandbox, startSandbox } from "../../src/sandbox";
-import { rest, restForm } from "./rest-call";
+import { rest, restForm, sharedSandbox } from "./rest-call";
 
 const TIME_KEYS = ["start", "finish", "duration", "processing", "date_start", "date_finish", "operating"];
 const EVENT_KEYS = ["ID", "TIMESTAMP_X", "EVENT_NAME", "EVENT_DATA", "EVENT_ADDITIONAL", "MESSAGE_ID"];
 
 describe("sandbox: event.offline.* semantics", () => {
-  let sandbox: Sandbox;
-
-  before(async () => {
-    sandbox = await startSandbox({ rateLimit: false });
-  });
-  after(async () => {
-    await sandbox.close();
-  });
-  beforeEach(() => sandbox.reset());
+  const sandbox = sharedSandbox();
 
   describe("event.offline.get", () => {
     it("answers the seed's example request with the seed's response shape", async () => {

@@ -1,6 +1,6 @@
 import should from "should";
-import { type Sandbox, startSandbox } from "../../src/sandbox";
-import { rest } from "./rest-call";
+import type { Sandbox } from "../../src/sandbox";
+import { rest, sandboxPerTest } from "./rest-call";
 
 async function control(sandbox: Sandbox, action: string, body: unknown = {}) {
   const res = await fetch(`${sandbox.url}/_sandbox/${action}`, {
@@ -37,11 +37,8 @@ async function post(url: string, body: unknown) {
 describe("sandbox: what real portals do beyond the method pages", () => {
   let sandbox: Sandbox;
 
-  beforeEach(async () => {
-    sandbox = await startSandbox({ rateLimit: false });
-  });
-  afterEach(async () => {
-    await sandbox.close();
+  sandboxPerTest((s) => {
+    sandbox = s;
   });
 
   it("rename (control API): the old address answers 302 to the new one for /rest/, the new one serves the portal", async () => {

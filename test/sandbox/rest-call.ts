@@ -59,6 +59,35 @@ export function sandboxPerSuite(options: SandboxOptions = { rateLimit: false }):
   };
 }
 
+/**
+ * sandboxPerSuite as a Sandbox to write `sandbox.x` with: each use reaches the suite's sandbox of the moment
+ * (started in `before`), so a suite declares it in one line; `prepare` runs after the reset before each test.
+ */
+export function sharedSandbox(prepare?: (sandbox: Sandbox) => void, options?: SandboxOptions): Sandbox {
+  const started = sandboxPerSuite(options);
+  if (prepare) beforeEach(() => prepare(started()));
+  return new Proxy({} as Sandbox, {
+    get(_target, property) {
+      const sandbox = started();
+      const value: unknown = Reflect.get(sandbox, property, sandbox);
+      return typeof value === "function" ? value.bind(sandbox) : value;
+    },
+  });
+}
+
+/** A fresh sandbox for each test (without its rate limit unless told), closed after it. */
+export function sandboxPerTest(take: (sandbox: Sandbox) => void, options: SandboxOptions = { rateLimit: false }): void {
+  let sandbox: Sandbox | undefined;
+  beforeEach(async () => {
+    sandbox = await startSandbox(options);
+    take(sandbox);
+  });
+  afterEach(async () => {
+    await sandbox?.close();
+    sandbox = undefined;
+  });
+}
+
 /** event.bind with event_type=offline for each event name, under one connector. */
 export async function bindOffline(sandbox: Sandbox, events: string[], connector = ""): Promise<void> {
   for (const event of events) {

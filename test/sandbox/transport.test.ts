@@ -1,21 +1,9 @@
 import should from "should";
-import { type Sandbox, startSandbox } from "../../src/sandbox";
 import { until } from "../wait";
-import { rest, restForm, webhookCall } from "./rest-call";
+import { rest, restForm, sharedSandbox, webhookCall } from "./rest-call";
 
 describe("sandbox: requests, auth, batch, rate limit, faults", () => {
-  let sandbox: Sandbox;
-
-  before(async () => {
-    sandbox = await startSandbox({ rateLimit: false });
-  });
-  after(async () => {
-    await sandbox.close();
-  });
-  beforeEach(() => {
-    sandbox.reset();
-    sandbox.setOptions({ rateLimit: false, batchAllowsOffline: true });
-  });
+  const sandbox = sharedSandbox((s) => s.setOptions({ rateLimit: false, batchAllowsOffline: true }));
 
   describe("request forms", () => {
     it("takes /rest/<method> and /rest/<method>.json, JSON, form and query-string parameters", async () => {

@@ -1,16 +1,13 @@
 import type { OfflineEventsApi } from "../queue/offline-api";
 import type { Bitrix24Error } from "../rest/errors";
 import type { BatchCommand } from "../rest/types";
-import { asError, CLEAR, ERROR } from "./ack-arguments";
+import { asError, CLEAR, ERROR, type GroupKind, type TargetPart } from "./ack-arguments";
 
 /**
  * The gathering half of the ack queue (ack-queue.ts sends and settles): targets that arrive between two sends
  * join groups, one per (kind, process id, auth_connector), each item once however many targets name it; a
  * send empties the groups into calls of at most maxIdsPerCall items, in the order the portal must run them.
  */
-
-/** A group coalesces into one call (or chunks of one call): the same process, connector and kind of list. */
-export type GroupKind = "id" | "message_id" | "process" | "error";
 
 export interface Waiter {
   /** Parts of the call(s) this target still waits for; resolves when it reaches 0. */
@@ -37,14 +34,6 @@ export interface Chunk {
   ids: number[];
   messageIds: string[];
   waiters: Set<Waiter>;
-}
-
-/** A checked target's share of one group (a clear by id AND message id has two). */
-export interface TargetPart {
-  kind: GroupKind;
-  processId: string;
-  connector: string;
-  items: Array<string | number>;
 }
 
 export class AckGroups {

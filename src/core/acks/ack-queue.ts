@@ -7,15 +7,14 @@ import {
   type AckTarget,
   asError,
   CLEAR,
-  connectorOf,
+  clearParts,
   ERROR,
   type ErrorTarget,
+  errorParts,
   invalid,
-  messageIdList,
-  processIdOf,
-  recordIds,
+  type TargetPart,
 } from "./ack-arguments";
-import { AckGroups, type Chunk, type TargetPart, type Waiter } from "./ack-groups";
+import { AckGroups, type Chunk, type Waiter } from "./ack-groups";
 
 // The clear and error nodes name the targets by the queue, as before ack-arguments.ts.
 export type { AckTarget, ErrorTarget } from "./ack-arguments";
@@ -83,45 +82,12 @@ export class AckQueue extends EventEmitter<AckQueueEvents> {
 
   /** Resolves once the event.offline.clear call(s) carrying this target succeeded; rejects with a Bitrix24Error. */
   clear(t: AckTarget): Promise<void> {
-    try {
-      this.assertOpen(CLEAR);
-      if (typeof t !== "object" || t === null) throw invalid(CLEAR, "an ack target is required");
-      const processId = processIdOf(CLEAR, t.processId);
-      const connector = connectorOf(CLEAR, t.authConnector);
-      if (t.allOfProcess === true) return this.enqueue([{ kind: "process", processId, connector, items: [] }]);
-      const ids = recordIds(CLEAR, t.ids);
-      const messageIds = messageIdList(CLEAR, t.messageIds);
-      if (ids.length === 0 && messageIds.length === 0) {
-        throw invalid(
-          CLEAR,
-          "nothing to clear: no record ids and no message ids (an empty list would clear every record of the process; ask for allOfProcess to do that)",
-        );
-      }
-      // id and message_id are never sent together: the portal's docs and source disagree on which one wins.
-      const parts: TargetPart[] = [];
-      if (ids.length > 0) parts.push({ kind: "id", processId, connector, items: ids });
-      if (messageIds.length > 0) parts.push({ kind: "message_id", processId, connector, items: messageIds });
-      return this.enqueue(parts);
-    } catch (err) {
-      return Promise.reject(asError(err, CLEAR));
-    }
+    return this.accept(CLEAR, () => clearParts(t));
   }
 
   /** Resolves once the event.offline.error call(s) carrying this target succeeded; rejects with a Bitrix24Error. */
   error(t: ErrorTarget): Promise<void> {
-    try {
-      this.assertOpen(ERROR);
-      if (typeof t !== "object" || t === null) throw invalid(ERROR, "an error target is required");
-      const processId = processIdOf(ERROR, t.processId);
-      const connector = connectorOf(ERROR, t.authConnector);
-      const messageIds = messageIdList(ERROR, t.messageIds);
-      if (messageIds.length === 0) {
-        throw invalid(ERROR, "nothing to mark: no message ids (event.offline.error marks records by MESSAGE_ID)");
-      }
-      return this.enqueue([{ kind: "error", processId, connector, items: messageIds }]);
-    } catch (err) {
-      return Promise.reject(asError(err, ERROR));
-    }
+    return this.accept(ERROR, () => errorParts(t));
   }
 
   /** Targets queued and not yet sent. */
@@ -194,6 +160,16 @@ export class AckQueue extends EventEmitter<AckQueueEvents> {
         method,
         description: "the ack queue is closed (node redeployed or stopped)",
       });
+    }
+  }
+
+  /** A target checked (ack-arguments.ts) and queued; a closed queue or a bad target rejects, nothing is queued. */
+  private accept(method: string, partsOf: () => TargetPart[]): Promise<void> {
+    try {
+      this.assertOpen(method);
+      return this.enqueue(partsOf());
+    } catch (err) {
+      return Promise.reject(asError(err, method));
     }
   }
 

@@ -3,170 +3,49 @@ import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import { performance } from "node:perf_hooks";
 import { OAuthSession } from "../auth/oauth-session";
-import { Bitrix24Error, codeForEmptyError } from "../rest/errors";
-import { phpQueryString } from "../rest/php-query";
+import { Bitrix24Error } from "../rest/errors";
 import { validateOAuthServerUrl, validatePortalUrl, validateWebhookUrl } from "../rest/portal-url";
 import type { BatchCommand, CallResult, RestTime } from "../rest/types";
-import { type TokenSet, type TokenStore, tokenStoreKey } from "../state/token-store";
-import { backoffDelay, DEFAULT_RETRY, type RetryPolicy, sleep } from "../transport/backoff";
+import { type TokenSet, tokenStoreKey } from "../state/token-store";
+import { backoffDelay, type RetryPolicy, sleep } from "../transport/backoff";
 import { batchRisk, callRisk, type DeliveryRisk, mayHaveRun, mayHaveRunError } from "../transport/delivery-safety";
 import { MethodPauses } from "../transport/method-pauses";
 import { movedOrigin } from "../transport/portal-move";
 import { type RateGate, sharedBucket } from "../transport/rate-limiter";
 import { type Exchange, operatingResetAt, RestTransport } from "../transport/rest-transport";
+import { checkCommands, encodeCommands, METHOD_NAME, optionalNumber, readBatchAnswer } from "./batch-wire";
+import {
+  type BatchOutcome,
+  type CallOptions,
+  type ClientOptions,
+  DEFAULT_OAUTH_SERVER,
+  DEFAULT_RATE_LIMIT,
+  DEFAULT_TIMEOUT_MS,
+  MAX_BATCH_COMMANDS,
+  type MethodPause,
+  type OperatingInfo,
+  type PortalMove,
+  positive,
+  type RequestInfo,
+  type RetryInfo,
+  retryPolicy,
+} from "./client-types";
 
 export { validatePortalUrl } from "../rest/portal-url";
 export type { TokenSet } from "../state/token-store";
-
-export const DEFAULT_OAUTH_SERVER = "https://oauth.bitrix.info";
-export const DEFAULT_RATE_LIMIT = { perSecond: 2, burst: 50 };
-export const MAX_BATCH_COMMANDS = 50;
-/**
- * Per HTTP request. Above the 60 s a portal lets a REST request run before cutting it off (REFERENCE.md "Real
- * portals"), plus room for the network and the portal's front end: a shorter timeout would turn slow but
- * successful calls into "may have run".
- */
-export const DEFAULT_TIMEOUT_MS = 75_000;
-
-export interface OAuthAuth {
-  type: "oauth";
-  clientId: string;
-  clientSecret: string;
-  accessToken?: string;
-  refreshToken?: string;
-  /**
-   * Default "https://oauth.bitrix.info"; the token URL is `${oauthServer}/oauth/token/`. Only the first guess:
-   * refreshes go where `serverEndpoint` or the last token answer's `server_endpoint` says.
-   */
-  oauthServer?: string;
-  /** `server_endpoint` as the portal handed it over (installation POST, authorization-code answer). */
-  serverEndpoint?: string;
-}
-
-export interface WebhookAuth {
-  type: "webhook";
-  /** `https://<portal>/rest/<user_id>/<secret>/` */
-  webhookUrl: string;
-}
-
-export interface ClientOptions {
-  /** https only, except loopback hosts (127.0.0.0/8, localhost, ::1). */
-  portalUrl: string;
-  auth: OAuthAuth | WebhookAuth;
-  /** Default {perSecond: 2, burst: 50}; false = no client-side limiter. */
-  rateLimit?: { perSecond: number; burst: number } | false;
-  /** Per HTTP request, default DEFAULT_TIMEOUT_MS (75000: above the portal's own 60 s cut-off). */
-  timeoutMs?: number;
-  /** Defaults 6 / 500 / 30000. maxAttempts counts the first try. */
-  retry?: { maxAttempts?: number; baseDelayMs?: number; maxDelayMs?: number };
-  /** Where rotated tokens persist (see token-store.ts); without one they live in memory only. */
-  tokenStore?: TokenStore;
-  /** A bucket shared beyond this process (the PostgreSQL store's); replaces the in-process one of rateLimit. */
-  rateGate?: RateGate;
-}
-
-export interface BatchOutcome {
-  /** Per command key, for the commands that succeeded. */
-  result: Record<string, unknown>;
-  /** Per command key, for the commands that failed. A command in neither was not run (halt). */
-  errors: Record<string, Bitrix24Error>;
-  total: Record<string, number>;
-  next: Record<string, number>;
-  time?: RestTime;
-  /** Calls it took: 1 for the batch, plus one per command re-run singly after the portal refused it in a batch. */
-  requests: number;
-}
-
-/** Per call (or batch): how failures may be retried, and when to stop waiting. */
-export interface CallOptions {
-  /**
-   * The call may change data on the portal: once the request may have reached it (timeout, reset, 5xx), it
-   * fails with WRITE_MAY_HAVE_RUN instead of being sent again. Refusals before running (503 limits, 429,
-   * connection refused) are still retried. Default false: retried like any read.
-   */
-  mayChangeData?: boolean;
-  /**
-   * Stops the call while it waits (for the rate limiter or between retries) with ABORTED; a request already on
-   * the wire is not cut off, so a write is never left half-known because of it.
-   */
-  signal?: AbortSignal;
-}
-
-export interface RequestInfo {
-  method: string;
-  /** HTTP status; 0 when no answer arrived. */
-  status: number;
-  /** From sending (after the bucket let it go) to the answer, fractional. */
-  ms: number;
-}
-
-export interface RetryInfo {
-  method: string;
-  /** The attempt that failed (1 = the first try). */
-  attempt: number;
-  delayMs: number;
-  error: Bitrix24Error;
-}
-
-export interface PortalMove {
-  /** The origin calls went to. */
-  from: string;
-  /** The origin the portal now answers at; every later call goes there. */
-  to: string;
-  /** The redirect's HTTP status (301/302/307/308). */
-  status: number;
-}
-
-/** An answer's `time.operating`: the server time the method used in its current 10-minute window. */
-export interface OperatingInfo {
-  method: string;
-  /** Seconds. */
-  operating: number;
-  /** Epoch ms when the method's window resets (`time.operating_reset_at`), when the answer said. */
-  resetAt?: number;
-}
-
-export interface MethodPause {
-  method: string;
-  /** Epoch ms: calls of this method wait until then (`time.operating_reset_at`). */
-  until: number;
-}
+// The client's types and defaults live in client-types.ts; callers name them by this file.
+export * from "./client-types";
 
 // The portal's answers to a stale or bad access token: refresh and resend once. A real portal may answer a
 // wrong token with NO_AUTH_FOUND ("Wrong authorization data") rather than invalid_token.
 const AUTH_REFRESH_CODES = new Set(["expired_token", "invalid_token", "NO_AUTH_FOUND"]);
-const METHOD_NAME = /^[A-Za-z][A-Za-z0-9_.]*$/;
-const BATCH_KEY = /^[A-Za-z0-9_.:-]+$/;
 
 function isOfflineMethod(method: string): boolean {
   return method.toLowerCase().startsWith("event.offline.");
 }
 
-function asRecord(value: unknown): Record<string, unknown> {
-  // PHP encodes an empty array as [] and a list-keyed one as a JSON array.
-  if (Array.isArray(value)) return Object.fromEntries(value.map((item, index) => [String(index), item]));
-  return typeof value === "object" && value !== null ? (value as Record<string, unknown>) : {};
-}
-
-function optionalNumber(value: unknown): number | undefined {
-  if (value === undefined || value === null || value === "") return undefined;
-  const n = Number(value);
-  return Number.isFinite(n) ? n : undefined;
-}
-
 function invalidArgument(method: string, description: string): Bitrix24Error {
   return new Bitrix24Error({ code: "INVALID_ARGUMENT", method, description });
-}
-
-function positive(value: number | undefined, fallback: number, what: string): number {
-  if (value === undefined) return fallback;
-  if (!(Number.isFinite(value) && value > 0)) {
-    throw new Bitrix24Error({
-      code: "INVALID_CONFIG",
-      description: `${what} must be a positive number (got ${value})`,
-    });
-  }
-  return value;
 }
 
 /**
@@ -210,14 +89,7 @@ export class Bitrix24Client extends EventEmitter {
     this.portalHost = new URL(this.portalUrl).host;
     this.origin = this.portalUrl;
     const timeoutMs = positive(options.timeoutMs, DEFAULT_TIMEOUT_MS, "timeoutMs");
-    this.retry = {
-      maxAttempts: Math.max(
-        1,
-        Math.floor(positive(options.retry?.maxAttempts, DEFAULT_RETRY.maxAttempts, "retry.maxAttempts")),
-      ),
-      baseDelayMs: positive(options.retry?.baseDelayMs, DEFAULT_RETRY.baseDelayMs, "retry.baseDelayMs"),
-      maxDelayMs: positive(options.retry?.maxDelayMs, DEFAULT_RETRY.maxDelayMs, "retry.maxDelayMs"),
-    };
+    this.retry = retryPolicy(options.retry);
 
     const keepAlive = { http: new HttpAgent({ keepAlive: true }), https: new HttpsAgent({ keepAlive: true }) };
     const fresh = { http: new HttpAgent({ keepAlive: false }), https: new HttpsAgent({ keepAlive: false }) };
@@ -330,13 +202,7 @@ export class Bitrix24Client extends EventEmitter {
     if (keys.length > MAX_BATCH_COMMANDS) {
       throw invalidArgument("batch", `${keys.length} commands; a batch takes at most ${MAX_BATCH_COMMANDS}`);
     }
-    for (const key of keys) {
-      if (!BATCH_KEY.test(key)) throw invalidArgument("batch", `command key "${key}" may use only A-Z a-z 0-9 _ . : -`);
-      const method = commands[key]?.method;
-      if (typeof method !== "string" || !METHOD_NAME.test(method)) {
-        throw invalidArgument("batch", `command "${key}" has no valid method name`);
-      }
-    }
+    checkCommands(commands);
     const halt = options.halt === true;
     const outcome: BatchOutcome = { result: {}, errors: {}, total: {}, next: {}, requests: 0 };
     // A command of a paused method would only be refused again: the batch waits for its budget too.
@@ -351,7 +217,13 @@ export class Bitrix24Client extends EventEmitter {
     let halted = false;
     if (batched.length > 0) {
       const subset = Object.fromEntries(batched.map((k) => [k, commands[k]]));
-      this.applyBatchAnswer(subset, await this.sendBatch(subset, halt, options), outcome);
+      readBatchAnswer(
+        subset,
+        await this.sendBatch(subset, halt, options),
+        outcome,
+        (method, resetAt) => this.pauseMethod(method, resetAt),
+        (method, time) => this.reportOperating(method, time),
+      );
       outcome.requests += 1;
       const refused = batched.filter(
         (k) => outcome.errors[k]?.code === "ERROR_BATCH_METHOD_NOT_ALLOWED" && isOfflineMethod(commands[k].method),
@@ -414,59 +286,9 @@ export class Bitrix24Client extends EventEmitter {
     halt: boolean,
     options: CallOptions,
   ): Promise<Record<string, unknown>> {
-    const cmd: Record<string, string> = {};
-    for (const [key, command] of Object.entries(commands)) {
-      const query = phpQuery(command.params);
-      cmd[key] = query ? `${command.method}?${query}` : command.method;
-    }
+    const cmd = encodeCommands(commands);
     const risk = batchRisk(commands, options.mayChangeData);
     return this.execute("batch", { halt: halt ? 1 : 0, cmd }, risk, options.signal);
-  }
-
-  private applyBatchAnswer(
-    commands: Record<string, BatchCommand>,
-    body: Record<string, unknown>,
-    outcome: BatchOutcome,
-  ): void {
-    const answer = asRecord(body.result);
-    if (!("result" in answer) && !("result_error" in answer)) {
-      throw new Bitrix24Error({
-        code: "MALFORMED_ANSWER",
-        method: "batch",
-        description: "the batch answer has no result/result_error",
-      });
-    }
-    const results = asRecord(answer.result);
-    const errors = asRecord(answer.result_error);
-    const times = asRecord(answer.result_time);
-    const totals = asRecord(answer.result_total);
-    const nexts = asRecord(answer.result_next);
-    for (const key of Object.keys(commands)) {
-      const method = commands[key].method;
-      const error = errors[key];
-      if (error !== undefined && error !== null) {
-        const e = asRecord(error);
-        const description =
-          typeof e.error_description === "string" && e.error_description ? e.error_description : undefined;
-        // crm.*.get's "Not found" comes with an empty code inside a batch too (errors.ts, codeForEmptyError).
-        const code =
-          typeof e.error === "string" && e.error
-            ? e.error
-            : description
-              ? codeForEmptyError(description)
-              : "ERROR_UNEXPECTED_ANSWER";
-        outcome.errors[key] = new Bitrix24Error({ code, method, description });
-        if (code === "OPERATION_TIME_LIMIT") this.pauseMethod(method, operatingResetAt(times[key]));
-        continue;
-      }
-      this.reportOperating(method, times[key]);
-      if (key in results) outcome.result[key] = results[key];
-      const total = optionalNumber(totals[key]);
-      const next = optionalNumber(nexts[key]);
-      if (total !== undefined) outcome.total[key] = total;
-      if (next !== undefined) outcome.next[key] = next;
-    }
-    if (typeof body.time === "object" && body.time !== null) outcome.time = body.time as RestTime;
   }
 
   /** Why a wait ended early: the client closed, or else the caller's signal aborted. */
@@ -633,8 +455,4 @@ export class Bitrix24Client extends EventEmitter {
     } satisfies RequestInfo);
     return { exchange, token };
   }
-}
-
-function phpQuery(params: Record<string, unknown> | undefined): string {
-  return params ? phpQueryString(params) : "";
 }

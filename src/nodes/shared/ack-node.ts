@@ -1,7 +1,6 @@
 import type { Node, NodeAPI, NodeMessageInFlow } from "node-red";
 import type { AckQueue } from "../../core/acks/ack-queue";
 import { Bitrix24Error } from "../../core/rest/errors";
-import type { PortalNode } from "../bitrix24-portal/bitrix24-portal";
 import { closeWaitMs } from "./close-wait";
 import { errorStatusText, reportFailure } from "./error-report";
 import type { Bitrix24Meta } from "./msg-contract";
@@ -41,7 +40,13 @@ export function holdMsOf(value: unknown): number {
   return Number.isFinite(n) && n > 0 ? Math.min(n, 60_000) : 0;
 }
 
-export function runAckNode<T>(RED: NodeAPI, node: Node, portal: PortalNode | null, spec: AckNodeSpec<T>): void {
+/** What an ack node uses of its portal config node (bitrix24-portal's PortalNode is one): shared/ needs no node folder. */
+export interface AckPortal {
+  acks?: AckQueue;
+  configError?: Bitrix24Error;
+}
+
+export function runAckNode<T>(RED: NodeAPI, node: Node, portal: AckPortal | null, spec: AckNodeSpec<T>): void {
   const t = (key: string, params?: Record<string, string | number>) => RED._(`${spec.type}.${key}`, params);
   const configError: Bitrix24Error | undefined = !portal
     ? new Bitrix24Error({ code: "INVALID_CONFIG", description: t("errors.noPortal") })

@@ -1,8 +1,8 @@
 import type { ServerResponse } from "node:http";
 import { isSeedableKind, type SeedCounts } from "../crm/crm-store";
-import type { Faults, SandboxSwitches } from "../index";
 import { INSTALL_SHAPES, type InstallShape } from "../oauth/app-install";
 import type { Params } from "../php/php-params";
+import type { Faults, SandboxSwitches } from "../sandbox-types";
 import { sendJson } from "../server/http-io";
 import type { SandboxPortal } from "../server/portal";
 import { realPortalControl } from "./real-portal-control";

@@ -1,7 +1,7 @@
 import { intval, isPlainObject, text } from "../php/param-values";
 import type { Params, ParamValue } from "../php/php-params";
+import type { Handler, PortalState } from "../server/method-types";
 import { RestError } from "../server/rest-error";
-import type { Handler, PortalState } from "../server/rest-methods";
 import { isoFromSeconds } from "../server/rest-time";
 import {
   CRM_ENTITY_NAMES,

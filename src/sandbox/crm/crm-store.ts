@@ -7,12 +7,19 @@ import {
   crmView,
   readableFields,
 } from "./crm-entities";
-import { itemSchema, itemView, seedItemFields } from "./item-methods";
 import type { Schema } from "./list-query";
+import {
+  itemSchema,
+  itemView,
+  seedItemFields,
+  seedTaskFields,
+  taskSchema,
+  taskView,
+  userSchema,
+  userView,
+} from "./object-fields";
 import { ObjectTable } from "./object-table";
-import { StatusDirectory } from "./status-methods";
-import { seedTaskFields, taskSchema, taskView } from "./task-methods";
-import { userSchema, userView } from "./user-methods";
+import { StatusDirectory } from "./status-directory";
 
 /**
  * The sandbox portal's objects: one table per entity, the schemas (per sandbox, because a write may add a

@@ -1,20 +1,19 @@
 import { intval, isPlainObject, text } from "../php/param-values";
 import type { Params } from "../php/php-params";
+import type { Handler, PortalState } from "../server/method-types";
 import { RestError } from "../server/rest-error";
-import type { Handler, PortalState } from "../server/rest-methods";
-import { isoFromSeconds } from "../server/rest-time";
 import { scalarInput } from "./crm-entities";
 import { fieldsAnswer } from "./crm-methods";
 import {
   type FieldDef,
-  field,
   listPage,
   pagingOf,
   parseFilter,
   parseOrder,
   type QueryPolicy,
-  Schema,
+  type Schema,
 } from "./list-query";
+import { itemView, SMART_PROCESS_TYPE_ID, stamps } from "./object-fields";
 import type { StoredObject } from "./object-table";
 
 /**
@@ -22,52 +21,6 @@ import type { StoredObject } from "./object-table";
  * `{item}` / `{items}` (crm.item.get's page), errors with codes (`NOT_FOUND`, `INVALID_ARG_VALUE`), and the
  * events ONCRMDYNAMICITEM{ADD,UPDATE,DELETE} with `FIELDS: {ID, ENTITY_TYPE_ID}`.
  */
-
-export const SMART_PROCESS_TYPE_ID = 128;
-const CATEGORY_ID = 1;
-const STAGE_PREFIX = `DT${SMART_PROCESS_TYPE_ID}_${CATEGORY_ID}:`;
-
-const f = field;
-
-export function itemSchema(): Schema {
-  const ro = { readOnly: true };
-  return new Schema(
-    [
-      f("id", "integer", "ID", ro),
-      f("xmlId", "string", "External ID"),
-      f("title", "string", "Name"),
-      f("createdBy", "user", "Created by", { ...ro, default: 1 }),
-      f("updatedBy", "user", "Updated by", { ...ro, default: 1 }),
-      f("movedBy", "user", "Moved by", { ...ro, default: 1 }),
-      f("createdTime", "datetime", "Created on", ro),
-      f("updatedTime", "datetime", "Updated on", ro),
-      f("movedTime", "datetime", "Moved on", ro),
-      f("categoryId", "crm_category", "Pipeline", { default: CATEGORY_ID }),
-      f("opened", "boolean", "Available to everyone", { default: "Y" }),
-      f("stageId", "crm_status", "Stage", { default: `${STAGE_PREFIX}NEW` }),
-      f("previousStageId", "crm_status", "Previous stage", ro),
-      f("begindate", "date", "Start date"),
-      f("closedate", "date", "End date"),
-      f("companyId", "crm_company", "Company", { default: 0 }),
-      f("contactId", "crm_contact", "Contact", { default: 0 }),
-      f("opportunity", "double", "Amount", { default: 0 }),
-      f("isManualOpportunity", "boolean", "Manual amount", { default: "N" }),
-      f("taxValue", "double", "Tax", { default: 0 }),
-      f("currencyId", "crm_currency", "Currency", { default: "USD" }),
-      f("mycompanyId", "crm_company", "My company", { default: 0 }),
-      f("sourceId", "crm_status", "Source", { default: "CALL" }),
-      f("sourceDescription", "string", "Source information"),
-      f("webformId", "integer", "Created by CRM form", { default: 0 }),
-      f("assignedById", "user", "Responsible", { default: 1 }),
-      f("lastActivityBy", "user", "Last activity by", { ...ro, default: 1 }),
-      f("lastActivityTime", "datetime", "Last activity", ro),
-      f("observers", "user", "Observers", { multiple: true }),
-      f("contactIds", "crm_contact", "Contacts", { multiple: true }),
-      f("entityTypeId", "integer", "Entity type", { ...ro, default: SMART_PROCESS_TYPE_ID }),
-    ],
-    "id",
-  );
-}
 
 function itemError(code: string, description: string): RestError {
   return new RestError(code, description, 400);
@@ -85,23 +38,6 @@ const ITEM_POLICY: QueryPolicy = {
   filterNotObject: () => itemError("INVALID_ARG_VALUE", "Invalid filter"),
   orderNotObject: () => itemError("INVALID_ARG_VALUE", "Invalid order"),
 };
-
-/** One item as crm.item.* answer it: every field, numbers as numbers, empty lists as []. */
-export function itemView(schema: Schema, row: StoredObject, defs: readonly FieldDef[] = schema.fields) {
-  const out: Record<string, unknown> = {};
-  for (const def of defs) {
-    const value = schema.value(row, def);
-    out[def.name] = value === null && def.multiple ? [] : value;
-  }
-  return out;
-}
-
-function stamps(nowSec: number, created: boolean): Record<string, unknown> {
-  const now = isoFromSeconds(nowSec);
-  return created
-    ? { createdTime: now, updatedTime: now, movedTime: now, begindate: now, closedate: now }
-    : { updatedTime: now };
-}
 
 /** Fields of an add/update; camelCase names (any case accepted), new `ufCrm...` user fields created. */
 function applyInput(schema: Schema, target: Record<string, unknown>, input: Params): void {
@@ -201,14 +137,3 @@ export const ITEM_HANDLERS: Readonly<Record<string, Handler>> = {
     return { result: { fields: itemFieldsAnswer(state.crm.itemSchema) } };
   },
 };
-
-/** Seeded items: a title and an amount, spread over the pipeline's stages. */
-export function seedItemFields(id: number, nowSec: number): Record<string, unknown> {
-  const stages = ["NEW", "PREPARATION", "CLIENT", "SUCCESS", "FAIL"];
-  return {
-    title: `Item #${id}`,
-    opportunity: (id * 89) % 50_000,
-    stageId: `${STAGE_PREFIX}${stages[id % stages.length]}`,
-    ...stamps(nowSec, true),
-  };
-}

@@ -1,21 +1,13 @@
 import { intval, isPlainObject, text } from "../php/param-values";
 import type { Params, ParamValue } from "../php/php-params";
+import type { Handler, PortalState } from "../server/method-types";
 import { RestError } from "../server/rest-error";
-import type { Handler, PortalState } from "../server/rest-methods";
 import { isoFromSeconds } from "../server/rest-time";
 import { camelCase } from "./camel-case";
 import { scalarInput } from "./crm-entities";
-import {
-  type FieldDef,
-  field,
-  listPage,
-  pagingOf,
-  parseFilter,
-  parseOrder,
-  type QueryPolicy,
-  Schema,
-} from "./list-query";
-import type { StoredObject } from "./object-table";
+import type { FieldDef, QueryPolicy, Schema } from "./list-query";
+import { listPage, pagingOf, parseFilter, parseOrder } from "./list-query";
+import { taskView } from "./object-fields";
 
 /**
  * tasks.task.add/update/get/list/delete as their pages show them: `result: {task}` / `{tasks: [...]}`,
@@ -24,49 +16,7 @@ import type { StoredObject } from "./object-table";
  * ONTASKADD / ONTASKUPDATE / ONTASKDELETE with FIELDS_BEFORE / FIELDS_AFTER.
  */
 
-const f = field;
-
-export function taskSchema(): Schema {
-  const ro = { readOnly: true };
-  return new Schema(
-    [
-      f("ID", "integer", "ID", ro),
-      f("PARENT_ID", "integer", "Parent task"),
-      f("TITLE", "string", "Name"),
-      f("DESCRIPTION", "string", "Description"),
-      f("MARK", "string", "Rating"),
-      f("PRIORITY", "integer", "Priority", { default: 1 }),
-      f("STATUS", "integer", "Status", { default: 2 }),
-      f("REAL_STATUS", "integer", "Status", { ...ro, default: 2 }),
-      f("GROUP_ID", "group", "Project", { default: 0 }),
-      f("STAGE_ID", "integer", "Stage", { default: 0 }),
-      f("CREATED_BY", "user", "Created by", { default: 1 }),
-      f("CREATED_DATE", "datetime", "Created on", ro),
-      f("RESPONSIBLE_ID", "user", "Assignee"),
-      f("ACCOMPLICES", "user", "Participants", { multiple: true }),
-      f("AUDITORS", "user", "Observers", { multiple: true }),
-      f("CHANGED_BY", "user", "Changed by", { ...ro, default: 1 }),
-      f("CHANGED_DATE", "datetime", "Changed on", ro),
-      f("STATUS_CHANGED_BY", "user", "Status changed by", { ...ro, default: 1 }),
-      f("STATUS_CHANGED_DATE", "datetime", "Status changed on", ro),
-      f("CLOSED_BY", "user", "Closed by", ro),
-      f("CLOSED_DATE", "datetime", "Closed on", ro),
-      f("DATE_START", "datetime", "Started on", ro),
-      f("DEADLINE", "datetime", "Deadline"),
-      f("START_DATE_PLAN", "datetime", "Planned start"),
-      f("END_DATE_PLAN", "datetime", "Planned end"),
-      f("ALLOW_CHANGE_DEADLINE", "char", "Assignee can change deadline", { default: "N" }),
-      f("TASK_CONTROL", "char", "Approve task when completed", { default: "N" }),
-      f("TIME_ESTIMATE", "integer", "Planned duration", { default: 0 }),
-      f("UF_CRM_TASK", "crm", "CRM items", { multiple: true }),
-    ],
-    "ID",
-  );
-}
-
-function taskError(code: string, description: string): RestError {
-  return new RestError(code, description, 400);
-}
+const taskError = (code: string, description: string): RestError => new RestError(code, description, 400);
 
 const TASK_POLICY: QueryPolicy = {
   unknownFilterField: () => null,
@@ -84,23 +34,6 @@ const TASK_POLICY: QueryPolicy = {
     ),
   percentIsPattern: true,
 };
-
-function asText(value: unknown): unknown {
-  if (value === null || value === undefined) return null;
-  if (Array.isArray(value)) return value.map((v) => (typeof v === "number" ? String(v) : v));
-  return typeof value === "number" ? String(value) : value;
-}
-
-/** One task as tasks.task.* answer it: camelCase keys, strings for numbers, [] for empty lists. */
-export function taskView(schema: Schema, row: StoredObject, defs: readonly FieldDef[] = schema.fields) {
-  const out: Record<string, unknown> = {};
-  for (const def of defs) {
-    const value = schema.value(row, def);
-    out[camelCase(def.name)] = value === null && def.multiple ? [] : asText(value);
-  }
-  if (defs.some((d) => d.name === "STATUS")) out.subStatus = out.status;
-  return out;
-}
 
 function applyInput(schema: Schema, target: Record<string, unknown>, input: Params): void {
   for (const [key, raw] of Object.entries(input)) {
@@ -229,17 +162,3 @@ export const TASK_HANDLERS: Readonly<Record<string, Handler>> = {
     return { result: { task: true } };
   },
 };
-
-/** Seeded tasks: assigned round-robin to the portal's users, a few already completed. */
-export function seedTaskFields(id: number, nowIso: string, users: number): Record<string, unknown> {
-  const status = id % 5 === 0 ? 5 : 2;
-  return {
-    TITLE: `Task #${id}`,
-    RESPONSIBLE_ID: 1 + (id % Math.max(1, users)),
-    STATUS: status,
-    REAL_STATUS: status,
-    CREATED_DATE: nowIso,
-    CHANGED_DATE: nowIso,
-    STATUS_CHANGED_DATE: nowIso,
-  };
-}

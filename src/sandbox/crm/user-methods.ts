@@ -1,44 +1,15 @@
 import { intval, isPlainObject } from "../php/param-values";
 import type { Params, ParamValue } from "../php/php-params";
+import type { Handler } from "../server/method-types";
 import { RestError } from "../server/rest-error";
-import type { Handler } from "../server/rest-methods";
-import { field, listPage, pagingOf, parseFilter, parseOrder, type QueryPolicy, Schema } from "./list-query";
-import type { StoredObject } from "./object-table";
+import { listPage, pagingOf, parseFilter, parseOrder, type QueryPolicy, type Schema } from "./list-query";
+import { userView } from "./object-fields";
 
 /**
  * user.get: `result: [...]` with `total`/`next`, filter from `FILTER` or from top-level field names (as the
  * page's own example passes UF_DEPARTMENT), the page's prefixes, `SORT` + `ORDER` (default ID ascending),
  * values as the page shows them (ID as a string, ACTIVE as a boolean, UF_DEPARTMENT as a list of numbers).
  */
-
-const f = field;
-
-export function userSchema(): Schema {
-  return new Schema(
-    [
-      f("ID", "integer", "ID"),
-      f("ACTIVE", "boolean", "Active", { default: true }),
-      f("NAME", "string", "First name", { default: "" }),
-      f("LAST_NAME", "string", "Last name", { default: "" }),
-      f("SECOND_NAME", "string", "Second name", { default: "" }),
-      f("EMAIL", "string", "E-mail", { default: "" }),
-      f("LAST_LOGIN", "datetime", "Last login"),
-      f("DATE_REGISTER", "datetime", "Registered"),
-      f("TIME_ZONE", "string", "Time zone", { default: "" }),
-      f("IS_ONLINE", "char", "Online", { default: "N" }),
-      f("PERSONAL_GENDER", "string", "Gender", { default: "" }),
-      f("PERSONAL_BIRTHDAY", "string", "Birthday", { default: "" }),
-      f("PERSONAL_MOBILE", "string", "Mobile", { default: "" }),
-      f("PERSONAL_CITY", "string", "City", { default: "" }),
-      f("WORK_PHONE", "string", "Work phone", { default: "" }),
-      f("WORK_POSITION", "string", "Position", { default: "" }),
-      f("UF_EMPLOYMENT_DATE", "string", "Employment date", { default: "" }),
-      f("UF_DEPARTMENT", "integer", "Departments", { multiple: true, default: [1] }),
-      f("USER_TYPE", "string", "User type", { default: "employee" }),
-    ],
-    "ID",
-  );
-}
 
 const USER_POLICY: QueryPolicy = {
   unknownFilterField: () => null,
@@ -48,17 +19,6 @@ const USER_POLICY: QueryPolicy = {
   orderNotObject: () => new RestError("INVALID_ORDER", "Invalid order", 400),
   percentIsPattern: true,
 };
-
-export function userView(schema: Schema, row: StoredObject): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const def of schema.fields) {
-    const value = schema.value(row, def);
-    if (def.name === "ID") out.ID = String(row.id);
-    else if (def.type === "boolean") out[def.name] = value === true || value === "Y";
-    else out[def.name] = value ?? "";
-  }
-  return out;
-}
 
 const RESERVED = new Set(["FILTER", "SORT", "ORDER", "START", "ADMIN_MODE", "AUTH_CONNECTOR"]);
 

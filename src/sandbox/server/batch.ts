@@ -1,7 +1,7 @@
 import { type Params, type ParamValue, parsePhpQuery } from "../php/php-params";
 import { substituteReferences } from "./batch-references";
+import type { MethodAnswer } from "./method-types";
 import { RestError, systemError } from "./rest-error";
-import type { MethodAnswer } from "./rest-methods";
 import { type RestTime, restTime } from "./rest-time";
 
 /**

@@ -1,57 +1,18 @@
 import { CRM_HANDLERS } from "../crm/crm-methods";
-import type { CrmStore } from "../crm/crm-store";
 import { ITEM_HANDLERS } from "../crm/item-methods";
 import { STATUS_HANDLERS } from "../crm/status-methods";
 import { TASK_HANDLERS } from "../crm/task-methods";
 import { USER_HANDLERS } from "../crm/user-methods";
 import { intval, text } from "../php/param-values";
 import type { Params, ParamValue } from "../php/php-params";
-import type { EventBindings } from "../queue/event-bindings";
 import { isKnownEvent } from "../queue/known-events";
-import type { ObjectEvents } from "../queue/object-events";
-import type { OfflineQueue } from "../queue/offline-queue";
 import { GET_FIELDS, LIST_FIELDS, parseFilter, parseOrder } from "../queue/queue-filter";
 import type { QueueRecord } from "../queue/queue-record";
+import type { CallContext, Handler, MethodAnswer, PortalState } from "./method-types";
 import { argumentError, RestError, systemError } from "./rest-error";
 import { isoFromSeconds } from "./rest-time";
 
 /** The REST methods the sandbox serves, each a plain function of the portal state and the call's params. */
-
-export interface PortalSwitches {
-  extendedMode: boolean;
-  admin: boolean;
-  batchAllowsOffline: boolean;
-  /** null = every scope. */
-  scopes: string[] | null;
-  /** The plan has source keys (feature rest_auth_connector); false: any auth_connector -> 403 WRONG_LICENSE. */
-  authConnector: boolean;
-  /** The application's registered handler path ("" = none): event.bind handlers must be on its host. */
-  handlerUrl: string;
-}
-
-export interface PortalState {
-  queue: OfflineQueue;
-  bindings: EventBindings;
-  switches: PortalSwitches;
-  /** The portal's CRM objects, tasks and users. */
-  crm: CrmStore;
-  /** Queues the offline events a change of an object makes. */
-  events: ObjectEvents;
-}
-
-export interface CallContext {
-  /** OAuth application token, or an inbound webhook. */
-  authType: "oauth" | "webhook";
-  inBatch: boolean;
-}
-
-export interface MethodAnswer {
-  result: unknown;
-  total?: number;
-  next?: number;
-}
-
-export type Handler = (state: PortalState, params: Params, context: CallContext) => MethodAnswer;
 
 const LIST_PAGE_SIZE = 50;
 

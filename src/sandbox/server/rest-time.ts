@@ -1,14 +1,6 @@
-/** The `time` block of every REST answer, as the seeds show it. */
-export interface RestTime {
-  start: number;
-  finish: number;
-  duration: number;
-  processing: number;
-  date_start: string;
-  date_finish: string;
-  operating: number;
-  operating_reset_at?: number;
-}
+import type { RestTime as ClientRestTime } from "../../core/rest/types";
+/** The `time` block of every REST answer, as the seeds show it: the client's RestTime, `operating` always there. */
+export type RestTime = ClientRestTime & { operating: number };
 
 function isoSeconds(ms: number): string {
   const date = new Date(ms);
