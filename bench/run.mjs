@@ -17,6 +17,7 @@ import { callAll, callEach } from "./scenarios/call-engine.mjs";
 import { changesMeasurement } from "./scenarios/changes.mjs";
 import { memoryFlat } from "./scenarios/memory.mjs";
 import { opsOverhead } from "./scenarios/ops-overhead.mjs";
+import { postgresStore } from "./scenarios/postgres-store.mjs";
 import { pushLatency } from "./scenarios/push-latency.mjs";
 import { rateLimitedDrain } from "./scenarios/rate-limited-drain.mjs";
 import { scaleOut } from "./scenarios/scale-out.mjs";
@@ -45,6 +46,7 @@ const MEASUREMENTS = [
     title: "10. Operations view: sidebar open and metrics scraped vs. neither",
     run: opsOverhead,
   },
+  { number: "11", id: "postgres-store", title: "11. PostgreSQL store", run: postgresStore },
 ];
 
 function parseArgs(argv) {

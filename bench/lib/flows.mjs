@@ -74,7 +74,8 @@ export function drainFlow(sandbox, o) {
   if (o.report || o.reportObjects) firstOutput.push("seen");
   const flows = [
     { id: TAB, type: "tab", label: "bench" },
-    portal(sandbox, o.rate, o.metricsPath),
+    o.store ? { ...portal(sandbox, o.rate, o.metricsPath), store: "store" } : portal(sandbox, o.rate, o.metricsPath),
+    ...(o.store ? [storeNode(o.store)] : []),
     {
       id: "start",
       z: TAB,
@@ -103,7 +104,25 @@ export function drainFlow(sandbox, o) {
   ];
   if (o.reportObjects) flows.push(objectReportNode("seen"));
   else if (o.report) flows.push(seenNode("seen"));
-  return { flows: placed(flows), credentials: { portal: portalCredentials(sandbox) } };
+  const credentials = { portal: portalCredentials(sandbox) };
+  if (o.store) credentials.store = { user: o.store.user, password: o.store.password };
+  return { flows: placed(flows), credentials };
+}
+
+/** A bitrix24-postgres config node (o.store: host, port, database, schema, user, password, lease seconds). */
+function storeNode(store) {
+  return {
+    id: "store",
+    type: "bitrix24-postgres",
+    name: "bench store",
+    host: store.host,
+    port: store.port,
+    database: store.database,
+    ssl: "off",
+    schema: store.schema,
+    lease: store.lease ?? 15,
+    encrypt: false,
+  };
 }
 
 /**

@@ -119,10 +119,6 @@ function summaryRows(byId) {
       verdict(s8.goal.met),
     ]);
   }
-  for (const r of Object.values(byId)) {
-    if (r.error)
-      rows.push([r.number ?? "?", r.title, `**failed**: ${r.error.split("\n")[0]}`, "", "", "", "**not met**"]);
-  }
   const s9 = byId.changes;
   if (s9?.rows) {
     const [entityOnly, withChanges] = s9.rows;
@@ -149,6 +145,47 @@ function summaryRows(byId) {
       s10.goal.text,
       verdict(s10.goal.met),
     ]);
+  }
+  const s11 = byId["postgres-store"];
+  if (s11?.rows?.length) {
+    const [a, b, c] = s11.rows;
+    if (a) {
+      rows.push([
+        "11a",
+        `Rate-limited drain with the PostgreSQL store (${fmt(a.events)} events, bucket ${a.bucket.burst} / ${a.bucket.perSecond}/s)`,
+        `${fmt(a.store.afterBurstPerSecond)} events/s after the burst, ${a.store.rejected503} × 503`,
+        `the same drain with files, same run: ${fmt(a.files.afterBurstPerSecond)} events/s`,
+        pct(a.ratio),
+        "≥ 95 %",
+        verdict(a.met),
+      ]);
+    }
+    if (b) {
+      rows.push([
+        "11b",
+        `Two instances on one store, one shared bucket (${fmt(b.events)} events)`,
+        `${fmt(b.afterBurstPerSecond)} events/s after the burst, ${b.rejected503} × 503`,
+        `${fmt(b.bound)} events/s (Y × limit)`,
+        pct(b.ratio),
+        "≥ 90 %, zero 503s",
+        verdict(b.met),
+      ]);
+    }
+    if (c) {
+      rows.push([
+        "11c",
+        `Unlimited drain with the store (${fmt(c.events)} events)`,
+        `${fmt(c.store.perSecond)} events/s`,
+        `the file journal: ${fmt(c.files.perSecond)} events/s`,
+        `${pct(c.ratio)}; +${fmt(c.extraMsPerBatch)} ms per batch of 50`,
+        "reported",
+        "—",
+      ]);
+    }
+  }
+  for (const r of Object.values(byId)) {
+    if (r.error)
+      rows.push([r.number ?? "?", r.title, `**failed**: ${r.error.split("\n")[0]}`, "", "", "", "**not met**"]);
   }
   return rows;
 }
@@ -557,6 +594,21 @@ function details(byId) {
         "",
       );
     }
+  }
+  const s11 = byId["postgres-store"];
+  if (s11?.rows?.length) {
+    out.push("### 11. PostgreSQL store", "");
+    out.push(
+      "The same inject → get → clear flow with the portal's `store` naming a `bitrix24-postgres` node (an embedded",
+      "PostgreSQL on loopback, durable: fsync on), against the same flow with files, in the same run. Row b runs two",
+      "Node-RED processes on one store: they draw from one bucket row, so together they must stay under the portal's",
+      "bound. Row c shows what a database round trip per batch costs where nothing else limits the drain.",
+      "",
+      "```json",
+      JSON.stringify(s11.rows, null, 2),
+      "```",
+      "",
+    );
   }
   return out.join("\n");
 }

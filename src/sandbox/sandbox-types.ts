@@ -90,6 +90,8 @@ export interface SandboxStats {
   deleted: number;
   /** ONOFFLINEEVENT notifications sent. */
   pushes: number;
+  /** Refresh grants answered with new tokens, and refused with invalid_grant (a refresh token spent twice). */
+  oauth: { refreshes: number; invalidGrant: number };
 }
 
 export interface SandboxRecord {

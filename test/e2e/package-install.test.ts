@@ -43,7 +43,7 @@ describe("the packed tarball in a fresh Node-RED user directory", function () {
     );
     const types = sets.flatMap((s) => s.types);
     should(types.sort()).eql(Object.keys(pkg["node-red"].nodes).sort());
-    should(types).have.length(7);
+    should(types).have.length(8);
     for (const set of sets) {
       should(set.err).be.undefined();
       should(set.enabled).be.true();

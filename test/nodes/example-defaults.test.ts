@@ -34,7 +34,7 @@ function editorDefaults(): Map<string, string[]> {
 describe("example flows", () => {
   const defaults = editorDefaults();
 
-  it("reads the editor defaults of all seven node types", () => {
+  it("reads the editor defaults of all eight node types", () => {
     should([...defaults.keys()].sort()).eql([
       "bitrix24-call",
       "bitrix24-offline-clear",
@@ -43,6 +43,7 @@ describe("example flows", () => {
       "bitrix24-offline-list",
       "bitrix24-offline-trigger",
       "bitrix24-portal",
+      "bitrix24-postgres",
     ]);
     should(defaults.get("bitrix24-offline-get")).containEql("orphanSweep");
   });

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import should from "should";
 import type { RetryInfo } from "../../src/core/client/client";
+import { fileStateStores } from "../../src/core/state/file-state";
 import { clientOptionsFor, type PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
 import type { Sandbox, SandboxOptions } from "../../src/sandbox";
 import { adminPost, nodeRedPerTest } from "../kit/node-red";
@@ -271,7 +272,9 @@ describe("nodes against what real portals do (renames, OAuth regions, limits)", 
   it("the request timeout defaults above the portal's 60 s cut-off; a saved value is kept", () => {
     const config = { portalUrl: "https://example.bitrix24.com", oauthServer: "", rateLimit: 2, rateBurst: 50 };
     const credentials = { clientId: "a", clientSecret: "b", refreshToken: "r" };
-    should(clientOptionsFor(config, credentials, t.userDir).timeoutMs).equal(75_000);
-    should(clientOptionsFor({ ...config, timeout: 30 }, credentials, t.userDir).timeoutMs).equal(30_000);
+    should(clientOptionsFor(config, credentials, fileStateStores(t.userDir)).timeoutMs).equal(75_000);
+    should(clientOptionsFor({ ...config, timeout: 30 }, credentials, fileStateStores(t.userDir)).timeoutMs).equal(
+      30_000,
+    );
   });
 });

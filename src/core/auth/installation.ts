@@ -1,18 +1,9 @@
 import { createHash } from "node:crypto";
-import { promises as fs, readFileSync } from "node:fs";
-import { join } from "node:path";
 import { Bitrix24Error } from "../rest/errors";
 import { isJsonObject } from "../rest/json-object";
 import { isLoopbackHost, validatePortalUrl } from "../rest/portal-url";
 import { ReplayGuard } from "../rest/replay-guard";
-import {
-  type FileTokenStore,
-  type InstalledApplication,
-  parseStoredTokens,
-  type TokenSet,
-  type TokenStore,
-  tokenStoreKey,
-} from "../state/token-store";
+import type { InstalledApplication, TokenSet, TokenStore } from "../state/token-store";
 import { requestToken } from "./authorization-code";
 import { parseTokenAnswer } from "./oauth-session";
 
@@ -339,33 +330,5 @@ export async function saveInstallation(
   );
 }
 
-/** The installation kept for this key, read synchronously (at node start, before the flow's first call). */
-export function storedInstallation(store: FileTokenStore, key: string): InstalledApplication | undefined {
-  try {
-    return parseStoredTokens(readFileSync(store.fileFor(key), "utf8"))?.installation;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * A portal node deployed without a portal URL takes the first verified installation's portal; this file keeps
- * which one across restarts (not a secret: the portal's origin), named by the client id.
- */
-function adoptedPortalFile(dir: string, clientId: string): string {
-  return join(dir, `${tokenStoreKey("", clientId)}.portal.json`);
-}
-
-export async function rememberAdoptedPortal(dir: string, clientId: string, portalUrl: string): Promise<void> {
-  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  await fs.writeFile(adoptedPortalFile(dir, clientId), JSON.stringify({ portalUrl }), { mode: 0o600 });
-}
-
-export function adoptedPortal(dir: string, clientId: string): string | undefined {
-  try {
-    const parsed = record(JSON.parse(readFileSync(adoptedPortalFile(dir, clientId), "utf8")));
-    return parsed && typeof parsed.portalUrl === "string" ? validatePortalUrl(parsed.portalUrl) : undefined;
-  } catch {
-    return undefined;
-  }
-}
+// The file implementations of the installation's and the adopted portal's persistence live in the state seam.
+export { adoptedPortal, rememberAdoptedPortal, storedInstallation } from "../state/file-state";

@@ -259,7 +259,17 @@ export class OAuthSession {
           const usable = stored.accessToken && stored.accessToken !== failedToken && !this.knownExpired();
           if (usable) return;
         }
-        await this.refreshNow();
+        try {
+          await this.refreshNow();
+        } catch (err) {
+          // Refused: another instance may have spent this refresh token after all (its lock connection dropped
+          // mid-refresh and the lock passed on). If the store holds a newer lineage, that is ours now.
+          if (!(err instanceof Bitrix24Error) || err.code !== "invalid_grant") throw err;
+          const again = await store.load(this.o.storeKey).catch(() => undefined);
+          if (!again?.refreshToken || again.refreshToken === this.tokens.refreshToken) throw err;
+          this.refused = undefined;
+          this.adopt(again, true);
+        }
       },
       this.o.signal,
     );

@@ -2,6 +2,7 @@ import { Bitrix24Error } from "../rest/errors";
 import type { RestTime } from "../rest/types";
 import type { TokenStore } from "../state/token-store";
 import { DEFAULT_RETRY, type RetryPolicy } from "../transport/backoff";
+import type { RateGate } from "../transport/rate-limiter";
 
 /**
  * The client's vocabulary: its options and defaults, what a batch returns, per-call options, and the payloads
@@ -51,6 +52,8 @@ export interface ClientOptions {
   retry?: { maxAttempts?: number; baseDelayMs?: number; maxDelayMs?: number };
   /** Where rotated tokens persist (see token-store.ts); without one they live in memory only. */
   tokenStore?: TokenStore;
+  /** A bucket shared beyond this process (the PostgreSQL store's); replaces the in-process one of rateLimit. */
+  rateGate?: RateGate;
 }
 
 export interface BatchOutcome {

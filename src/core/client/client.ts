@@ -11,7 +11,7 @@ import { backoffDelay, type RetryPolicy, sleep } from "../transport/backoff";
 import { batchRisk, callRisk, type DeliveryRisk, mayHaveRun, mayHaveRunError } from "../transport/delivery-safety";
 import { MethodPauses } from "../transport/method-pauses";
 import { movedOrigin } from "../transport/portal-move";
-import { type LeakyBucket, sharedBucket } from "../transport/rate-limiter";
+import { type RateGate, sharedBucket } from "../transport/rate-limiter";
 import { type Exchange, operatingResetAt, RestTransport } from "../transport/rest-transport";
 import { checkCommands, encodeCommands, METHOD_NAME, optionalNumber, readBatchAnswer } from "./batch-wire";
 import { clientAuth } from "./client-auth";
@@ -70,7 +70,7 @@ export class Bitrix24Client extends EventEmitter {
   /** "" for a webhook. */
   readonly clientId: string;
 
-  private readonly bucket: LeakyBucket | undefined;
+  private readonly bucket: RateGate | undefined;
   private readonly retry: RetryPolicy;
   private readonly session: OAuthSession | undefined;
   /** The webhook URL's path (`/rest/<user>/<secret>/`); its origin moves with the portal like everything else. */
@@ -113,7 +113,10 @@ export class Bitrix24Client extends EventEmitter {
     if (auth.webhook) this.origin = auth.webhook.origin;
 
     const rate = options.rateLimit === undefined ? DEFAULT_RATE_LIMIT : options.rateLimit;
-    this.bucket = rate === false ? undefined : sharedBucket(`${this.portalHost}\n${this.clientId || "webhook"}`, rate);
+    this.bucket =
+      rate === false
+        ? undefined
+        : (options.rateGate ?? sharedBucket(`${this.portalHost}\n${this.clientId || "webhook"}`, rate));
   }
 
   /** True after the portal refused an offline method inside a batch; batch() then runs those singly. */

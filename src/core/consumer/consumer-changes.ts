@@ -7,6 +7,7 @@ import type { OfflineEvent } from "../rest/types";
 import { LmdbSnapshotStores } from "../state/lmdb-snapshot-store";
 import { sendChunked } from "./consumer-batch";
 import type { ConsumerAcks, ConsumerApi, ConsumerMode, ConsumerSettings, DeliveryGroup, Tally } from "./consumer-types";
+import { stateDirOf } from "./journal-writer";
 
 /**
  * The changes option's hooks in the consumer (issue 21): the tracker opened on the queue's snapshot store, the
@@ -118,7 +119,7 @@ export class ConsumerChanges {
     const o = this.o;
     // One history per queue and watch list: two nodes watching different fields must not advance each other.
     const ns = [o.portalHost, o.clientId, o.authConnector, o.watchFields.join(",")].join("\u0000");
-    const store = await (o.snapshots ?? new LmdbSnapshotStores(o.stateDir)).open(ns);
+    const store = await (o.snapshots ?? new LmdbSnapshotStores(stateDirOf(o))).open(ns);
     return new ChangeTracker({
       store,
       map: o.entityMap ?? BUILTIN_ENTITY_MAP,

@@ -6,8 +6,8 @@ import type { OfflineEventsApi } from "../queue/offline-api";
 import { Bitrix24Error } from "../rest/errors";
 import type { OfflineEvent, OfflineFilter, OfflineOrder } from "../rest/types";
 import type { InstanceRegistry } from "../state/instance-registry";
-import type { JournalLoadWarning } from "../state/process-journal";
 import type { SnapshotStores } from "../state/snapshot-store";
+import type { JournalLoadWarning, JournalStore } from "../state/state-seam";
 
 /**
  * What the offline consumer and its parts (drain round, held-process ledger, recovery, orphan sweep, journal
@@ -20,8 +20,13 @@ export interface OfflineConsumerOptions {
   /** Portal host and application: with the connector and error flag, the journal's key. */
   portalHost: string;
   clientId: string;
-  /** Directory for the journal (the portal's stateDir). */
-  stateDir: string;
+  /**
+   * Where the process-id journal persists (the state seam: the portal's `StateStores.journals`). Without it, files
+   * in `stateDir`.
+   */
+  journals?: JournalStore;
+  /** Directory for the journal and the registry when they are not given (the portal's stateDir). */
+  stateDir?: string;
   mode: ConsumerMode;
   limit: number;
   filter?: OfflineFilter;
@@ -78,9 +83,9 @@ export interface OfflineConsumerOptions {
 
 /** The options with their defaults applied and numbers clamped. */
 export type ConsumerSettings = Required<
-  Omit<OfflineConsumerOptions, "filter" | "order" | "entityMap" | "registry" | "snapshots">
+  Omit<OfflineConsumerOptions, "filter" | "order" | "entityMap" | "registry" | "snapshots" | "journals" | "stateDir">
 > &
-  Pick<OfflineConsumerOptions, "filter" | "order" | "entityMap" | "snapshots">;
+  Pick<OfflineConsumerOptions, "filter" | "order" | "entityMap" | "snapshots" | "journals" | "stateDir">;
 
 /** At most this many gets go in one batch request (the portal's limit of commands per batch). */
 const MAX_BATCH = 50;

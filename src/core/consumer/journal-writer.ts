@@ -1,17 +1,28 @@
+import { Bitrix24Error } from "../rest/errors";
 import type { InstanceRegistry } from "../state/instance-registry";
-import {
-  type JournalHandle,
-  type JournalKey,
-  type JournalProcess,
-  openJournal,
-  type PeerJournal,
-} from "../state/process-journal";
+import { FileJournalStore } from "../state/process-journal";
+import type { JournalKey, JournalProcess, JournalSession, JournalStore, PeerJournal } from "../state/state-seam";
 
 /**
  * Journal persistence of one consumer: the process-id journal opened on first use, whole snapshots written
  * (fdatasync'd) before events are emitted, and a lazy write for acks (losing one is harmless: a re-select of
  * an acked record returns nothing).
  */
+
+/** The consumer's journal store: the one it was given (the state seam), else files in its stateDir. */
+export function journalStoreOf(o: { journals?: JournalStore; stateDir?: string }): JournalStore {
+  if (o.journals) return o.journals;
+  return new FileJournalStore(stateDirOf(o));
+}
+
+/** The consumer's state folder, for what has no store of its own given (journals, registry). */
+export function stateDirOf(o: { stateDir?: string }): string {
+  if (o.stateDir) return o.stateDir;
+  throw new Bitrix24Error({
+    code: "INVALID_CONFIG",
+    description: "the consumer needs a journal store and an instance registry, or a stateDir for both",
+  });
+}
 
 /** How long the journal may lag behind acks when no delivery writes it first. */
 const ACK_PERSIST_DELAY_MS = 1000;
@@ -26,11 +37,11 @@ export interface JournalWriterHooks {
 }
 
 export class JournalWriter {
-  private handle: JournalHandle | undefined;
+  private handle: JournalSession | undefined;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly dir: string,
+    private readonly store: JournalStore,
     private readonly key: JournalKey,
     private readonly hooks: JournalWriterHooks,
     private readonly registry: InstanceRegistry,
@@ -40,8 +51,8 @@ export class JournalWriter {
    * Opens the journal (once) and takes over the processes no live consumer of the same key holds: on the first
    * call what our file lists, and every time the journals of instances that died.
    */
-  adopt(): ReturnType<JournalHandle["adopt"]> {
-    this.handle ??= openJournal(this.dir, this.key, this.registry);
+  adopt(): ReturnType<JournalSession["adopt"]> {
+    this.handle ??= this.store.open(this.key, this.registry);
     return this.handle.adopt();
   }
 

@@ -27,7 +27,7 @@ import {
 import { DrainLoop, stoppedSummary } from "./drain-loop";
 import { DrainRound } from "./drain-round";
 import { HeldLedger, RedeliveryTimer } from "./held-ledger";
-import { JournalWriter } from "./journal-writer";
+import { JournalWriter, journalStoreOf, stateDirOf } from "./journal-writer";
 import { Recovery } from "./recovery";
 import { StartUp } from "./start-up";
 import { Takeover } from "./takeover";
@@ -106,10 +106,10 @@ export class OfflineConsumer extends EventEmitter<OfflineConsumerEvents> {
     });
     this.redelivery = new RedeliveryTimer(this.ledger, () => this.onRedeliveryDue());
     const queue = { portalHost: o.portalHost, clientId: o.clientId, authConnector, error: errorFlag };
-    const registry = options.registry ?? fileInstanceRegistry(o.stateDir);
+    const registry = options.registry ?? fileInstanceRegistry(stateDirOf(o));
     const fail = (err: unknown) => this.emit("failure", asError(err));
     this.journal = new JournalWriter(
-      o.stateDir,
+      journalStoreOf(o),
       queue,
       { snapshot: () => this.ledger.snapshot(), failed: fail, track: (write) => this.track(write) },
       registry,

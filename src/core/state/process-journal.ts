@@ -16,6 +16,7 @@ import {
   syncDirectory,
   writeFileDurably,
 } from "./journal-files";
+import type { JournalSession, JournalStore, PeerJournal } from "./state-seam";
 
 export type { JournalKey, JournalLoadWarning, JournalProcess, JournalRecord } from "./journal-files";
 export { journalKeyString } from "./journal-files";
@@ -52,12 +53,8 @@ const COMPACT_BYTES = 1024 * 1024;
  * consumer has adopted yet is kept and written along, so nothing is dropped before someone re-selected it.
  */
 
-/** A live neighbour's journal: what it holds, and since when its oldest get in flight runs. */
-export interface PeerJournal {
-  instanceId: string;
-  processIds: Set<string>;
-  fetching?: number;
-}
+// Defined in the seam (state-seam.ts), which every journal store answers with.
+export type { PeerJournal } from "./state-seam";
 
 function cloneProcess(p: JournalProcess): JournalProcess {
   return { ...p, pending: p.pending.map((r) => ({ ...r })) };
@@ -308,7 +305,7 @@ export class SharedJournal {
 }
 
 /** One consumer's view of a shared journal. */
-export class JournalHandle {
+export class JournalHandle implements JournalSession {
   private released = false;
 
   constructor(
@@ -379,4 +376,13 @@ export function openJournal(dir: string, key: JournalKey, registry?: InstanceReg
     journals.set(file, journal);
   }
   return journal.attach();
+}
+
+/** The journals of one state folder (DESIGN.md: `<userDir>/.bitrix24-offline-events/`): the state seam's files. */
+export class FileJournalStore implements JournalStore {
+  constructor(readonly dir: string) {}
+
+  open(key: JournalKey, registry: InstanceRegistry): JournalSession {
+    return openJournal(this.dir, key, registry);
+  }
 }

@@ -4,46 +4,10 @@ import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { Bitrix24Error } from "../rest/errors";
 import { sleep } from "../transport/backoff";
+import type { InstalledApplication, StoredTokens, TokenStore } from "./state-seam";
 
-export interface TokenSet {
-  accessToken: string;
-  refreshToken: string;
-  /** Epoch ms; 0 when unknown (tokens pasted by hand). */
-  expiresAt: number;
-  /** `server_endpoint` of the last token answer: the portal's own OAuth server, where refreshes go. */
-  serverEndpoint?: string;
-  /** The portal's REST endpoint after a rename (learned from a redirect); absent while the configured one works. */
-  clientEndpoint?: string;
-}
-
-export interface StoredTokens extends TokenSet {
-  /** sha256 of the refresh token that was deployed when this lineage of tokens began (DESIGN.md "Scale-out"). */
-  deployedFingerprint: string;
-  updatedAt: number;
-  /** What the portal's installation POST said (installation.ts); absent in files written before installs existed. */
-  installation?: InstalledApplication;
-}
-
-/** The facts of the application's installation on the portal, kept beside the tokens (never in flows or logs). */
-export interface InstalledApplication {
-  /** The shared secret that signs the portal's event calls (ONOFFLINEEVENT): given only at installation. */
-  applicationToken: string;
-  memberId: string;
-  /** host[:port] of the portal, as the OAuth server confirmed it. */
-  domain: string;
-  clientEndpoint: string;
-  serverEndpoint: string;
-  /** Epoch ms. */
-  installedAt: number;
-}
-
-/** Where rotated OAuth tokens persist, shared by every process that drains the same portal with one app. */
-export interface TokenStore {
-  load(key: string): Promise<StoredTokens | undefined>;
-  save(key: string, t: StoredTokens): Promise<void>;
-  /** Runs fn while holding the key's lock (in this process and across processes sharing the store). */
-  withLock<T>(key: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T>;
-}
+// The types live in the seam (state-seam.ts); re-exported here for the importers that predate it.
+export type { InstalledApplication, StoredTokens, TokenSet, TokenStore } from "./state-seam";
 
 export interface FileTokenStoreOptions {
   /** A lock whose holder stopped refreshing it for this long is taken over (default 30 s). */

@@ -8,6 +8,24 @@ export interface BucketSettings {
   burst: number;
 }
 
+/**
+ * What a client draws its requests from: this process's LeakyBucket, or a bucket shared by several instances
+ * (the PostgreSQL store's, DESIGN.md "Scale-out" (2)).
+ */
+export interface RateGate {
+  /** Waits for a slot and takes it; resolves with the milliseconds waited, rejects with the signal's reason. */
+  acquire(signal?: AbortSignal): Promise<number>;
+  /** How long (ms) a request arriving now would wait, as far as this process knows. */
+  wouldWait(): number;
+  /** The portal answered 503 QUERY_LIMIT_EXCEEDED: its bucket is full. */
+  penalize(): void;
+  /** Requests in the bucket now, as far as this process knows (the operations view shows it). */
+  readonly fill: number;
+  readonly settings: BucketSettings;
+  /** Requests of this process waiting for a slot right now. */
+  readonly waiting: number;
+}
+
 interface Waiter {
   enqueuedAt: number;
   resolve: (waitedMs: number) => void;
@@ -37,7 +55,7 @@ const HEADROOM = 1;
  * Waiters are served strictly first come, first served; an aborted waiter leaves the queue without using a slot
  * (a redeployed config node must not inherit the reservations of the one it replaced).
  */
-export class LeakyBucket {
+export class LeakyBucket implements RateGate {
   private perSecond = 1;
   private burst = 1;
   /** The highest level we let a request lift the bucket to: `burst` less the headroom. */

@@ -46,7 +46,10 @@ export interface GetConfig extends NodeDef {
   watchFields?: string;
 }
 
-export type GetSettings = Omit<OfflineConsumerOptions, "portalHost" | "clientId" | "stateDir"> & {
+export type GetSettings = Omit<
+  OfflineConsumerOptions,
+  "portalHost" | "clientId" | "stateDir" | "journals" | "registry"
+> & {
   output: "event" | "batch";
 };
 
@@ -215,7 +218,12 @@ export default function register(RED: NodeAPI): void {
       ...settings,
       portalHost: portal.portalHost,
       clientId: portal.clientId,
+      // The state seam: where the journal, the registry and the change snapshots live (files or PostgreSQL);
+      // stateDir for what a store does not hold itself.
       stateDir: portal.stateDir,
+      journals: portal.state.journals,
+      registry: portal.state.instances,
+      snapshots: portal.state.snapshots,
     });
 
     // The portal's operations numbers (sidebar, metricsPath) follow this consumer until the node closes.

@@ -1,6 +1,6 @@
 import type { NodeAPI } from "node-red";
 import { AckQueue } from "../../core/acks/ack-queue";
-import { adoptedPortal, storedInstallation, type VerifiedInstallation } from "../../core/auth/installation";
+import type { VerifiedInstallation } from "../../core/auth/installation";
 import {
   Bitrix24Client,
   DEFAULT_OAUTH_SERVER,
@@ -10,7 +10,9 @@ import {
 } from "../../core/client/client";
 import { OfflineEventsApi } from "../../core/queue/offline-api";
 import { Bitrix24Error } from "../../core/rest/errors";
-import { FileTokenStore, fingerprint, tokenStoreKey } from "../../core/state/token-store";
+import { fileStateStores } from "../../core/state/file-state";
+import { fingerprint, tokenStoreKey } from "../../core/state/token-store";
+import type { PostgresNode } from "../bitrix24-postgres/bitrix24-postgres";
 import { closeWaitMs } from "../shared/close-wait";
 import { normalisePath } from "../shared/http-endpoint";
 import { registerPortalAdminRoutes } from "./portal-admin";
@@ -61,6 +63,26 @@ export default function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, config);
     const credentials = this.credentials ?? {};
     this.stateDir = stateDirFor(RED);
+    this.state = fileStateStores(this.stateDir);
+    // A named store replaces the files; one that is missing or unusable is an error, never a silent fall-back to
+    // files (the instances would stop sharing the token lineage).
+    let storeError: Bitrix24Error | undefined;
+    let releaseStore: (() => void) | undefined;
+    if (config.store) {
+      const storeNode = RED.nodes.getNode(config.store) as PostgresNode | null;
+      if (!storeNode) {
+        storeError = new Bitrix24Error({
+          code: "INVALID_CONFIG",
+          description: RED._("bitrix24-portal.errors.noStore"),
+        });
+      } else if (storeNode.configError || !storeNode.settings) {
+        storeError = storeNode.configError ?? new Bitrix24Error({ code: "INVALID_CONFIG" });
+      } else {
+        const acquired = storeNode.acquire();
+        this.state = acquired.stores;
+        releaseStore = acquired.release;
+      }
+    }
     this.applicationToken = credentials.applicationToken?.trim() ?? "";
     this.clientId = credentials.clientId?.trim() ?? "";
     this.portalHost = "";
@@ -72,8 +94,8 @@ export default function register(RED: NodeAPI): void {
     };
     // A node deployed without a portal URL takes the portal of its first verified installation (installation.ts).
     let portalUrl = String(config.portalUrl ?? "").trim();
-    if (!portalUrl && this.installPath && this.clientId) portalUrl = adoptedPortal(this.stateDir, this.clientId) ?? "";
-    const store = new FileTokenStore(this.stateDir);
+    if (!portalUrl && this.installPath && this.clientId) portalUrl = this.state.adoptedPortal(this.clientId) ?? "";
+    const state = this.state;
     // The host an installation must be for. A portal URL that does not parse matches no installation at all.
     let configuredHost: string | undefined;
     try {
@@ -89,7 +111,7 @@ export default function register(RED: NodeAPI): void {
     };
     // The installation kept in the token file, by this node or by another Node-RED sharing the file.
     const readInstallation = (client: Bitrix24Client) => {
-      const installed = storedInstallation(store, tokenStoreKey(client.portalHost, this.clientId));
+      const installed = state.peekInstallation(tokenStoreKey(client.portalHost, this.clientId));
       if (installed && installed.installedAt !== this.installation?.installedAt) {
         const { domain, installedAt } = installed;
         takeInstallation({ portal: domain, portalUrl: client.portalUrl, installedAt }, installed.applicationToken);
@@ -97,10 +119,19 @@ export default function register(RED: NodeAPI): void {
     };
     // Another Node-RED may receive it later: looked at again now and then.
     let lastLook = Date.now();
+    // A shared store is read asynchronously: the look answers from its last read and starts the next one.
+    const loadShared = (client: Bitrix24Client) =>
+      state.kind === "files"
+        ? Promise.resolve()
+        : state.loadInstallation(tokenStoreKey(client.portalHost, this.clientId)).then(
+            () => readInstallation(client),
+            () => undefined,
+          );
     const lookAgain = () => {
       if (!this.client || Date.now() - lastLook < INSTALLATION_LOOK_MS) return;
       lastLook = Date.now();
       readInstallation(this.client);
+      void loadShared(this.client);
     };
     Object.defineProperty(this, "applicationToken", {
       // The token the portal handed over itself wins over a pasted one: it is the newest word on it.
@@ -111,14 +142,15 @@ export default function register(RED: NodeAPI): void {
       configurable: true,
     });
     try {
-      const options = clientOptionsFor({ ...config, portalUrl }, credentials, this.stateDir);
-      const client = new Bitrix24Client({ ...options, tokenStore: store });
+      if (storeError) throw storeError;
+      const client = new Bitrix24Client(clientOptionsFor({ ...config, portalUrl }, credentials, state));
       this.client = client;
       this.portalHost = client.portalHost;
       this.api = new OfflineEventsApi(client);
       this.acks = new AckQueue(this.api);
       reportMoves(RED, this, client);
       readInstallation(client);
+      void loadShared(client);
       this.ops = startPortalOps(
         RED,
         this,
@@ -153,8 +185,7 @@ export default function register(RED: NodeAPI): void {
         },
         // Where this node's client keeps its tokens (a renamed portal's too); else the installation's portal.
         storeKey: (host) => tokenStoreKey(this.client?.portalHost ?? host, this.clientId),
-        store,
-        stateDir: this.stateDir,
+        state,
         deployedFingerprint: fingerprint(credentials.refreshToken?.trim() || undefined),
         timeoutMs: positiveNumber(config.timeout, DEFAULT_TIMEOUT_MS / 1000) * 1000,
         warn: (line) => this.warn(line),
@@ -194,9 +225,14 @@ export default function register(RED: NodeAPI): void {
         if (finished) return;
         finished = true;
         if (guard) clearTimeout(guard);
-        // done() only once the client's token-file writes ended: Node-RED may remove the state folder next.
+        // done() only once the client's token writes ended: Node-RED may remove the state folder next; the
+        // store (a shared pool) is let go after that.
         const closed = this.client?.close() ?? Promise.resolve();
-        closed.then(done, done);
+        const end = () => {
+          releaseStore?.();
+          done();
+        };
+        closed.then(end, end);
       };
       if (acks) {
         guard = setTimeout(finish, closeWaitMs(RED));

@@ -5,6 +5,9 @@ import { Bitrix24Client, DEFAULT_OAUTH_SERVER, DEFAULT_RATE_LIMIT, validatePorta
 import { OfflineEventsApi } from "../../core/queue/offline-api";
 import { Bitrix24Error } from "../../core/rest/errors";
 import { oauthServerFromDomain } from "../../core/rest/portal-url";
+import { fileStateStores } from "../../core/state/file-state";
+import type { StateStores } from "../../core/state/state-seam";
+import type { PostgresNode } from "../bitrix24-postgres/bitrix24-postgres";
 import { asBitrix24Error } from "../shared/error-report";
 import {
   clientOptionsFor,
@@ -20,7 +23,15 @@ const STATE_TTL_MS = 10 * 60 * 1000;
 
 type DialogConfig = Pick<
   PortalConfig,
-  "portalUrl" | "oauthServer" | "rateLimit" | "rateBurst" | "instances" | "timeout" | "installPath"
+  | "portalUrl"
+  | "oauthServer"
+  | "rateLimit"
+  | "rateBurst"
+  | "instances"
+  | "timeout"
+  | "installPath"
+  | "ownAddress"
+  | "store"
 >;
 
 interface DialogRequest extends Partial<DialogConfig> {
@@ -95,7 +106,7 @@ function dialogCredentials(RED: NodeAPI, body: DialogRequest): PortalCredentials
 export async function testConnection(
   config: DialogConfig,
   credentials: PortalCredentials,
-  stateDir: string,
+  state: StateStores,
 ): Promise<ConnectionReport> {
   const report: ConnectionReport = {
     ok: false,
@@ -108,7 +119,7 @@ export async function testConnection(
   let client: Bitrix24Client | undefined;
   try {
     // The same token store as the deployed node: a refresh made by the test must not lose the rotated token.
-    client = new Bitrix24Client({ ...clientOptionsFor(config, credentials, stateDir), retry: { maxAttempts: 2 } });
+    client = new Bitrix24Client({ ...clientOptionsFor(config, credentials, state), retry: { maxAttempts: 2 } });
     const api = new OfflineEventsApi(client);
     report.extended = (await api.feature("rest_offline_extended")) ?? null;
     report.reachable = true;
@@ -142,17 +153,23 @@ function callbackPage(RED: NodeAPI, nodeId: string, error?: string): string {
 
 export function registerPortalAdminRoutes(RED: NodeAPI): void {
   const pending = new Map<string, PendingAuthorization>();
-  const stateDir = stateDirFor(RED);
+  const state = fileStateStores(stateDirFor(RED));
 
   RED.httpAdmin.post(
     "/bitrix24-portal/test",
     RED.auth.needsPermission("bitrix24-portal.write"),
     (req: Request, res: Response) => {
       const body = (req.body ?? {}) as DialogRequest;
-      testConnection(body as DialogConfig, dialogCredentials(RED, body), stateDir).then(
-        (report) => res.json(report),
-        (err: unknown) => res.status(500).json({ ok: false, error: asBitrix24Error(err).toJSON() }),
-      );
+      // The test refreshes through the same store as the deployed node would: a deployed PostgreSQL store when the
+      // dialog names one (its tokens are the ones the instances share), else the files.
+      const storeNode = body.store ? (RED.nodes.getNode(body.store) as PostgresNode | null) : null;
+      const acquired = storeNode?.settings ? storeNode.acquire() : undefined;
+      testConnection(body as DialogConfig, dialogCredentials(RED, body), acquired?.stores ?? state)
+        .then(
+          (report) => res.json(report),
+          (err: unknown) => res.status(500).json({ ok: false, error: asBitrix24Error(err).toJSON() }),
+        )
+        .finally(() => acquired?.release());
     },
   );
 

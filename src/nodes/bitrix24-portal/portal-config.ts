@@ -7,7 +7,6 @@
 import { join } from "node:path";
 import type { Node, NodeAPI, NodeDef } from "node-red";
 import type { AckQueue } from "../../core/acks/ack-queue";
-import { storedInstallation } from "../../core/auth/installation";
 import {
   type Bitrix24Client,
   type ClientOptions,
@@ -17,7 +16,8 @@ import {
 } from "../../core/client/client";
 import type { OfflineEventsApi } from "../../core/queue/offline-api";
 import { Bitrix24Error } from "../../core/rest/errors";
-import { FileTokenStore, tokenStoreKey } from "../../core/state/token-store";
+import type { StateStores } from "../../core/state/state-seam";
+import { tokenStoreKey } from "../../core/state/token-store";
 import { normalisePath } from "../shared/http-endpoint";
 import type { PortalOps } from "./portal-metrics";
 
@@ -44,6 +44,13 @@ export interface PortalConfig extends NodeDef {
   timeout?: string | number;
   /** Endpoint on Node-RED's HTTP node server for the portal's installation POST; empty = none. */
   installPath?: string;
+  /** Id of a bitrix24-postgres config node keeping the state; empty = files in the user directory. */
+  store?: string;
+  /**
+   * With a store: each instance leaves from its own public address, so each has the portal's whole bucket
+   * (REFERENCE.md: the portal counts per source address). Default false: the instances share one bucket.
+   */
+  ownAddress?: boolean;
   /** HTTP path on Node-RED's HTTP node server serving Prometheus text; empty = none. */
   metricsPath?: string;
 }
@@ -69,8 +76,10 @@ export interface PortalNode extends Node<PortalCredentials> {
   portalHost: string;
   clientId: string;
   applicationToken: string;
-  /** Directory in the Node-RED user directory for token files and process-id journals. */
+  /** Directory in the Node-RED user directory for token files and process-id journals (the file store's). */
   stateDir: string;
+  /** Where this portal's state persists (the state seam): what the client and the get nodes are handed. */
+  state: StateStores;
   /** Normalised installPath ("" = none). */
   installPath: string;
   installation?: InstallationStatus;
@@ -97,10 +106,10 @@ export function positiveNumber(value: unknown, fallback: number): number {
 export function clientOptionsFor(
   config: Pick<
     PortalConfig,
-    "portalUrl" | "oauthServer" | "rateLimit" | "rateBurst" | "instances" | "timeout" | "installPath"
+    "portalUrl" | "oauthServer" | "rateLimit" | "rateBurst" | "instances" | "timeout" | "installPath" | "ownAddress"
   >,
   credentials: PortalCredentials,
-  stateDir: string,
+  state: StateStores,
 ): ClientOptions {
   const portalUrl = validatePortalUrl(String(config.portalUrl ?? "").trim());
   const clientId = credentials.clientId?.trim() ?? "";
@@ -111,18 +120,31 @@ export function clientOptionsFor(
       description: "client id and client secret are required (the offline methods need an OAuth application)",
     });
   }
-  const tokenStore = new FileTokenStore(stateDir);
-  // An installation brings its tokens to the token file, so a node that expects one (or got one) needs none here.
-  const installed = () =>
-    storedInstallation(tokenStore, tokenStoreKey(new URL(portalUrl).host, clientId)) !== undefined;
-  if (!credentials.accessToken && !credentials.refreshToken && !normalisePath(config.installPath) && !installed()) {
+  // An installation brings its tokens to the token store, so a node that expects one (or got one) needs none here.
+  // A shared store may hold the tokens another instance received: it is asked on first use.
+  const installed = () => state.peekInstallation(tokenStoreKey(new URL(portalUrl).host, clientId)) !== undefined;
+  const shared = state.kind !== "files";
+  if (
+    !credentials.accessToken &&
+    !credentials.refreshToken &&
+    !normalisePath(config.installPath) &&
+    !shared &&
+    !installed()
+  ) {
     throw new Bitrix24Error({
       code: "INVALID_CONFIG",
       description:
         "no tokens yet: set the installation path and let the portal install the application, or click Authorize in the portal's dialog",
     });
   }
-  const instances = positiveNumber(config.instances, 1);
+  // With a shared store the instances draw from one bucket (or each has its own address): no share to divide.
+  const instances = state.bucket ? 1 : positiveNumber(config.instances, 1);
+  const rate = {
+    perSecond: positiveNumber(config.rateLimit, 2) / instances,
+    burst: Math.max(1, Math.floor(positiveNumber(config.rateBurst, 50) / instances)),
+  };
+  const rateGate =
+    state.bucket && !config.ownAddress ? state.bucket(`${new URL(portalUrl).host}\n${clientId}`, rate) : undefined;
   return {
     portalUrl,
     auth: {
@@ -135,11 +157,9 @@ export function clientOptionsFor(
       serverEndpoint: credentials.serverEndpoint?.trim() || undefined,
     },
     // N instances share the portal's bucket: each takes its share so together they stay under it.
-    rateLimit: {
-      perSecond: positiveNumber(config.rateLimit, 2) / instances,
-      burst: Math.max(1, Math.floor(positiveNumber(config.rateBurst, 50) / instances)),
-    },
+    rateLimit: rate,
+    rateGate,
     timeoutMs: positiveNumber(config.timeout, DEFAULT_TIMEOUT_MS / 1000) * 1000,
-    tokenStore,
+    tokenStore: state.tokens,
   };
 }

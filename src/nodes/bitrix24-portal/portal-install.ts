@@ -1,17 +1,17 @@
+import { createHash } from "node:crypto";
 import type { Request, RequestHandler, Response } from "express";
 import type { NodeAPI } from "node-red";
 import {
   InstallationError,
   InstallGate,
   parseInstallation,
-  rememberAdoptedPortal,
   saveInstallation,
   type VerifiedInstallation,
   verifyInstallation,
 } from "../../core/auth/installation";
 import { NotificationError } from "../../core/queue/notification";
 import { BodyReadError } from "../../core/rest/http-body";
-import type { FileTokenStore } from "../../core/state/token-store";
+import type { StateStores } from "../../core/state/state-seam";
 import { asBitrix24Error } from "../shared/error-report";
 import { RefusalReporter, readRequestBody, registerPost, removeRoute } from "../shared/http-endpoint";
 
@@ -28,8 +28,8 @@ export interface InstallEndpointOptions {
   expectedHosts: () => string[];
   /** The token store key for an installation on `host`. */
   storeKey: (host: string) => string;
-  store: FileTokenStore;
-  stateDir: string;
+  /** Where the installation is kept (the portal's state seam). */
+  state: StateStores;
   /** fingerprint of the deployed refresh token: the lineage the installed tokens are written under. */
   deployedFingerprint: string;
   timeoutMs: number;
@@ -38,6 +38,20 @@ export interface InstallEndpointOptions {
   onInstalled: (verified: VerifiedInstallation) => Promise<void> | void;
   /** For the dialog: the last refusal (status and reason, never a secret). */
   onRefused: (status: number, reason: string) => void;
+}
+
+/** A digest of an installation's refresh token: what a shared replay store keeps (never the token). */
+function replayKey(refreshToken: string): string {
+  return createHash("sha256").update(refreshToken, "utf8").digest("base64");
+}
+
+/**
+ * A replay seen by another instance sharing the store (the in-memory gate only knows this process's POSTs). The
+ * shared store failing does not block an installation: the OAuth server refuses a spent refresh token anyway.
+ */
+async function sharedReplay(state: StateStores, refreshToken: string): Promise<boolean> {
+  if (!state.installReplays) return false;
+  return state.installReplays.isReplay(replayKey(refreshToken)).catch(() => false);
 }
 
 /**
@@ -82,7 +96,8 @@ export function registerInstallEndpoint(RED: NodeAPI, o: InstallEndpointOptions)
           `installation for ${request.domain}, but this node is for ${expected.join(", ")}`,
         );
       }
-      if (gate.isReplay(request.refreshToken)) throw new InstallationError(409, "this installation was seen already");
+      if (gate.isReplay(request.refreshToken) || (await sharedReplay(o.state, request.refreshToken)))
+        throw new InstallationError(409, "this installation was seen already");
       refreshToken = request.refreshToken;
       const verified = await verifyInstallation(request, {
         clientId: o.clientId,
@@ -92,15 +107,18 @@ export function registerInstallEndpoint(RED: NodeAPI, o: InstallEndpointOptions)
       });
       // Spent refresh token: from here on the new pair must be kept, even if the node is closing.
       const host = new URL(verified.portalUrl).host;
-      if (expected.length === 0) await rememberAdoptedPortal(o.stateDir, o.clientId, verified.portalUrl);
-      await saveInstallation(o.store, o.storeKey(host), verified, o.deployedFingerprint);
+      if (expected.length === 0) await o.state.rememberAdoptedPortal(o.clientId, verified.portalUrl);
+      await saveInstallation(o.state.tokens, o.storeKey(host), verified, o.deployedFingerprint);
       // In effect before the portal hears OK: its first push may follow at once.
       if (!closed) await o.onInstalled(verified);
       if (!res.headersSent) res.status(200).type("text/plain").send("OK");
     } catch (err) {
       if (err instanceof InstallationError || err instanceof NotificationError || err instanceof BodyReadError) {
         // The OAuth server could not be asked: the portal's retry of this body must not count as a replay.
-        if (err.status === 502 && refreshToken) gate.forget(refreshToken);
+        if (err.status === 502 && refreshToken) {
+          gate.forget(refreshToken);
+          await o.state.installReplays?.forget(replayKey(refreshToken)).catch(() => undefined);
+        }
         refuse(res, err.status, err.message, ip);
         return;
       }

@@ -25,6 +25,8 @@ export class TokenStore {
   private readonly access = new Map<string, number>();
   private readonly refresh = new Set<string>();
   private readonly codes = new Map<string, number>();
+  /** Refresh tokens spent, and refresh tokens refused (spent before, or never issued): invalid_grant answers. */
+  readonly counts = { refreshes: 0, invalidGrant: 0 };
 
   constructor(
     private ttlSec: number,
@@ -56,7 +58,10 @@ export class TokenStore {
 
   /** Spends a refresh token: true once, then never again (rotation). */
   spendRefresh(token: string): boolean {
-    return this.refresh.delete(token);
+    const spent = this.refresh.delete(token);
+    if (spent) this.counts.refreshes++;
+    else this.counts.invalidGrant++;
+    return spent;
   }
 
   newCode(): string {

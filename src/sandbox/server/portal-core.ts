@@ -221,6 +221,7 @@ export abstract class PortalCore implements Sandbox {
       created: this.queue.created,
       deleted: this.queue.deleted,
       pushes: this.notifier.sent,
+      oauth: { ...this.tokens.counts },
     };
   }
 
