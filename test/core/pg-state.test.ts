@@ -12,8 +12,10 @@ import { PgStateStores } from "../../src/core/state/postgres/pg-state";
 import type { JournalKey, JournalProcess } from "../../src/core/state/state-seam";
 import { tokenStoreKey } from "../../src/core/state/token-store";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
+import { consumerOptions } from "../kit/consumer";
 import { adminClient, canRestart, freshSchema, pgServer } from "../kit/postgres";
 import { sandboxClient } from "../kit/sandbox-client";
+import { storedTokens } from "../kit/tokens";
 import { sleep } from "../wait";
 
 /** The PostgreSQL implementation of the state seam, against a real server (test/kit/postgres.ts). */
@@ -167,13 +169,7 @@ describe("PostgreSQL state", function () {
     it("compare-and-set: a save under a lock whose row changed meanwhile fails and keeps the newer tokens", async () => {
       const a = await stores();
       const b = await stores({}, a.db.schema);
-      const t = (refreshToken: string) => ({
-        accessToken: `A-${refreshToken}`,
-        refreshToken,
-        expiresAt: 1,
-        deployedFingerprint: "f",
-        updatedAt: 1,
-      });
+      const t = (refreshToken: string) => storedTokens(`A-${refreshToken}`, refreshToken);
       await a.tokens.withLock("k", () => a.tokens.save("k", t("R1")));
       // b writes behind a's lock (as if a's lock connection had dropped and b had taken the lock).
       const error = await a.tokens
@@ -192,15 +188,7 @@ describe("PostgreSQL state", function () {
     it("encrypted with the credential secret: the table holds no token, the other instance reads it", async () => {
       const a = await stores({ secret: "flow-secret" });
       const b = await stores({ secret: "flow-secret" }, a.db.schema);
-      await a.tokens.withLock("k", () =>
-        a.tokens.save("k", {
-          accessToken: "A1",
-          refreshToken: "R1",
-          expiresAt: 1,
-          deployedFingerprint: "f",
-          updatedAt: 1,
-        }),
-      );
+      await a.tokens.withLock("k", () => a.tokens.save("k", storedTokens("A1", "R1")));
       const raw = await a.db.query<{ access_token: string; refresh_token: string }>(
         `SELECT access_token, refresh_token FROM ${a.db.table("tokens")}`,
       );
@@ -353,23 +341,15 @@ describe("PostgreSQL state", function () {
       const client = sandboxClient(sandbox, { tokenStore: s.tokens, rateLimit: { perSecond: 10, burst: 5 } });
       const api = new OfflineEventsApi(client);
       const acks = new AckQueue(api);
-      const consumer = new OfflineConsumer(api, acks, {
-        portalHost: client.portalHost,
-        clientId: sandbox.credentials.clientId,
-        journals: s.journals,
-        registry: s.instances,
-        mode: "ack",
-        limit: 20,
-        errorRecords: false,
-        authConnector: "",
-        drain: true,
-        maxInFlight: 0,
-        ackTimeoutMs: 60_000,
-        maxDeliveries: 3,
-        prefetch: 1,
-        allowAtMostOnce: false,
-        orphanSweep: false,
-      });
+      const consumer = new OfflineConsumer(
+        api,
+        acks,
+        consumerOptions(client, sandbox.credentials.clientId, undefined, {
+          journals: s.journals,
+          registry: s.instances,
+          limit: 20,
+        }),
+      );
       const seen: number[] = [];
       const failures: string[] = [];
       consumer.on("failure", (e) => failures.push(e.code));

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import should from "should";
 import { AckQueue } from "../../src/core/acks/ack-queue";
-import { OfflineConsumer, type OfflineConsumerOptions } from "../../src/core/consumer/offline-consumer";
+import { OfflineConsumer } from "../../src/core/consumer/offline-consumer";
 import { OfflineEventsApi } from "../../src/core/queue/offline-api";
 import { FileStateStores, fileStateStores } from "../../src/core/state/file-state";
 import { journalKeyString } from "../../src/core/state/process-journal";
@@ -16,7 +16,9 @@ import type {
   JournalStore,
 } from "../../src/core/state/state-seam";
 import { startSandbox } from "../../src/sandbox";
+import { consumerOptions } from "../kit/consumer";
 import { sandboxClient } from "../kit/sandbox-client";
+import { storedTokens } from "../kit/tokens";
 import { until } from "../wait";
 
 /**
@@ -78,23 +80,12 @@ describe("state seam", () => {
     const api = new OfflineEventsApi(client);
     const acks = new AckQueue(api);
     const journals = new MemoryJournals();
-    const options: OfflineConsumerOptions = {
-      portalHost: client.portalHost,
-      clientId: sandbox.credentials.clientId,
+    const options = consumerOptions(client, sandbox.credentials.clientId, undefined, {
       journals,
       registry: alone,
-      mode: "ack",
       limit: 10,
-      errorRecords: false,
-      authConnector: "",
       drain: false,
-      maxInFlight: 0,
-      ackTimeoutMs: 60_000,
-      maxDeliveries: 3,
-      prefetch: 1,
-      allowAtMostOnce: false,
-      orphanSweep: false,
-    };
+    });
     try {
       const first = new OfflineConsumer(api, acks, options);
       const emittedWithSaved: boolean[] = [];
@@ -142,16 +133,7 @@ describe("state seam", () => {
         installedAt: 7,
       };
       should(stores.peekInstallation("k")).be.undefined();
-      await stores.tokens.withLock("k", () =>
-        stores.tokens.save("k", {
-          accessToken: "A",
-          refreshToken: "R",
-          expiresAt: 1,
-          deployedFingerprint: "f",
-          updatedAt: 1,
-          installation,
-        }),
-      );
+      await stores.tokens.withLock("k", () => stores.tokens.save("k", storedTokens("A", "R", { installation })));
       should(stores.peekInstallation("k")).eql(installation);
       should(await stores.loadInstallation("k")).eql(installation);
       should(stores.adoptedPortal("client")).be.undefined();

@@ -11,12 +11,13 @@ import { sandboxClient } from "./sandbox-client";
 
 /**
  * The options of a queue consumer in a core test, as the get node would pass them in ack mode: the client's
- * portal and application, the state directory, and `over` for what the test is about.
+ * portal and application, the state directory (none when `over` names the stores), and `over` for what the test
+ * is about.
  */
 export function consumerOptions(
   client: Bitrix24Client,
   clientId: string,
-  stateDir: string,
+  stateDir: string | undefined,
   over: Partial<OfflineConsumerOptions> = {},
 ): OfflineConsumerOptions {
   return {
