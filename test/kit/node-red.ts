@@ -25,6 +25,7 @@ export const nodes = {
   trigger: require("../../nodes/nodes/bitrix24-offline-trigger/bitrix24-offline-trigger.js").default,
   list: require("../../nodes/nodes/bitrix24-offline-list/bitrix24-offline-list.js").default,
   call: require("../../nodes/nodes/bitrix24-call/bitrix24-call.js").default,
+  postgres: require("../../nodes/nodes/bitrix24-postgres/bitrix24-postgres.js").default,
   /** Node-RED's own Catch node: errors reach a flow through it (msg.error.code). */
   catch: require("@node-red/nodes/core/common/25-catch.js"),
 };

@@ -1,25 +1,16 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { NodeDef } from "node-red";
-import helper from "node-red-node-test-helper";
 import should from "should";
 import { fileStateStores } from "../../src/core/state/file-state";
 import { PgBucket } from "../../src/core/state/postgres/pg-bucket";
 import type { PgSettings } from "../../src/core/state/postgres/pg-database";
 import { PgStateStores } from "../../src/core/state/postgres/pg-state";
 import { clientOptionsFor, type PortalNode } from "../../src/nodes/bitrix24-portal/bitrix24-portal";
-import { type Sandbox, startSandbox } from "../../src/sandbox";
+import { clearNode, getNode, portalConfig, portalCredentials } from "../kit/flows.cjs";
+import { helper, nodeRedPerTest, nodes } from "../kit/node-red";
 import { adminClient, freshSchema } from "../kit/postgres";
 import { sleep, until } from "../wait";
-
-// The build output, as Node-RED loads it (`npm run build` first).
-const portalNode = require("../../nodes/nodes/bitrix24-portal/bitrix24-portal.js").default;
-const getNode = require("../../nodes/nodes/bitrix24-offline-get/bitrix24-offline-get.js").default;
-const clearNode = require("../../nodes/nodes/bitrix24-offline-clear/bitrix24-offline-clear.js").default;
-const postgresNode = require("../../nodes/nodes/bitrix24-postgres/bitrix24-postgres.js").default;
-
-helper.init(require.resolve("node-red"));
 
 interface StoreNode {
   lastError?: { description: string };
@@ -36,24 +27,15 @@ interface SpiedNode {
 /** The portal node's `store` naming a bitrix24-postgres node: the state lives in the database, not in files. */
 describe("bitrix24-postgres node", function () {
   this.timeout(20000);
-  let sandbox: Sandbox;
-  let userDir: string;
+  const t = nodeRedPerTest({});
+  const sandbox = t.current;
   let pg: PgSettings;
 
   beforeEach(async () => {
-    userDir = mkdtempSync(join(tmpdir(), "b24-pgnode-"));
-    helper.settings({ userDir });
     pg = await freshSchema();
   });
 
-  afterEach(async () => {
-    await helper.unload();
-    await sandbox?.close();
-    rmSync(userDir, { recursive: true, force: true });
-  });
-
   async function load(store: Record<string, unknown>, creds: { user?: string; password?: string } = {}) {
-    const c = sandbox.credentials;
     const flow = [
       {
         id: "db",
@@ -64,46 +46,20 @@ describe("bitrix24-postgres node", function () {
         ssl: "off",
         ...store,
       },
-      {
-        id: "p",
-        type: "bitrix24-portal",
-        portalUrl: sandbox.url,
-        authType: "oauth",
-        oauthServer: sandbox.url,
-        rateLimit: 50,
-        rateBurst: 50,
-        store: "db",
-      },
-      {
-        id: "g",
-        type: "bitrix24-offline-get",
-        portal: "p",
-        limit: 50,
-        mode: "ack",
-        drain: true,
-        maxInFlight: 0,
-        ackTimeout: 300,
-        maxDeliveries: 3,
-        orphanSweep: false,
-        wires: [["c"], ["empty"], []],
-      },
-      { id: "c", type: "bitrix24-offline-clear", portal: "p", by: "id", wires: [] },
+      portalConfig(sandbox, { rateLimit: 50, rateBurst: 50, store: "db" }),
+      getNode({ id: "g", maxInFlight: 0, orphanSweep: false, wires: [["c"], ["empty"], []] }),
+      clearNode({ id: "c", wires: [] }),
       { id: "empty", type: "helper" },
     ];
-    await helper.load([postgresNode, portalNode, getNode, clearNode], flow, {
+    await helper.load([nodes.postgres, nodes.portal, nodes.get, nodes.clear], flow, {
       db: { user: creds.user ?? pg.user, password: creds.password ?? pg.password },
-      p: {
-        clientId: c.clientId,
-        clientSecret: c.clientSecret,
-        accessToken: c.accessToken,
-        refreshToken: c.refreshToken,
-      },
+      p: portalCredentials(sandbox),
     });
     return helper.getNode("g") as unknown as SpiedNode;
   }
 
   it("drains through the store: tokens and held process ids in the database, no token file, nothing left held", async () => {
-    sandbox = await startSandbox({ rateLimit: false, events: 150, tokenTtlSec: 2 });
+    await t.start({ events: 150, tokenTtlSec: 2 });
     const get = await load({ schema: pg.schema });
     const empty = helper.getNode("empty");
     let emptied = 0;
@@ -137,14 +93,14 @@ describe("bitrix24-postgres node", function () {
     for (const secret of [...secrets, sandbox.credentials.refreshToken]) {
       should(seen.some((text) => text.includes(secret))).be.false();
     }
-    const stateDir = join(userDir, ".bitrix24-offline-events");
+    const stateDir = join(t.userDir, ".bitrix24-offline-events");
     const files = existsSync(stateDir) ? readdirSync(stateDir) : [];
     should(files.filter((f) => f.endsWith(".tokens.json") || f.startsWith("journal-"))).eql([]);
     should(sandbox.stats().oauth.invalidGrant).equal(0);
   });
 
   it("a database that cannot be reached at deploy: a clear error in the log and the get node's status, nothing drained", async () => {
-    sandbox = await startSandbox({ rateLimit: false, events: 20 });
+    await t.start({ events: 20 });
     const get = await load({ schema: pg.schema, port: 1 });
     const db = helper.getNode("db") as unknown as StoreNode;
     await until(() => db.error.args.length > 0);
@@ -159,7 +115,7 @@ describe("bitrix24-postgres node", function () {
 
   // biome-ignore lint/suspicious/noTemplateCurlyInString: Node-RED's ${ENV} syntax, not a template
   it("a wrong password says so; ${ENV} in the credentials is read from the environment", async () => {
-    sandbox = await startSandbox({ rateLimit: false, events: 0 });
+    await t.start({ events: 0 });
     process.env.B24_TEST_PG_PASSWORD = "certainly-wrong";
     try {
       // biome-ignore lint/suspicious/noTemplateCurlyInString: Node-RED's ${ENV} syntax, not a template
@@ -174,10 +130,10 @@ describe("bitrix24-postgres node", function () {
   });
 
   it("a store that is not deployed: the portal refuses to run rather than fall back to files", async () => {
-    sandbox = await startSandbox({ rateLimit: false, events: 0 });
+    await t.start({ events: 0 });
     const c = sandbox.credentials;
     await helper.load(
-      [postgresNode, portalNode],
+      [nodes.postgres, nodes.portal],
       [
         {
           id: "p",
@@ -213,7 +169,7 @@ describe("bitrix24-postgres node", function () {
       should(own.rateGate).be.undefined();
       should(own.rateLimit).eql({ perSecond: 2, burst: 50 });
       // Files, as before: Instances divides the bucket by hand.
-      const files = clientOptionsFor(config, credentials, fileStateStores(userDir));
+      const files = clientOptionsFor(config, credentials, fileStateStores(t.userDir));
       should(files.rateGate).be.undefined();
       should(files.rateLimit).eql({ perSecond: 1, burst: 25 });
     } finally {
