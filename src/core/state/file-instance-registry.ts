@@ -2,6 +2,7 @@ import { promises as fs, unlinkSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import {
+  AnnouncedQueues,
   type InstanceRegistry,
   type LiveInstance,
   newInstanceId,
@@ -76,7 +77,7 @@ export class FileInstanceRegistry implements InstanceRegistry {
   private readonly dir: string;
   private readonly file: string;
   /** Queue digest → how many consumers of this process announced it. */
-  private readonly queues = new Map<string, number>();
+  private readonly queues = new AnnouncedQueues();
   private readonly startedAt = Date.now();
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> = Promise.resolve();
@@ -91,8 +92,7 @@ export class FileInstanceRegistry implements InstanceRegistry {
   }
 
   async announce(queue: QueueKey): Promise<void> {
-    const digest = queueKeyDigest(queue);
-    this.queues.set(digest, (this.queues.get(digest) ?? 0) + 1);
+    this.queues.add(queue);
     if (!this.timer) {
       this.timer = setInterval(() => {
         this.renew().catch(() => undefined); // the next beat tries again; a neighbour sees us stale only after staleMs
@@ -110,10 +110,7 @@ export class FileInstanceRegistry implements InstanceRegistry {
   }
 
   async withdraw(queue: QueueKey): Promise<void> {
-    const digest = queueKeyDigest(queue);
-    const n = (this.queues.get(digest) ?? 0) - 1;
-    if (n > 0) this.queues.set(digest, n);
-    else this.queues.delete(digest);
+    this.queues.remove(queue);
     if (!this.timer) return;
     // The entry stays, renewed once more: a redeploy closes every consumer, and its journals must not look
     // abandoned to the neighbours meanwhile (they would take its batches). With no queue left renewal stops, so
@@ -188,7 +185,7 @@ export class FileInstanceRegistry implements InstanceRegistry {
       host: HOST,
       startedAt: this.startedAt,
       renewedAt: Date.now(),
-      queues: [...this.queues.keys()],
+      queues: this.queues.digests(),
     };
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
     const tmp = `${this.file}.tmp`;

@@ -29,6 +29,35 @@ export function queueKeyDigest(key: QueueKey): string {
   return createHash("sha256").update(queueKeyString(key)).digest("hex").slice(0, 16);
 }
 
+/**
+ * The queues this process announces, each with how many of its consumers drain it (two get nodes may drain one
+ * queue): a queue stays announced until the last of them withdraws. Kept by every registry implementation.
+ */
+export class AnnouncedQueues {
+  private readonly counts = new Map<string, number>();
+
+  add(queue: QueueKey): void {
+    const digest = queueKeyDigest(queue);
+    this.counts.set(digest, (this.counts.get(digest) ?? 0) + 1);
+  }
+
+  remove(queue: QueueKey): void {
+    const digest = queueKeyDigest(queue);
+    const n = (this.counts.get(digest) ?? 0) - 1;
+    if (n > 0) this.counts.set(digest, n);
+    else this.counts.delete(digest);
+  }
+
+  get size(): number {
+    return this.counts.size;
+  }
+
+  /** What an entry of this process lists. */
+  digests(): string[] {
+    return [...this.counts.keys()];
+  }
+}
+
 export interface LiveInstance {
   instanceId: string;
   /** Epoch ms of its last renewal. */

@@ -1,6 +1,12 @@
 import { hostname } from "node:os";
 import { processInstanceId } from "../file-instance-registry";
-import { type InstanceRegistry, type LiveInstance, type QueueKey, queueKeyDigest } from "../instance-registry";
+import {
+  AnnouncedQueues,
+  type InstanceRegistry,
+  type LiveInstance,
+  type QueueKey,
+  queueKeyDigest,
+} from "../instance-registry";
 import type { PgDatabase } from "./pg-database";
 
 /**
@@ -17,7 +23,7 @@ export class PgInstanceRegistry implements InstanceRegistry {
   readonly instanceId: string;
   readonly heartbeatMs: number;
   readonly deathNoticeMs: number;
-  private readonly queues = new Map<string, number>();
+  private readonly queues = new AnnouncedQueues();
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> = Promise.resolve();
 
@@ -32,8 +38,7 @@ export class PgInstanceRegistry implements InstanceRegistry {
   }
 
   async announce(queue: QueueKey): Promise<void> {
-    const digest = queueKeyDigest(queue);
-    this.queues.set(digest, (this.queues.get(digest) ?? 0) + 1);
+    this.queues.add(queue);
     this.startRenewing();
     await this.renew();
   }
@@ -54,10 +59,7 @@ export class PgInstanceRegistry implements InstanceRegistry {
   }
 
   async withdraw(queue: QueueKey): Promise<void> {
-    const digest = queueKeyDigest(queue);
-    const n = (this.queues.get(digest) ?? 0) - 1;
-    if (n > 0) this.queues.set(digest, n);
-    else this.queues.delete(digest);
+    this.queues.remove(queue);
     // Renewed once more and kept renewing: a redeploy closes every consumer, and what they held must not look
     // abandoned to the neighbours meanwhile. The process ids a closed consumer released are free anyway.
     await this.renew().catch(() => undefined);
@@ -93,7 +95,7 @@ export class PgInstanceRegistry implements InstanceRegistry {
       `INSERT INTO ${this.db.table("instances")} (instance_id, host, pid, renewed_at, lease_until, queues)
        VALUES ($1, $2, $3, now(), ${lease}, $5)
        ON CONFLICT (instance_id) DO UPDATE SET renewed_at = now(), lease_until = ${lease}, queues = $5`,
-      [this.instanceId, hostname(), process.pid, this.leaseMs, [...this.queues.keys()]],
+      [this.instanceId, hostname(), process.pid, this.leaseMs, this.queues.digests()],
     );
     await this.db.query(
       `UPDATE ${this.db.table("processes")} SET lease_until = now() + $2 * interval '1 millisecond'
