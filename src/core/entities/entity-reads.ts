@@ -199,6 +199,18 @@ function scalarId(v: unknown): string | undefined {
   return undefined;
 }
 
+/** The object id an event names (the first of the rule's paths that holds one) and its type id, if the rule has one. */
+function idsOf(event: OfflineEvent, rule: EntityRule): { paths: string[]; id?: string; typeId?: string } {
+  const paths = Array.isArray(rule.id) ? rule.id : [rule.id];
+  let id: string | undefined;
+  for (const p of paths) {
+    id = scalarId(at(event.EVENT_DATA, p));
+    if (id !== undefined) break;
+  }
+  const typeId = rule.typeIdPath ? scalarId(at(event.EVENT_DATA, rule.typeIdPath)) : undefined;
+  return { paths, id, typeId };
+}
+
 /** A failure as it travels in msg.bitrix24.entityError. */
 function errorDetail(err: Bitrix24Error): NonNullable<EntityAttachment["error"]> {
   return { code: err.code, status: err.status, method: err.method, description: err.description };
@@ -239,13 +251,7 @@ export function planEntityReads(
       onAttach(index, { entity: null, missing: true });
       return;
     }
-    const paths = Array.isArray(rule.id) ? rule.id : [rule.id];
-    let id: string | undefined;
-    for (const p of paths) {
-      id = scalarId(at(event.EVENT_DATA, p));
-      if (id !== undefined) break;
-    }
-    const typeId = rule.typeIdPath ? scalarId(at(event.EVENT_DATA, rule.typeIdPath)) : undefined;
+    const { paths, id, typeId } = idsOf(event, rule);
     if (id === undefined || (rule.typeIdPath && typeId === undefined)) {
       const missingPath = id === undefined ? paths.join(" or ") : rule.typeIdPath;
       onAttach(index, {
@@ -364,13 +370,7 @@ export interface ObjectRef {
 export function objectRefOf(event: OfflineEvent, map: EntityMap): ObjectRef | undefined {
   const rule = ruleFor(map, event.EVENT_NAME);
   if (!rule) return undefined;
-  const paths = Array.isArray(rule.id) ? rule.id : [rule.id];
-  let id: string | undefined;
-  for (const p of paths) {
-    id = scalarId(at(event.EVENT_DATA, p));
-    if (id !== undefined) break;
-  }
-  const typeId = rule.typeIdPath ? scalarId(at(event.EVENT_DATA, rule.typeIdPath)) : undefined;
+  const { id, typeId } = idsOf(event, rule);
   if (id === undefined || (rule.typeIdPath && typeId === undefined)) return undefined;
   return { rule, id, typeId, key: `${rule.method}:${typeId ?? ""}:${id}` };
 }
