@@ -3,7 +3,7 @@ import { type CallProgress, type ItemFailure, RestCalls } from "../../core/calls
 import { Bitrix24Error } from "../../core/rest/errors";
 import type { PortalNode } from "../bitrix24-portal/bitrix24-portal";
 import { closeWaitMs } from "../shared/close-wait";
-import { asBitrix24Error, errorStatusText, reportFailure } from "../shared/error-report";
+import { asBitrix24Error, portalConfigError, reportFailure, showConfigError } from "../shared/error-report";
 import type { Bitrix24Meta } from "../shared/msg-contract";
 import { StatusThrottle } from "../shared/status-throttle";
 import {
@@ -87,9 +87,7 @@ export default function register(RED: NodeAPI): void {
     const portal = RED.nodes.getNode(config.portal) as PortalNode | null;
 
     let settings: CallSettings | undefined;
-    let configError: Bitrix24Error | undefined = !portal
-      ? new Bitrix24Error({ code: "INVALID_CONFIG", description: t("errors.noPortal") })
-      : portal.configError;
+    let configError = portalConfigError(portal, t("errors.noPortal"));
     let jsonParams: unknown;
     let jsonata: ReturnType<typeof RED.util.prepareJSONataExpression> | undefined;
     if (!configError) {
@@ -124,12 +122,7 @@ export default function register(RED: NodeAPI): void {
         configError = asBitrix24Error(err);
       }
     }
-    if (configError) {
-      node.status({ fill: "red", shape: "ring", text: errorStatusText(configError) });
-      node.error(configError);
-    } else {
-      node.status({});
-    }
+    showConfigError(node, configError);
     const calls = portal?.client && !configError ? new RestCalls(portal.client) : undefined;
 
     // ------------------------------------------------------------------------------------------ status

@@ -15,7 +15,7 @@ import { validateFilter, validateOrder } from "../../core/queue/offline-api";
 import { Bitrix24Error } from "../../core/rest/errors";
 import type { OfflineFilter, OfflineOrder } from "../../core/rest/types";
 import type { PortalNode } from "../bitrix24-portal/bitrix24-portal";
-import { asBitrix24Error, errorStatusText, reportFailure } from "../shared/error-report";
+import { asBitrix24Error, errorStatusText, portalConfigError, reportFailure } from "../shared/error-report";
 import { StatusThrottle } from "../shared/status-throttle";
 import { deliveryMessages } from "./delivery-messages";
 
@@ -192,9 +192,7 @@ export default function register(RED: NodeAPI): void {
     const portal = RED.nodes.getNode(config.portal) as PortalNode | null;
 
     let settings: GetSettings | undefined;
-    let configError: Bitrix24Error | undefined = !portal
-      ? new Bitrix24Error({ code: "INVALID_CONFIG", description: t("errors.noPortal") })
-      : portal.configError;
+    let configError = portalConfigError(portal, t("errors.noPortal"));
     if (!configError) {
       try {
         settings = parseGetConfig(config);

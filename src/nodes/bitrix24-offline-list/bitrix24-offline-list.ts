@@ -4,7 +4,7 @@ import { type QueueSummary, summarizeQueue } from "../../core/queue/queue-summar
 import { Bitrix24Error } from "../../core/rest/errors";
 import type { OfflineFilter, OfflineListParams, OfflineListRecord, OfflineOrder } from "../../core/rest/types";
 import type { PortalNode } from "../bitrix24-portal/bitrix24-portal";
-import { asBitrix24Error, errorStatusText, reportFailure } from "../shared/error-report";
+import { asBitrix24Error, portalConfigError, reportFailure, showConfigError } from "../shared/error-report";
 
 const TYPE = "bitrix24-offline-list";
 
@@ -77,9 +77,7 @@ export default function register(RED: NodeAPI): void {
   function Bitrix24OfflineListNode(this: Node, config: ListConfig) {
     RED.nodes.createNode(this, config);
     const portal = RED.nodes.getNode(config.portal) as PortalNode | null;
-    const portalError: Bitrix24Error | undefined = !portal
-      ? new Bitrix24Error({ code: "INVALID_CONFIG", description: RED._(`${TYPE}.errors.noPortal`) })
-      : portal.configError;
+    const portalError = portalConfigError(portal, RED._(`${TYPE}.errors.noPortal`));
 
     // Config filter/order are checked on deploy: a typo shows at once, not at the first msg.
     let configFilter: OfflineFilter | undefined;
@@ -93,12 +91,7 @@ export default function register(RED: NodeAPI): void {
         configError = asBitrix24Error(err);
       }
     }
-    if (configError) {
-      this.status({ fill: "red", shape: "ring", text: errorStatusText(configError) });
-      this.error(configError);
-    } else {
-      this.status({});
-    }
+    showConfigError(this, configError);
     const authConnector = String(config.authConnector ?? "").trim() || undefined;
 
     this.on("input", (msg: ListInput, send, done) => {

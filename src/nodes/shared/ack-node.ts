@@ -2,7 +2,7 @@ import type { Node, NodeAPI, NodeMessageInFlow } from "node-red";
 import type { AckQueue } from "../../core/acks/ack-queue";
 import { Bitrix24Error } from "../../core/rest/errors";
 import { closeWaitMs } from "./close-wait";
-import { errorStatusText, reportFailure } from "./error-report";
+import { errorStatusText, portalConfigError, reportFailure, showConfigError } from "./error-report";
 import type { Bitrix24Meta } from "./msg-contract";
 import { StatusThrottle } from "./status-throttle";
 
@@ -48,9 +48,7 @@ export interface AckPortal {
 
 export function runAckNode<T>(RED: NodeAPI, node: Node, portal: AckPortal | null, spec: AckNodeSpec<T>): void {
   const t = (key: string, params?: Record<string, string | number>) => RED._(`${spec.type}.${key}`, params);
-  const configError: Bitrix24Error | undefined = !portal
-    ? new Bitrix24Error({ code: "INVALID_CONFIG", description: t("errors.noPortal") })
-    : portal.configError;
+  const configError = portalConfigError(portal, t("errors.noPortal"));
 
   let acked = 0;
   let failed = 0;
@@ -107,12 +105,7 @@ export function runAckNode<T>(RED: NodeAPI, node: Node, portal: AckPortal | null
     if (!holdTimer) holdTimer = setTimeout(release, spec.holdMs);
   };
 
-  if (configError) {
-    node.status({ fill: "red", shape: "ring", text: errorStatusText(configError) });
-    node.error(configError);
-  } else {
-    node.status({});
-  }
+  showConfigError(node, configError);
 
   node.on("input", (input, send, done) => {
     const msg = input as AckMessage;

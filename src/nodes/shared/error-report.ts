@@ -41,3 +41,24 @@ export function reportFailure(
   else node.error(error, msg);
   return error;
 }
+
+/**
+ * What is wrong with a worker node's portal at deploy: none selected (`noPortal`, the node's own words), or the
+ * portal's own configuration error; undefined when it can serve.
+ */
+export function portalConfigError(
+  portal: { configError?: Bitrix24Error } | null,
+  noPortal: string,
+): Bitrix24Error | undefined {
+  return portal ? portal.configError : new Bitrix24Error({ code: "INVALID_CONFIG", description: noPortal });
+}
+
+/** A node's configuration shown at deploy: a wrong one as a red status and in the log, a right one as no status. */
+export function showConfigError(node: Node, configError: Bitrix24Error | undefined): void {
+  if (configError) {
+    node.status({ fill: "red", shape: "ring", text: errorStatusText(configError) });
+    node.error(configError);
+  } else {
+    node.status({});
+  }
+}
