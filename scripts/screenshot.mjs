@@ -6,10 +6,10 @@
 //   node scripts/screenshot.mjs
 import { spawn } from "node:child_process";
 import { mkdirSync, statSync } from "node:fs";
-import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { tsImport } from "tsx/esm/api";
+import { freePort } from "../test/kit/free-port.cjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const docs = join(root, "docs");
@@ -19,17 +19,6 @@ const FLOW_TAB = "Bitrix24: basic sync";
 const STATUS_NODES = ["bs-trigger", "bs-get", "bs-synced"];
 // how long the sidebar watches the demo before its picture: long enough for the chart to show the trickle
 const SIDEBAR_WATCH_MS = 45000;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function until(condition, what, timeoutMs = 60000) {
   const deadline = Date.now() + timeoutMs;

@@ -2,20 +2,9 @@
 // free loopback port with a throwaway data directory, stopped when the measurement ends.
 import { randomBytes } from "node:crypto";
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address();
-      probe.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from "../../test/kit/free-port.cjs";
 
 /** @returns {Promise<{server: {host, port, user, password, database}, schema: () => string, stop: () => Promise<void>}>} */
 export async function startPostgres() {

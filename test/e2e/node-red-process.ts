@@ -1,8 +1,11 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import axios from "axios";
+import { freePort } from "../kit/free-port.cjs";
+
+// The e2e tests take their ports from here, with the rest of a Node-RED process.
+export { freePort };
 
 /**
  * Which Node-RED runs the end-to-end tests. By default the devDependency on the Node that runs mocha; the
@@ -31,18 +34,6 @@ export interface FlowNode {
   wires?: string[][];
   credentials?: Record<string, string>;
   [property: string]: unknown;
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export async function startNodeRed(

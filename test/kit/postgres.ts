@@ -1,10 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import type { PgSettings } from "../../src/core/state/postgres/pg-database";
+import { freePort } from "./free-port.cjs";
 
 /**
  * A real PostgreSQL for the tests (issue 20: no mock database, they prove nothing about locks). Started once per
@@ -33,19 +33,6 @@ interface EmbeddedPostgresClass {
 }
 
 let server: Promise<Server> | undefined;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const address = probe.address();
-      probe.close(() =>
-        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
-      );
-    });
-  });
-}
 
 async function startEmbedded(): Promise<Server> {
   // ESM only (and typed for moduleResolution node16, not ours): loaded by name when a test first needs it, so
