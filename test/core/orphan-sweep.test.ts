@@ -27,18 +27,24 @@ describe("orphan sweep", () => {
     };
   }
 
+  /** A sweep of 5 pages of the queue without a connector, the registry's rule unless `over` says otherwise. */
+  function sweepOn(api: ReturnType<typeof portal>, over: Partial<ConstructorParameters<typeof OrphanSweep>[1]> = {}) {
+    return new OrphanSweep(api, {
+      errorFlag: 0,
+      authConnector: "",
+      sweepPages: 5,
+      orphanAgeMs: 60_000,
+      ageRule: false,
+      ...over,
+    });
+  }
+
   it("takes an unknown process id at once when no live consumer has a get in flight from before the list", async () => {
     const calls: OfflineListParams[] = [];
     const held = [record(1, "lost"), record(2, "mine"), record(3, "")];
-    const sweep = new OrphanSweep(
+    const sweep = sweepOn(
       portal(() => held, calls),
-      {
-        errorFlag: 0,
-        authConnector: "k",
-        sweepPages: 5,
-        orphanAgeMs: 60_000,
-        ageRule: false,
-      },
+      { authConnector: "k" },
     );
     const tally = newTally();
     const nothingInFlight = async () => ({ known: new Set(["mine"]) });
@@ -59,15 +65,9 @@ describe("orphan sweep", () => {
 
   it("under the age rule (consumers the registry cannot see), only after orphanAgeMs, forgetting ids that went away", async () => {
     let held = [record(1, "lost"), record(2, "mine"), record(3, "")];
-    const sweep = new OrphanSweep(
+    const sweep = sweepOn(
       portal(() => held),
-      {
-        errorFlag: 0,
-        authConnector: "",
-        sweepPages: 5,
-        orphanAgeMs: 30,
-        ageRule: true,
-      },
+      { orphanAgeMs: 30, ageRule: true },
     );
     const tally = newTally();
     const known = async () => ({ known: new Set(["mine"]) });

@@ -14,7 +14,14 @@ import { FileTokenStore, fingerprint, tokenStoreKey } from "../../src/core/state
 import { MethodPauses } from "../../src/core/transport/method-pauses";
 import { MAX_REDIRECT_HOPS } from "../../src/core/transport/portal-move";
 import { fakeAppClient } from "../kit/clients";
-import { FakePortal, type SeenRequest, sendError, sendJson, sendResult } from "../kit/fake-portal";
+import {
+  FakePortal,
+  type SeenRequest,
+  sendError,
+  sendJson,
+  sendOperationTimeLimit,
+  sendResult,
+} from "../kit/fake-portal";
 import { rejection } from "../kit/rejection";
 import { sleep, until } from "../wait";
 
@@ -313,11 +320,7 @@ describe("core/client against what real portals do (renames, OAuth regions, limi
       const portal = await fake((req, res) => {
         if (req.restMethod === "event.offline.get" && refusals-- > 0) {
           resetAt = Date.now() + 400;
-          sendJson(res, 429, {
-            error: "OPERATION_TIME_LIMIT",
-            error_description: "Method is blocked due to operation time limit.",
-            time: { operating: 480.1, operating_reset_at: resetAt / 1000 },
-          });
+          sendOperationTimeLimit(res, 480.1, resetAt);
         } else sendResult(res, req.restMethod);
       });
       const c = webhookClient(portal.url, { retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 } });
@@ -348,11 +351,7 @@ describe("core/client against what real portals do (renames, OAuth regions, limi
       const portal = await fake((req, res) => {
         if (refusals-- > 0) {
           resetAt = Date.now() + 300;
-          sendJson(res, 429, {
-            error: "OPERATION_TIME_LIMIT",
-            error_description: "Method is blocked due to operation time limit.",
-            time: { operating: 480, operating_reset_at: resetAt / 1000 },
-          });
+          sendOperationTimeLimit(res, 480, resetAt);
         } else sendResult(res, req.restMethod);
       });
       const c = webhookClient(portal.url, { retry: { maxAttempts: 1 } });
