@@ -486,17 +486,37 @@ describe("bitrix24-call node", function () {
   });
 
   describe("in a flow with the offline nodes", () => {
+    /**
+     * Loads portal "p", get node "g" and `between` (the call nodes, wired from "g"), then a clear by record id into
+     * helper "out"; starts "g" and answers what reached "out".
+     */
+    async function drainThrough(types: unknown[], get: FlowItem, between: FlowItem[]) {
+      await helper.load(
+        [nodes.portal, nodes.get, nodes.clear, ...types] as Parameters<typeof helper.load>[0],
+        <FlowItem[]>[
+          portalConfig(sandbox) as FlowItem,
+          get,
+          ...between,
+          { id: "clear", type: "bitrix24-offline-clear", portal: "p", by: "id", wires: [["out"]] },
+          { id: "out", type: "helper" },
+        ],
+        { p: portalCredentials(sandbox) },
+      );
+      const out = collect();
+      (helper.getNode("g") as unknown as SpiedNode).receive({});
+      return out;
+    }
+
     it("get → call → clear: per event, no configuration; the write carries the event's connector", async () => {
       const ids = await addDeals(3);
       await rest("event.bind", { event: "ONCRMDEALUPDATE", event_type: "offline", auth_connector: "sync" });
       await rest("event.bind", { event: "ONCRMDEALUPDATE", event_type: "offline", auth_connector: "other" });
       for (const id of ids) await rest("crm.deal.update", { id, fields: { OPPORTUNITY: 7 } });
       should(sandbox.records().length).equal(6);
-      await helper.load(
-        [nodes.portal, nodes.get, nodes.clear, callNode],
-        <FlowItem[]>[
-          portalConfig(sandbox) as FlowItem,
-          { ...GET_DEFAULTS, id: "g", authConnector: "sync", wires: [["read"], [], []] },
+      const out = await drainThrough(
+        [callNode],
+        { ...GET_DEFAULTS, id: "g", authConnector: "sync", wires: [["read"], [], []] },
+        [
           {
             id: "read",
             type: "bitrix24-call",
@@ -515,13 +535,8 @@ describe("bitrix24-call node", function () {
             paramsType: "jsonata",
             wires: [["clear"]],
           },
-          { id: "clear", type: "bitrix24-offline-clear", portal: "p", by: "id", wires: [["out"]] },
-          { id: "out", type: "helper" },
         ],
-        { p: portalCredentials(sandbox) },
       );
-      const out = collect();
-      (helper.getNode("g") as unknown as SpiedNode).receive({});
       await until(() => out.length === 3, "3 events read, written back and acknowledged");
       for (const msg of out) should(msg.bitrix24?.acked).be.true();
       for (const id of ids) should(sandbox.crm.get("deal", id)?.COMMENTS).equal("synced");
@@ -534,11 +549,11 @@ describe("bitrix24-call node", function () {
       const ids = await addDeals(60);
       await rest("event.bind", { event: "ONCRMDEALUPDATE", event_type: "offline" });
       for (const id of ids) await rest("crm.deal.update", { id, fields: { OPPORTUNITY: 7 } });
-      await helper.load(
-        [nodes.portal, nodes.get, nodes.clear, callNode, changeNode],
-        <FlowItem[]>[
-          portalConfig(sandbox) as FlowItem,
-          { ...GET_DEFAULTS, id: "g", output: "batch", wires: [["ids"], [], []] },
+      const before = requests("batch");
+      const out = await drainThrough(
+        [callNode, changeNode],
+        { ...GET_DEFAULTS, id: "g", output: "batch", wires: [["ids"], [], []] },
+        [
           {
             id: "ids",
             type: "change",
@@ -555,14 +570,8 @@ describe("bitrix24-call node", function () {
             mode: "each",
             wires: [["clear"]],
           },
-          { id: "clear", type: "bitrix24-offline-clear", portal: "p", by: "id", wires: [["out"]] },
-          { id: "out", type: "helper" },
         ],
-        { p: portalCredentials(sandbox) },
       );
-      const out = collect();
-      const before = requests("batch");
-      (helper.getNode("g") as unknown as SpiedNode).receive({});
       await until(() => out.reduce((n, m) => n + (m.payload as Deal[]).length, 0) === 60, "60 deals read and acked");
       should(out.flatMap((m) => (m.payload as Deal[]).map((d) => Number(d.ID))).sort((a, b) => a - b)).eql(ids);
       should(out.every((m) => m.bitrix24?.acked === true)).be.true();
