@@ -87,6 +87,16 @@ function messageIds(method: string, value: unknown): string[] {
   return [...new Set(ids)];
 }
 
+/** The checked filter and order of a get or list, each only when it names something (the portal's default else). */
+function filterAndOrder(p: { filter?: unknown; order?: unknown }, forList: boolean): Record<string, unknown> {
+  const params: Record<string, unknown> = {};
+  const filter = validateFilter(p.filter, forList);
+  const order = validateOrder(p.order, forList);
+  if (Object.keys(filter).length > 0) params.filter = filter;
+  if (Object.keys(order).length > 0) params.order = order;
+  return params;
+}
+
 function setIfDefined(target: Record<string, unknown>, key: string, value: unknown): void {
   if (value !== undefined) target[key] = value;
 }
@@ -117,11 +127,7 @@ export class OfflineEventsApi {
 
   getCommand(p: OfflineGetParams = {}): BatchCommand {
     const method = "event.offline.get";
-    const params: Record<string, unknown> = {};
-    const filter = validateFilter(p.filter, false);
-    const order = validateOrder(p.order, false);
-    if (Object.keys(filter).length > 0) params.filter = filter;
-    if (Object.keys(order).length > 0) params.order = order;
+    const params = filterAndOrder(p, false);
     if (p.limit !== undefined) {
       if (!Number.isSafeInteger(p.limit) || p.limit <= 0) {
         throw refuse(method, `limit must be a positive integer, got ${JSON.stringify(p.limit)}`);
@@ -184,11 +190,7 @@ export class OfflineEventsApi {
 
   async list(p: OfflineListParams = {}): Promise<OfflineListPage> {
     const method = "event.offline.list";
-    const params: Record<string, unknown> = {};
-    const filter = validateFilter(p.filter, true);
-    const order = validateOrder(p.order, true);
-    if (Object.keys(filter).length > 0) params.filter = filter;
-    if (Object.keys(order).length > 0) params.order = order;
+    const params = filterAndOrder(p, true);
     if (p.start !== undefined) {
       if (!Number.isSafeInteger(p.start) || p.start < 0) {
         throw refuse(method, `start must be a non-negative integer ((page - 1) * ${LIST_PAGE_SIZE})`);
