@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import should from "should";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
-import { type Delivery, drainFlow, readDeliveries } from "./drain-flow";
+import { type Delivery, drainFlow, readDeliveries, untilDelivered } from "./drain-flow";
 import { PORTAL_ID, sandboxPortal, until } from "./example-flows";
 import { freshUserDir } from "./installed-package";
 import { type NodeRedProcess, startNodeRed } from "./node-red-process";
@@ -106,16 +106,8 @@ describe("Node-RED killed in the middle of a drain and started again", function 
     nodeRed = await startNodeRed(userDir);
     const restartedAt = Date.now();
     const lostIds = new Set(lost.map((r) => Number(r.ID)));
-    await until(
-      () => readDeliveries(logFile).filter((d) => lostIds.has(d.id)).length === lostIds.size,
-      "the lost batch delivered again",
-      BOUND_MS,
-      20,
-    ).catch((err) => {
-      throw new Error(
-        `${err.message}\n${JSON.stringify(sandbox.stats())}\n${nodeRed?.output().slice(-3000)}\n${journal(userDir)}`,
-      );
-    });
+    const why = () => `${JSON.stringify(sandbox.stats())}\n${nodeRed?.output().slice(-3000)}\n${journal(userDir)}`;
+    await untilDelivered(logFile, lostIds, "the lost batch delivered again", BOUND_MS, why);
     const backIn = Date.now() - restartedAt;
     await until(() => sandbox.stats().queue.total === 0, "the queue drained", 30000);
     await nodeRed.stop();

@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { clearNode, getNode } from "../kit/flows.cjs";
+import { until } from "./example-flows";
 import type { FlowNode } from "./node-red-process";
 
 /**
@@ -120,4 +121,22 @@ export function readDeliveries(logFile: string): Delivery[] {
     .map((line) => line.split(","))
     .filter((fields) => fields.length === 3 && /^\d+$/.test(fields[0]))
     .map(([id, how, processId]) => ({ id: Number(id), redelivered: how === "r", processId }));
+}
+
+/**
+ * Waits until the delivery log names every id of `ids` (polled every 20 ms, for at most `boundMs`: the crash tests'
+ * bound); a time-out fails with `explain()` appended, what the test knows of why.
+ */
+export async function untilDelivered(
+  logFile: string,
+  ids: Set<number>,
+  what: string,
+  boundMs: number,
+  explain: () => string,
+): Promise<void> {
+  await until(() => readDeliveries(logFile).filter((d) => ids.has(d.id)).length === ids.size, what, boundMs, 20).catch(
+    (err: Error) => {
+      throw new Error(`${err.message}\n${explain()}`);
+    },
+  );
 }

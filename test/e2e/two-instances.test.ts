@@ -2,7 +2,7 @@ import { mkdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import should from "should";
 import { type Sandbox, startSandbox } from "../../src/sandbox";
-import { drainFlow, readDeliveries } from "./drain-flow";
+import { drainFlow, readDeliveries, untilDelivered } from "./drain-flow";
 import { PORTAL_ID, sandboxPortal, until } from "./example-flows";
 import { freshUserDir } from "./installed-package";
 import { type NodeRedProcess, startNodeRed } from "./node-red-process";
@@ -121,21 +121,14 @@ describe("two Node-RED instances draining one portal queue", function () {
 
       // B sees A's death at its next heartbeat and takes A's batch over
       const aIds = new Set(aBatch.map((r) => Number(r.ID)));
-      await until(
-        () => readDeliveries(logB).filter((d) => aIds.has(d.id)).length === aIds.size,
-        "B adopted A's batch",
-        BOUND_MS,
-        20,
-      ).catch((err) => {
-        throw new Error(
-          `${err.message}\n${JSON.stringify(portalSandbox.stats())}\nB log: ${readDeliveries(logB).length} lines, of A: ${readDeliveries(logB).filter((d) => aIds.has(d.id)).length} after ${Date.now() - killedAt} ms\n${b
-            .output()
-            .split("\n")
-            .filter((l) => !/\[info\]/.test(l))
-            .join("\n")
-            .slice(-3000)}`,
-        );
-      });
+      const why = () =>
+        `${JSON.stringify(portalSandbox.stats())}\nB log: ${readDeliveries(logB).length} lines, of A: ${readDeliveries(logB).filter((d) => aIds.has(d.id)).length} after ${Date.now() - killedAt} ms\n${b
+          .output()
+          .split("\n")
+          .filter((l) => !/\[info\]/.test(l))
+          .join("\n")
+          .slice(-3000)}`;
+      await untilDelivered(logB, aIds, "B adopted A's batch", BOUND_MS, why);
       const adoptedIn = Date.now() - killedAt;
 
       // A starts again while B still works through its batches: A must take none of them
