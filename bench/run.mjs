@@ -25,29 +25,20 @@ import { unlimitedDrain } from "./scenarios/unlimited-drain.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
+// Each measurement's number is the one its title starts with ("--only 3" or "--only unlimited-drain").
 const MEASUREMENTS = [
-  { number: "1", id: "rate-limited-drain", title: "1. Rate-limited drain (ack mode)", run: rateLimitedDrain },
-  { number: "2", id: "baseline-comparison", title: "2. Side by side with a core-nodes flow", run: baselineComparison },
-  {
-    number: "3",
-    id: "unlimited-drain",
-    title: "3. Unlimited drain: Node-RED vs. raw core client",
-    run: unlimitedDrain,
-  },
-  { number: "4", id: "push-latency", title: "4. Latency: push vs. polling", run: pushLatency },
-  { number: "5", id: "memory", title: "5. Memory while draining", run: memoryFlat },
-  { number: "6", id: "scale-out", title: "6. Scale-out", run: scaleOut },
-  { number: "7", id: "call-all", title: "7. Call node engine: all records of a list", run: callAll },
-  { number: "8", id: "call-each", title: "8. Call node engine: one call per item", run: callEach },
-  { number: "9", id: "changes", title: "9. What changed (changes option)", run: changesMeasurement },
-  {
-    number: "10",
-    id: "ops-overhead",
-    title: "10. Operations view: sidebar open and metrics scraped vs. neither",
-    run: opsOverhead,
-  },
-  { number: "11", id: "postgres-store", title: "11. PostgreSQL store", run: postgresStore },
-];
+  { id: "rate-limited-drain", title: "1. Rate-limited drain (ack mode)", run: rateLimitedDrain },
+  { id: "baseline-comparison", title: "2. Side by side with a core-nodes flow", run: baselineComparison },
+  { id: "unlimited-drain", title: "3. Unlimited drain: Node-RED vs. raw core client", run: unlimitedDrain },
+  { id: "push-latency", title: "4. Latency: push vs. polling", run: pushLatency },
+  { id: "memory", title: "5. Memory while draining", run: memoryFlat },
+  { id: "scale-out", title: "6. Scale-out", run: scaleOut },
+  { id: "call-all", title: "7. Call node engine: all records of a list", run: callAll },
+  { id: "call-each", title: "8. Call node engine: one call per item", run: callEach },
+  { id: "changes", title: "9. What changed (changes option)", run: changesMeasurement },
+  { id: "ops-overhead", title: "10. Operations view: sidebar open and metrics scraped vs. neither", run: opsOverhead },
+  { id: "postgres-store", title: "11. PostgreSQL store", run: postgresStore },
+].map((m) => ({ ...m, number: m.title.slice(0, m.title.indexOf(".")) }));
 
 function parseArgs(argv) {
   const args = { quick: false, only: null, out: null };
