@@ -32,15 +32,18 @@ export function removeRoute(app: unknown, handler: RequestHandler): void {
   }
 }
 
+/** The settings' httpNodeMiddleware (one function or a list), run before every route of ours as before an `http in`. */
+function nodeMiddleware(RED: NodeAPI): RequestHandler[] {
+  const settings = RED.settings as { httpNodeMiddleware?: RequestHandler | RequestHandler[] };
+  return typeof settings.httpNodeMiddleware === "function" || Array.isArray(settings.httpNodeMiddleware)
+    ? [settings.httpNodeMiddleware].flat()
+    : [];
+}
+
 /** POST route on RED.httpNode; false (and nothing registered) when httpNodeRoot is false. */
 export function registerPost(RED: NodeAPI, path: string, handler: RequestHandler): boolean {
   if (RED.settings.httpNodeRoot === false) return false;
-  const settings = RED.settings as { httpNodeMiddleware?: RequestHandler | RequestHandler[] };
-  const middleware =
-    typeof settings.httpNodeMiddleware === "function" || Array.isArray(settings.httpNodeMiddleware)
-      ? [settings.httpNodeMiddleware].flat()
-      : [];
-  RED.httpNode.post(path, ...middleware, handler);
+  RED.httpNode.post(path, ...nodeMiddleware(RED), handler);
   return true;
 }
 
@@ -91,11 +94,6 @@ export class RefusalReporter {
 /** GET route on RED.httpNode behind httpNodeMiddleware (httpNodeAuth guards all of httpNodeRoot); false when httpNodeRoot is false. */
 export function registerGet(RED: NodeAPI, path: string, handler: RequestHandler): boolean {
   if (RED.settings.httpNodeRoot === false) return false;
-  const settings = RED.settings as { httpNodeMiddleware?: RequestHandler | RequestHandler[] };
-  const middleware =
-    typeof settings.httpNodeMiddleware === "function" || Array.isArray(settings.httpNodeMiddleware)
-      ? [settings.httpNodeMiddleware].flat()
-      : [];
-  RED.httpNode.get(path, ...middleware, handler);
+  RED.httpNode.get(path, ...nodeMiddleware(RED), handler);
   return true;
 }
