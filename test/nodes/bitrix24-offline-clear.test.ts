@@ -25,14 +25,19 @@ describe("bitrix24-offline-clear node", function () {
     return got;
   }
 
+  /** The sandbox started, the clear node loaded with `clear`, and `count` new records held by a get of our own. */
+  async function loadHeld(count: number, clear: Record<string, unknown> = {}, authConnector?: string) {
+    await start();
+    const loaded = await load(clear);
+    return { ...loaded, got: await fetchHeld(loaded.api, count, authConnector) };
+  }
+
   function clearRequests(): number {
     return sandbox.stats().requests.byMethod["event.offline.clear"] ?? 0;
   }
 
   it("50 single-event acks cost exactly ONE event.offline.clear request; each msg passes on with acked=true", async () => {
-    await start();
-    const { node, api, out } = await load();
-    const got = await fetchHeld(api, 50);
+    const { node, out, got } = await loadHeld(50);
     for (const msg of eventMsgs(got)) node.receive(msg as unknown as Record<string, unknown>);
     await until(() => out.length === 50);
     should(clearRequests()).equal(1);
@@ -45,9 +50,7 @@ describe("bitrix24-offline-clear node", function () {
   });
 
   it("passes a msg on only after the portal confirmed its clear", async () => {
-    await start();
-    const { node, api, out } = await load();
-    const got = await fetchHeld(api, 1);
+    const { node, out, got } = await loadHeld(1);
     sandbox.setFaults({ latencyMs: 150, methods: ["event.offline.clear"] });
     node.receive(eventMsgs(got)[0] as unknown as Record<string, unknown>);
     await sleep(60);
@@ -58,9 +61,7 @@ describe("bitrix24-offline-clear node", function () {
   });
 
   it("clears by message id", async () => {
-    await start();
-    const { node, api, out } = await load({ by: "message_id" });
-    const got = await fetchHeld(api, 3);
+    const { node, out, got } = await loadHeld(3, { by: "message_id" });
     const msgs = eventMsgs(got);
     node.receive(msgs[0] as unknown as Record<string, unknown>);
     node.receive(msgs[1] as unknown as Record<string, unknown>);
@@ -70,9 +71,7 @@ describe("bitrix24-offline-clear node", function () {
   });
 
   it("by process clears every record of the msg's process (and nothing else)", async () => {
-    await start();
-    const { node, api, out } = await load({ by: "process" });
-    const got = await fetchHeld(api, 4);
+    const { node, out, got } = await loadHeld(4, { by: "process" });
     sandbox.addEvents(2);
     node.receive(eventMsgs(got)[0] as unknown as Record<string, unknown>);
     await until(() => out.length === 1);
@@ -82,9 +81,7 @@ describe("bitrix24-offline-clear node", function () {
   });
 
   it("acks a batch msg (msg.payload = array of events) in one request", async () => {
-    await start();
-    const { node, api, out } = await load();
-    const got = await fetchHeld(api, 20);
+    const { node, out, got } = await loadHeld(20);
     node.receive(batchMsg(got) as unknown as Record<string, unknown>);
     await until(() => out.length === 1);
     should(out[0].bitrix24.acked).be.true();
@@ -93,9 +90,7 @@ describe("bitrix24-offline-clear node", function () {
   });
 
   it("acks msgs after a split node (per-event msg.payload.ID with the batch's msg.bitrix24)", async () => {
-    await start();
-    const { node, api, out } = await load();
-    const got = await fetchHeld(api, 5);
+    const { node, out, got } = await loadHeld(5);
     const batch = batchMsg(got);
     for (const event of got.events) {
       node.receive({ payload: event, bitrix24: { ...batch.bitrix24 }, parts: { id: "x", index: 0, count: 5 } });
@@ -106,9 +101,7 @@ describe("bitrix24-offline-clear node", function () {
   });
 
   it("acks explicit msg.ids with msg.processId", async () => {
-    await start();
-    const { node, api, out } = await load();
-    const got = await fetchHeld(api, 3);
+    const { node, out, got } = await loadHeld(3);
     node.receive({ ids: [Number(got.events[0].ID), got.events[1].ID], processId: got.process_id, _tag: "x" });
     await until(() => out.length === 1);
     should(out[0]._tag).equal("x");
@@ -141,9 +134,7 @@ describe("bitrix24-offline-clear node", function () {
   });
 
   it("carries the auth_connector: events fetched with connector X are really deleted", async () => {
-    await start();
-    const { node, api, out } = await load();
-    const got = await fetchHeld(api, 3, "crm_x");
+    const { node, out, got } = await loadHeld(3, {}, "crm_x");
     for (const msg of eventMsgs(got, { authConnector: "crm_x" }))
       node.receive(msg as unknown as Record<string, unknown>);
     await until(() => out.length === 3);
@@ -152,9 +143,7 @@ describe("bitrix24-offline-clear node", function () {
   });
 
   it("acking the same event twice is harmless", async () => {
-    await start();
-    const { node, api, out } = await load();
-    const got = await fetchHeld(api, 2);
+    const { node, out, got } = await loadHeld(2);
     const [first] = eventMsgs(got);
     node.receive(first as unknown as Record<string, unknown>);
     node.receive(structuredClone(first) as unknown as Record<string, unknown>);
@@ -165,9 +154,7 @@ describe("bitrix24-offline-clear node", function () {
   });
 
   it("a portal failure reaches Catch with every msg of the failed call; nothing passes on", async () => {
-    await start();
-    const { node, api, out, caught } = await load();
-    const got = await fetchHeld(api, 3);
+    const { node, out, caught, got } = await loadHeld(3);
     sandbox.setFaults({ errorRate: 1, errorCode: "ACCESS_DENIED", methods: ["event.offline.clear"] });
     const msgs = eventMsgs(got).map((m, i) => ({ ...m, _tag: `m${i}` }));
     for (const msg of msgs) node.receive(msg as unknown as Record<string, unknown>);
@@ -181,9 +168,7 @@ describe("bitrix24-offline-clear node", function () {
   });
 
   it("gathers spread-out acks for coalesceMs and sends them once the whole batch has arrived", async () => {
-    await start();
-    const { node, api, out } = await load({ coalesceMs: 5000 });
-    const got = await fetchHeld(api, 5);
+    const { node, out, got } = await loadHeld(5, { coalesceMs: 5000 });
     const startedAt = Date.now();
     for (const msg of eventMsgs(got)) {
       node.receive(msg as unknown as Record<string, unknown>);
