@@ -145,9 +145,17 @@ describe("core/client against what real portals do (renames, OAuth regions, limi
       const old = await fake(redirectTo(() => renamed.url));
       await oauthClient(old.url).call("event.get");
       const file = join(dir, `${tokenStoreKey(new URL(old.url).host, "app.1")}.tokens.json`);
-      await new Promise((r) => setTimeout(r, 50)); // the move is written in the background
-      const stored = JSON.parse(await fs.readFile(file, "utf8")) as Record<string, unknown>;
-      should(stored.clientEndpoint).equal(`${renamed.url}/rest/`);
+      // The move is written in the background, under the token file's lock: wait for it (a fixed 50 ms pause was
+      // too short once in a CI run on the busy machine).
+      const storedEndpoint = async () =>
+        (JSON.parse(await fs.readFile(file, "utf8").catch(() => "{}")) as Record<string, unknown>).clientEndpoint;
+      const deadline = Date.now() + 5000;
+      let endpoint = await storedEndpoint();
+      while (endpoint === undefined && Date.now() < deadline) {
+        await sleep(10);
+        endpoint = await storedEndpoint();
+      }
+      should(endpoint).equal(`${renamed.url}/rest/`);
       const restarted = oauthClient(old.url);
       await restarted.call("event.get");
       should(old.requests).have.length(1);
