@@ -4,7 +4,7 @@ import { FieldLabels } from "../changes/field-labels";
 import { BUILTIN_ENTITY_MAP, type EntityMap, type ObjectRef, objectRefOf } from "../entities/entity-reads";
 import type { RidingReads } from "../entities/entity-stage";
 import type { OfflineEvent } from "../rest/types";
-import { LmdbSnapshotStores } from "../state/lmdb-snapshot-store";
+import type { SnapshotStores } from "../state/snapshot-store";
 import { sendChunked } from "./consumer-batch";
 import type { ConsumerAcks, ConsumerApi, ConsumerMode, ConsumerSettings, DeliveryGroup, Tally } from "./consumer-types";
 import { stateDirOf } from "./journal-writer";
@@ -119,7 +119,7 @@ export class ConsumerChanges {
     const o = this.o;
     // One history per queue and watch list: two nodes watching different fields must not advance each other.
     const ns = [o.portalHost, o.clientId, o.authConnector, o.watchFields.join(",")].join("\u0000");
-    const store = await (o.snapshots ?? new LmdbSnapshotStores(stateDirOf(o))).open(ns);
+    const store = await (o.snapshots ?? localSnapshots(stateDirOf(o))).open(ns);
     return new ChangeTracker({
       store,
       map: o.entityMap ?? BUILTIN_ENTITY_MAP,
@@ -128,4 +128,16 @@ export class ConsumerChanges {
       send: (commands) => sendChunked(api.client, commands),
     });
   }
+}
+
+/**
+ * The embedded store (LMDB, a native module) is loaded only when a consumer tracks changes on this machine: a flow
+ * without the option, or with a PostgreSQL store, never loads it, so a platform without LMDB's prebuilt binary
+ * still runs every other node.
+ */
+function localSnapshots(dir: string): SnapshotStores {
+  // require, not import(): the build is CommonJS, and the tests run the sources through tsx's require hook.
+  const { LmdbSnapshotStores } =
+    require("../state/lmdb-snapshot-store") as typeof import("../state/lmdb-snapshot-store");
+  return new LmdbSnapshotStores(dir);
 }
