@@ -16,7 +16,7 @@ import { consumerOptions } from "../kit/consumer";
 import { adminClient, canRestart, freshSchema, pgServer } from "../kit/postgres";
 import { sandboxClient } from "../kit/sandbox-client";
 import { storedTokens } from "../kit/tokens";
-import { sleep } from "../wait";
+import { sleep, until } from "../wait";
 
 /** The PostgreSQL implementation of the state seam, against a real server (test/kit/postgres.ts). */
 
@@ -146,8 +146,7 @@ describe("PostgreSQL state", function () {
         child.stdout?.on("data", (chunk: Buffer) => {
           out += chunk.toString();
         });
-        const deadline = Date.now() + 15000;
-        while (!out.includes("locked") && Date.now() < deadline) await sleep(20);
+        await until(() => out.includes("locked"), 15000, "the lock holder to say it holds the lock");
         should(out).containEql("locked");
         await sleep(1100); // the deployed access token is expired: the call below must refresh, under the lock
         const call = client.call("app.info");

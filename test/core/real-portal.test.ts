@@ -149,13 +149,8 @@ describe("core/client against what real portals do (renames, OAuth regions, limi
       // too short once in a CI run on the busy machine).
       const storedEndpoint = async () =>
         (JSON.parse(await fs.readFile(file, "utf8").catch(() => "{}")) as Record<string, unknown>).clientEndpoint;
-      const deadline = Date.now() + 5000;
-      let endpoint = await storedEndpoint();
-      while (endpoint === undefined && Date.now() < deadline) {
-        await sleep(10);
-        endpoint = await storedEndpoint();
-      }
-      should(endpoint).equal(`${renamed.url}/rest/`);
+      await until(async () => (await storedEndpoint()) !== undefined, 5000, "the adopted address in the token file");
+      should(await storedEndpoint()).equal(`${renamed.url}/rest/`);
       const restarted = oauthClient(old.url);
       await restarted.call("event.get");
       should(old.requests).have.length(1);
